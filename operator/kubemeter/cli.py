@@ -1,0 +1,198 @@
+"""``kubemeter run | sim | demo | parse``.
+
+Every ``run`` flag can also be set by an environment variable (KUBEMETER_<FLAG>, e.g.
+KUBEMETER_METRICS_PORT), so the container can be configured either way; flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+LOG_FORMATS = ("text", "json")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # kopf is chatty at INFO about every handler it runs; its warnings still come through.
+    logging.getLogger("kopf").setLevel(max(logging.WARNING, root.level))
+
+
+def _env(name: str, default: object, cast: Callable[[str], object] = str) -> object:
+    value = os.environ.get(f"KUBEMETER_{name}")
+    if value is None:
+        return default
+    try:
+        return cast(value)
+    except ValueError:
+        raise SystemExit(f"kubemeter: invalid KUBEMETER_{name}={value!r}") from None
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                        help="kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config)")
+    parser.add_argument("--context", default=_env("CONTEXT", None), help="kubeconfig context")
+    parser.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 8080, int),
+                        help="port of /metrics, /healthz and /readyz (default 8080)")
+    parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"), help="address to listen on")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default=str(_env("LOG_LEVEL", "info")).lower())
+    parser.add_argument("--write-qps", type=float, default=_env("WRITE_QPS", 20.0, float),
+                        help="API requests per second, all policies together (default 20)")
+    parser.add_argument("--write-burst", type=int, default=_env("WRITE_BURST", 50, int),
+                        help="API request burst (default 50)")
+    parser.add_argument("--kubelet-ca", default=_env("KUBELET_CA", None),
+                        help="CA bundle for kubelet serving certificates (default: the cluster CA)")
+    parser.add_argument("--max-body-bytes", type=int, default=_env("MAX_BODY_BYTES", 16 * 1024 * 1024, int),
+                        help="largest kubelet response accepted (default 16 MiB)")
+    parser.add_argument("--events-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                        help="namespace for Events about cluster-scoped objects (default: $POD_NAMESPACE or default)")
+    parser.add_argument("--leader-election", action=argparse.BooleanOptionalAction,
+                        default=_env("LEADER_ELECTION", False, lambda v: v.lower() in ("1", "true", "yes")),
+                        help="only the holder of a Lease publishes (needed with more than one replica)")
+    parser.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                        help="namespace of the leader Lease (default: $POD_NAMESPACE or default)")
+    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "kubemeter"), help="name of the leader Lease")
+
+
+def run_settings(args: argparse.Namespace):
+    from kubemeter.app import RunSettings
+
+    if args.write_qps <= 0 or args.write_burst < 1:
+        raise SystemExit("kubemeter: --write-qps must be > 0 and --write-burst >= 1")
+    return RunSettings(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        write_qps=args.write_qps,
+        write_burst=args.write_burst,
+        kubelet_ca=args.kubelet_ca,
+        max_body_bytes=args.max_body_bytes,
+        events_namespace=args.events_namespace,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        identity=os.environ.get("POD_NAME") or socket.gethostname(),
+    )
+
+
+async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
+    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so everything shuts down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main(stop)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kubemeter.app import Runtime
+    from kubemeter.handlers import run_operator
+
+    setup_logging(args.log_format, args.log_level)
+    settings = run_settings(args)
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_operator(Runtime(settings), stop_flag=stop)
+
+    asyncio.run(_until_signalled(main))
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from kubemeter.scrape.decode import parse_file
+    from kubemeter.scrape.samples import DecodeError
+
+    try:
+        result = parse_file(args.file)
+    except OSError as exc:
+        print(f"kubemeter parse: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except DecodeError as exc:
+        print(f"kubemeter parse: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from kubemeter.sim import cli as sim_cli
+
+    setup_logging("text", args.log_level)
+    return asyncio.run(sim_cli.run(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kubemeter import demo
+
+    setup_logging("text", args.log_level)
+    return asyncio.run(demo.run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubemeter", description="Meter what Kubernetes workloads really use.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator (the container entrypoint)")
+    _add_run_arguments(run)
+    run.set_defaults(handler=cmd_run)
+
+    sim = commands.add_parser("sim", help="run a simulated cluster (API server and kubelets) on loopback")
+    demo = commands.add_parser("demo", help="simulated cluster + operator + a live table of WorkloadMetrics")
+    for sub in (sim, demo):
+        sub.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
+    try:  # the simulator's extra dependencies are not in the operator's image
+        from kubemeter import demo as demo_module
+        from kubemeter.sim import cli as sim_cli
+    except ImportError as exc:
+        missing = f"needs the simulator's dependencies (pip install 'kubemeter[sim]'): {exc}"
+        sim.set_defaults(handler=lambda args: sys.exit(f"kubemeter sim {missing}"))
+        demo.set_defaults(handler=lambda args: sys.exit(f"kubemeter demo {missing}"))
+    else:
+        sim_cli.add_arguments(sim)
+        sim.set_defaults(handler=cmd_sim)
+        demo_module.add_arguments(demo)
+        demo.set_defaults(handler=cmd_demo)
+
+    parse = commands.add_parser("parse", help="print what the decoder reads from a saved kubelet response")
+    parse.add_argument("file", help="a /metrics/resource or /stats/summary body (format detected from content)")
+    parse.set_defaults(handler=cmd_parse)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130

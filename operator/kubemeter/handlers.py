@@ -1,0 +1,163 @@
+"""kopf glue, and nothing else: every handler hands its event to the Runtime.
+
+Pods, nodes, namespaces, ReplicaSets and Jobs are followed with ``@kopf.on.event`` only: no index (its
+initial listing is quadratic in kopf 1.45), no state in annotations, no finalizers, and handlers return
+None so kopf never patches the watched objects. MetricsPolicy is followed the same way: the operator keeps
+no finalizer on it, so deleting a policy never hangs, running operator or not, and the garbage collector
+removes its WorkloadMetrics through their owner references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import kopf
+
+from kubemeter import GROUP, VERSION
+from kubemeter.app import Runtime
+from kubemeter.kube import credentials
+from kubemeter.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
+
+WATCHED = {
+    PODS: ("", "v1", "pods"),
+    NODES: ("", "v1", "nodes"),
+    NAMESPACES: ("", "v1", "namespaces"),
+    REPLICASETS: ("apps", "v1", "replicasets"),
+    JOBS: ("batch", "v1", "jobs"),
+}
+
+
+def _post_event(ref: dict, type_: str, reason: str, message: str) -> None:
+    kopf.event(ref, type=type_, reason=reason, message=message)
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # Only the events the operator posts on purpose; per-object handler logs stay in the log.
+    settings.posting.level = logging.WARNING
+    # Watches are re-opened every few minutes, as client-go does, so a silently dead stream cannot last.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
+        configure(settings)
+        runtime: Runtime = memo.runtime
+        runtime.post_event = _post_event
+        await runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: object) -> None:
+        await memo.runtime.stop()
+
+    @kopf.on.login(registry=registry)
+    def login(memo: kopf.Memo, **_: object) -> kopf.ConnectionInfo:
+        runtime: Runtime = memo.runtime
+        creds = credentials(runtime.config)
+        return kopf.ConnectionInfo(
+            server=creds.server,
+            ca_path=creds.ca_path,
+            insecure=creds.insecure,
+            scheme="Bearer" if creds.token else None,
+            token=creds.token,
+            certificate_path=creds.cert_path,
+            private_key_path=creds.key_path,
+            default_namespace=runtime.settings.events_namespace,
+        )
+
+    def watch(resource: str, group: str, version: str, plural: str) -> None:
+        @kopf.on.event(group, version, plural, registry=registry, id=f"watch-{plural}")
+        async def on_event(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
+            memo.runtime.watch_event(resource, event)
+
+    for resource, (group, version, plural) in WATCHED.items():
+        watch(resource, group, version, plural)
+
+    @kopf.on.event(GROUP, VERSION, "metricspolicies", registry=registry, id="policy")
+    async def on_policy(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
+        await memo.runtime.policy_event(event.get("type"), event["object"])
+
+    return registry
+
+
+T = TypeVar("T")
+
+
+async def run_operator(
+    runtime: Runtime, stop_flag: asyncio.Event | threading.Event | None = None, **kwargs: object
+) -> None:
+    """Run kopf with kubemeter's handlers until ``stop_flag`` is set (or the task is cancelled)."""
+    try:
+        await kopf.operator(
+            registry=build_registry(),
+            clusterwide=True,
+            standalone=True,
+            memo=kopf.Memo(runtime=runtime),
+            stop_flag=stop_flag,
+            **kwargs,
+        )
+    except asyncio.CancelledError:
+        # kopf ends a requested stop by cancelling its own root task: that is a clean exit, not an error.
+        if stop_flag is None or not stop_flag.is_set():
+            raise
+
+
+class OperatorThread:
+    """The operator on its own thread and event loop, as if it were a separate process.
+
+    For running it next to other asyncio code (the simulator in ``kubemeter demo`` and in tests): when kopf
+    stops it cancels every task created on its loop after it started, which must not hit anyone else's.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.stop_flag = threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="kubemeter-operator", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._started.set()
+        try:
+            self._loop.run_until_complete(run_operator(self.runtime, stop_flag=self.stop_flag))
+        except BaseException as exc:  # reported to whoever joins the thread
+            self.error = exc
+        finally:
+            self._loop.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the operator's loop (for tests and the demo to reach into the runtime)."""
+        assert self._loop is not None, "start() first"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(self.submit(coro))
+
+    async def stop(self, timeout: float = 60.0) -> None:
+        self.stop_flag.set()
+        await asyncio.to_thread(self._thread.join, timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the operator did not stop within {timeout}s")
+        if self.error is not None:
+            raise self.error

@@ -1,0 +1,52 @@
+"""Cluster connection settings, loaded once and shared by kopf, the status writer and the kubelet client.
+
+The ``kubernetes`` package reads the KUBECONFIG variable once, at import, so the path is always passed
+explicitly here: tests and ``kubemeter demo`` start clusters after import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import kubernetes
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    server: str
+    token: str | None
+    ca_path: str | None
+    cert_path: str | None
+    key_path: str | None
+    insecure: bool
+
+
+def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.Configuration:
+    """In-cluster config when running in a pod, else the given kubeconfig, $KUBECONFIG or ~/.kube/config."""
+    config = kubernetes.client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    else:
+        path = (path or "~/.kube/config").split(os.pathsep)[0]
+        kubernetes.config.load_kube_config(
+            config_file=os.path.expanduser(path), context=context, client_configuration=config
+        )
+    return config
+
+
+def credentials(config: kubernetes.client.Configuration) -> Credentials:
+    """The current credentials; refreshes a rotating token (in-cluster, exec plugins) first."""
+    if config.refresh_api_key_hook is not None:
+        config.refresh_api_key_hook(config)
+    header = config.api_key.get("authorization") or config.api_key.get("BearerToken") or ""
+    token = header.split(" ", 1)[1] if header.lower().startswith("bearer ") else (header or None)
+    return Credentials(
+        server=config.host.rstrip("/"),
+        token=token,
+        ca_path=config.ssl_ca_cert,
+        cert_path=config.cert_file,
+        key_path=config.key_file,
+        insecure=not config.verify_ssl,
+    )

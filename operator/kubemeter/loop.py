@@ -1,0 +1,269 @@
+"""PolicyLoop: one asyncio task per MetricsPolicy running watch → scrape → decode → compute → publish.
+
+The loop owns the per-policy state that must survive between cycles (counter baselines, windows, which
+nodes are failing) and nothing else; the cluster view, the HTTP client, the API client and the Prometheus
+collector are shared and injected. A cycle never raises: a failing node is counted and reported, a failing
+publication is logged and retried at the next cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kubemeter.compute.aggregate import Aggregator, Snapshot
+from kubemeter.compute.rates import CounterRates
+from kubemeter.compute.types import PodExtras, PodInfo, Usage
+from kubemeter.model import ClusterModel, NodeInfo, Selection
+from kubemeter.policy import PolicySpec
+from kubemeter.publish.prometheus import OperatorMetrics, SnapshotCollector
+from kubemeter.scrape.client import KubeletClient, ScrapeError
+from kubemeter.scrape.decode import decode
+from kubemeter.scrape.samples import DecodeError, NodeMetrics
+
+log = logging.getLogger(__name__)
+
+EventPoster = Callable[[dict, str, str, str], None]
+"""(involved object {apiVersion, kind, name, namespace?, uid}, type Normal|Warning, reason, message)."""
+
+
+@dataclass(slots=True)
+class NodeFailure:
+    reason: str
+    message: str
+    since: float
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle did: the input of the policy status."""
+
+    started: float
+    duration: float
+    selection: Selection
+    snapshot: Snapshot
+    scraped: int
+    failures: dict[str, NodeFailure]
+
+
+class Publisher(Protocol):
+    """Where a cycle's results go besides Prometheus (status on custom resources); see publish.status."""
+
+    async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class LoopDeps:
+    model: ClusterModel
+    kubelets: KubeletClient
+    collector: SnapshotCollector
+    metrics: OperatorMetrics
+    post_event: EventPoster
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the model holds the full initial listing: no cycle runs on a partial view."""
+    active: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while this replica may publish (it holds the leader lease, or leader election is off)."""
+    clock: Callable[[], float] = time.time
+
+
+def _node_ref(node: NodeInfo) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}
+
+
+class PolicyLoop:
+    def __init__(
+        self,
+        name: str,
+        spec: PolicySpec,
+        generation: int,
+        deps: LoopDeps,
+        publisher: Publisher,
+    ) -> None:
+        self.name = name
+        self.spec, self.generation = spec, generation
+        self.deps = deps
+        self.publisher = publisher
+        self.aggregator = Aggregator(spec.window, spec.percentiles)
+        self.cpu_rates = CounterRates()
+        self.network_rates = CounterRates()
+        self.failures: dict[str, NodeFailure] = {}
+        self.last_report: CycleReport | None = None
+        self._wake = asyncio.Event()
+
+    def configure(self, spec: PolicySpec, generation: int) -> None:
+        """A new spec; it applies from the next cycle, which starts at once when the interval changed."""
+        if spec.window != self.spec.window or spec.percentiles != self.spec.percentiles:
+            self.aggregator.reconfigure(spec.window, spec.percentiles)
+        if spec.interval != self.spec.interval or spec.endpoint != self.spec.endpoint:
+            self._wake.set()
+        self.spec, self.generation = spec, generation
+
+    async def run(self) -> None:
+        await self.deps.synced.wait()
+        next_start = time.monotonic()
+        while True:
+            await self.deps.active.wait()
+            try:
+                await self.run_cycle()
+            except Exception:  # the loop must outlive any bug in one cycle
+                log.exception("policy %s: cycle failed", self.name)
+            next_start = max(next_start + self.spec.interval, time.monotonic() + 0.1)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_start - time.monotonic()))
+                next_start = time.monotonic()
+            except TimeoutError:
+                pass
+
+    async def run_cycle(self) -> CycleReport:
+        spec, deps = self.spec, self.deps
+        started_mono, started = time.monotonic(), deps.clock()
+        selection = deps.model.select(spec)
+        usage: dict[str, dict[str, Usage]] = {}
+        extras: dict[str, PodExtras] = {}
+        failures: dict[str, NodeFailure] = {}
+        semaphore = asyncio.Semaphore(spec.concurrency)
+
+        async def one(node: NodeInfo) -> None:
+            async with semaphore:
+                error = await self._scrape_node(spec, node, selection, usage, extras)
+            if error is not None:
+                previous = self.failures.get(node.name)
+                failures[node.name] = NodeFailure(error.reason, error.message, previous.since if previous else started)
+
+        await asyncio.gather(*(one(node) for node in selection.nodes))
+        self._report_transitions(selection, failures)
+        self.failures = failures
+        now = deps.clock()
+        snapshot = self.aggregator.cycle(now, selection.pods(), usage, extras if spec.endpoint == "summary" else None)
+        # Baselines of containers not seen for a few intervals belong to pods that are gone.
+        horizon = now - 3 * spec.interval - spec.timeout
+        self.cpu_rates.prune(horizon)
+        self.network_rates.prune(horizon)
+        if spec.prometheus:
+            deps.collector.set_snapshot(self.name, snapshot, spec.levels)
+        else:
+            deps.collector.remove_policy(self.name)
+        report = CycleReport(
+            started=started,
+            duration=time.monotonic() - started_mono,
+            selection=selection,
+            snapshot=snapshot,
+            scraped=len(selection.nodes) - len(failures),
+            failures=failures,
+        )
+        metrics = deps.metrics
+        metrics.cycle_duration.labels(policy=self.name).observe(report.duration)
+        for state, count in (("selected", len(selection.nodes)), ("scraped", report.scraped), ("failed", len(failures))):
+            metrics.nodes.labels(policy=self.name, state=state).set(count)
+        self.last_report = report
+        await self.publisher.publish(report, spec, self.generation)
+        return report
+
+    async def _scrape_node(
+        self,
+        spec: PolicySpec,
+        node: NodeInfo,
+        selection: Selection,
+        usage: dict[str, dict[str, Usage]],
+        extras: dict[str, PodExtras],
+    ) -> ScrapeError | None:
+        began = time.monotonic()
+        try:
+            body = await self.deps.kubelets.fetch(
+                node, spec.endpoint, spec.via, spec.timeout, insecure=spec.insecure_skip_tls_verify
+            )
+            scrape_time = self.deps.clock()
+            metrics = decode(body, scrape_time, spec.endpoint)
+        except ScrapeError as exc:
+            error = exc
+        except DecodeError as exc:
+            error = ScrapeError("decode", f"cannot decode {spec.endpoint} payload from node {node.name}: {exc}")
+        else:
+            self._measure(spec, metrics, scrape_time, selection.pods_by_node.get(node.name, {}), usage, extras)
+            error = None
+        metrics = self.deps.metrics
+        metrics.scrape_duration.labels(policy=self.name).observe(time.monotonic() - began)
+        if error is not None:
+            metrics.scrape_errors.labels(policy=self.name, node=node.name, reason=error.reason).inc()
+        return error
+
+    def _measure(
+        self,
+        spec: PolicySpec,
+        metrics: NodeMetrics,
+        scrape_time: float,
+        pods: dict[tuple[str, str], PodInfo],
+        usage: dict[str, dict[str, Usage]],
+        extras: dict[str, PodExtras],
+    ) -> None:
+        """Turn one node's samples into per-container usage for the selected pods."""
+        observe = self.cpu_rates.observe
+        interval = spec.interval
+        for sample in metrics.pods:
+            pod = pods.get((sample.namespace, sample.name))
+            if pod is None or (sample.uid and sample.uid != pod.uid):
+                continue  # not selected, or an older pod of the same name (StatefulSet) still reported
+            containers: dict[str, Usage] = {}
+            for c in sample.containers:
+                at = c.timestamp or scrape_time
+                cpu = None
+                if c.cpu_seconds is not None:
+                    cpu = observe((pod.uid, c.name), c.cpu_seconds, at, c.start_time, interval, scrape_time)
+                containers[c.name] = Usage(cpu, c.memory_working_set_bytes, at)
+            usage[pod.uid] = containers
+            if spec.endpoint == "summary":
+                extras[pod.uid] = self._pod_extras(pod.uid, sample, scrape_time, interval)
+
+    def _pod_extras(self, uid: str, sample, scrape_time: float, interval: float) -> PodExtras:
+        at = sample.timestamp or scrape_time
+
+        def rate(direction: str, value: float | None) -> float | None:
+            if value is None:
+                return None
+            return self.network_rates.observe((uid, direction), value, at, None, interval, scrape_time)
+
+        return PodExtras(
+            network_rx_bytes_per_second=rate("rx", sample.network_rx_bytes),
+            network_tx_bytes_per_second=rate("tx", sample.network_tx_bytes),
+            ephemeral_storage_bytes=sample.ephemeral_storage_bytes,
+        )
+
+    def _report_transitions(self, selection: Selection, failures: dict[str, NodeFailure]) -> None:
+        """Events only when a node starts or stops failing (or changes reason): never one per cycle."""
+        nodes = {n.name: n for n in selection.nodes}
+        for name, failure in failures.items():
+            before = self.failures.get(name)
+            if before is None or before.reason != failure.reason:
+                log.warning("policy %s: node %s failing (%s): %s", self.name, name, failure.reason, failure.message)
+                self.deps.post_event(
+                    _node_ref(nodes[name]),
+                    "Warning",
+                    "ScrapeFailed",
+                    f"policy {self.name}: {failure.reason}: {failure.message}",
+                )
+        for name in self.failures.keys() - failures.keys():
+            if name in nodes:
+                log.info("policy %s: node %s recovered", self.name, name)
+                self.deps.post_event(
+                    _node_ref(nodes[name]), "Normal", "ScrapeRecovered", f"policy {self.name}: kubelet answers again"
+                )
+
+    async def close(self) -> None:
+        self.deps.collector.remove_policy(self.name)
+        self.deps.metrics.forget_policy(self.name)
+        await self.publisher.close()
+
+
+async def cancel_and_wait(task: asyncio.Task) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

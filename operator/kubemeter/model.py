@@ -1,0 +1,273 @@
+"""ClusterModel: the operator's in-memory view of pods, nodes, namespaces and pod owners.
+
+Fed only by watch events (and by the periodic re-list that repairs missed deletions); nothing here
+talks to the API server. Kept compact because it holds every pod of the cluster: terminated pods are
+dropped at once (they use nothing), and raw objects are never retained.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from kubemeter.compute.owners import resolve_workload
+from kubemeter.compute.quantity import parse_bytes, parse_cpu
+from kubemeter.compute.types import ContainerSpec, PodInfo
+from kubemeter.policy import PolicySpec
+
+log = logging.getLogger(__name__)
+
+TERMINATED_PHASES = frozenset({"Succeeded", "Failed"})
+# The resources the operator watches, as the model names them.
+PODS, NODES, NAMESPACES, REPLICASETS, JOBS = "pods", "nodes", "namespaces", "replicasets", "jobs"
+
+_cpu = lru_cache(maxsize=4096)(parse_cpu)
+_bytes = lru_cache(maxsize=4096)(parse_bytes)
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    address: str | None
+    """InternalIP (falling back to another address type) as given in status.addresses."""
+    kubelet_port: int | None
+
+
+@dataclass(slots=True)
+class Selection:
+    """What one policy cycle covers: the kubelets to scrape and, per node, the pods to account."""
+
+    nodes: list[NodeInfo]
+    pods_by_node: dict[str, dict[tuple[str, str], PodInfo]] = field(default_factory=dict)
+    unresolved_pods: int = 0
+
+    def pods(self) -> Iterator[PodInfo]:
+        for pods in self.pods_by_node.values():
+            yield from pods.values()
+
+
+def _controller(refs: Iterable[Mapping] | None) -> dict | None:
+    for ref in refs or ():
+        if ref.get("controller"):
+            return {k: ref.get(k) for k in ("apiVersion", "kind", "name", "uid")}
+    return None
+
+
+def _quantity(resources: Mapping, section: str, name: str, parse) -> float | None:
+    value = (resources.get(section) or {}).get(name)
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        log.warning("ignoring resource %s.%s=%r: %s", section, name, value, exc)
+        return None
+
+
+def _resource_holding_containers(pod_spec: Mapping) -> Iterator[Mapping]:
+    """Regular containers plus native sidecars (init containers with restartPolicy Always, which keep running)."""
+    yield from pod_spec.get("containers") or ()
+    for container in pod_spec.get("initContainers") or ():
+        if container.get("restartPolicy") == "Always":
+            yield container
+
+
+def container_specs(pod_spec: Mapping) -> tuple[ContainerSpec, ...]:
+    specs = []
+    for container in _resource_holding_containers(pod_spec):
+        resources = container.get("resources") or {}
+        specs.append(
+            ContainerSpec(
+                name=container.get("name", ""),
+                cpu_request=_quantity(resources, "requests", "cpu", _cpu),
+                cpu_limit=_quantity(resources, "limits", "cpu", _cpu),
+                memory_request=_quantity(resources, "requests", "memory", _bytes),
+                memory_limit=_quantity(resources, "limits", "memory", _bytes),
+            )
+        )
+    return tuple(specs)
+
+
+def node_endpoint(status: Mapping) -> tuple[str | None, int | None]:
+    """The kubelet's address (InternalIP preferred, as metrics-server does) and port."""
+    by_type: dict[str, str] = {}
+    for address in status.get("addresses") or ():
+        by_type.setdefault(address.get("type", ""), address.get("address"))
+    address = by_type.get("InternalIP") or by_type.get("Hostname") or by_type.get("ExternalIP")
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    return address, port if isinstance(port, int) and port > 0 else None
+
+
+class ClusterModel:
+    def __init__(self) -> None:
+        self._pods: dict[tuple[str, str], PodInfo] = {}
+        self._pods_by_node: dict[str, dict[tuple[str, str], PodInfo]] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.namespaces: dict[str, Mapping[str, str]] = {}
+        # ReplicaSet and Job ownerReferences, to resolve pods to their top-level workload.
+        self._owners: dict[str, dict[tuple[str, str], list]] = {REPLICASETS: {}, JOBS: {}}
+        self._owners_version = 0
+        self._resolved_at: dict[tuple[str, str], int] = {}
+        # Keys changed by watch events while a re-list of that resource is in flight (see replace()).
+        self._touched: dict[str, set[tuple[str, str]]] = {}
+
+    # ---- ingest -------------------------------------------------------------------------------
+    def apply(self, resource: str, event_type: str | None, obj: Mapping) -> None:
+        """One watch event (``event_type`` None is kopf's initial listing)."""
+        touched = self._touched.get(resource)
+        if touched is not None:
+            meta = obj["metadata"]
+            touched.add((meta.get("namespace", ""), meta["name"]))
+        self._apply(resource, event_type == "DELETED", obj)
+
+    def _apply(self, resource: str, deleted: bool, obj: Mapping) -> None:
+        if resource == PODS:
+            self._apply_pod(obj, deleted)
+        elif resource == NODES:
+            self._apply_node(obj, deleted)
+        elif resource == NAMESPACES:
+            name = obj["metadata"]["name"]
+            if deleted:
+                self.namespaces.pop(name, None)
+            else:
+                self.namespaces[name] = obj["metadata"].get("labels") or {}
+        elif resource in self._owners:
+            meta = obj["metadata"]
+            key = (meta.get("namespace", ""), meta["name"])
+            owners = self._owners[resource]
+            refs = list(meta.get("ownerReferences") or ())
+            if deleted:
+                owners.pop(key, None)
+            elif owners.get(key) != refs:
+                owners[key] = refs
+            else:
+                return
+            self._owners_version += 1
+        else:
+            raise ValueError(f"the model does not track {resource!r}")
+
+    def _apply_pod(self, obj: Mapping, deleted: bool) -> None:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        key = (meta.get("namespace", ""), meta["name"])
+        old = self._pods.pop(key, None)
+        if old is not None and old.node is not None:
+            on_node = self._pods_by_node.get(old.node)
+            if on_node is not None:
+                on_node.pop(key, None)
+                if not on_node:
+                    del self._pods_by_node[old.node]
+        phase = status.get("phase", "Pending")
+        if deleted or phase in TERMINATED_PHASES:
+            self._resolved_at.pop(key, None)
+            return
+        pod = PodInfo(
+            uid=meta.get("uid", ""),
+            namespace=key[0],
+            name=key[1],
+            node=spec.get("nodeName"),
+            phase=phase,
+            labels=meta.get("labels") or {},
+            owner=_controller(meta.get("ownerReferences")),
+            containers=container_specs(spec),
+        )
+        if old is not None and old.uid == pod.uid and old.owner == pod.owner:
+            pod.workload = old.workload
+        else:
+            self._resolved_at.pop(key, None)
+        self._pods[key] = pod
+        if pod.node:
+            self._pods_by_node.setdefault(pod.node, {})[key] = pod
+
+    def _apply_node(self, obj: Mapping, deleted: bool) -> None:
+        meta = obj["metadata"]
+        if deleted:
+            self.nodes.pop(meta["name"], None)
+            return
+        address, port = node_endpoint(obj.get("status") or {})
+        self.nodes[meta["name"]] = NodeInfo(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            labels=meta.get("labels") or {},
+            address=address,
+            kubelet_port=port,
+        )
+
+    def begin_relist(self, resource: str) -> None:
+        """Call before sending a full LIST whose result will go to :meth:`replace`."""
+        self._touched[resource] = set()
+
+    def replace_abandoned(self, resource: str) -> None:
+        """The LIST begun with :meth:`begin_relist` failed: stop tracking changes for it."""
+        self._touched.pop(resource, None)
+
+    def replace(self, resource: str, objects: Iterable[Mapping]) -> int:
+        """Make one resource match a full listing begun with :meth:`begin_relist`; returns how many stale
+        entries were dropped.
+
+        Repairs what a watch gap hides: objects deleted while the watch was expired never produce a
+        DELETED event, so a re-list is the only way to learn of them. Keys a watch event changed since the
+        LIST was sent are left alone: the event is newer than the listing.
+        """
+        touched = self._touched.pop(resource, set())
+        listed: dict[tuple[str, str], Mapping] = {}
+        for obj in objects:
+            meta = obj["metadata"]
+            listed[(meta.get("namespace", ""), meta["name"])] = obj
+        stale = [k for k in self._keys(resource) if k not in listed and k not in touched]
+        for namespace, name in stale:
+            self._apply(resource, True, {"metadata": {"namespace": namespace, "name": name}})
+        for key, obj in listed.items():
+            if key not in touched:
+                self._apply(resource, False, obj)
+        return len(stale)
+
+    def _keys(self, resource: str) -> list[tuple[str, str]]:
+        if resource == PODS:
+            return list(self._pods)
+        if resource == NODES:
+            return [("", n) for n in self.nodes]
+        if resource == NAMESPACES:
+            return [("", n) for n in self.namespaces]
+        return list(self._owners[resource])
+
+    # ---- queries ------------------------------------------------------------------------------
+    @property
+    def pod_count(self) -> int:
+        return len(self._pods)
+
+    def _resolve(self, pod: PodInfo) -> bool:
+        key = (pod.namespace, pod.name)
+        if pod.workload is not None and self._resolved_at.get(key) == self._owners_version:
+            return True
+        if pod.workload is not None and (pod.owner is None or pod.owner.get("kind") not in ("ReplicaSet", "Job")):
+            return True
+        rs, jobs = self._owners[REPLICASETS], self._owners[JOBS]
+        workload = resolve_workload(pod, lambda ns, name: rs.get((ns, name)), lambda ns, name: jobs.get((ns, name)))
+        pod.workload = workload
+        self._resolved_at[key] = self._owners_version
+        return workload is not None
+
+    def select(self, spec: PolicySpec) -> Selection:
+        nodes = [n for n in self.nodes.values() if spec.node_selector.matches(n.labels)]
+        selection = Selection(nodes=nodes)
+        namespace_ok: dict[str, bool] = {}
+        pod_selector = None if spec.pod_selector.empty else spec.pod_selector
+        for node in nodes:
+            chosen: dict[tuple[str, str], PodInfo] = {}
+            for key, pod in self._pods_by_node.get(node.name, {}).items():
+                ok = namespace_ok.get(pod.namespace)
+                if ok is None:
+                    labels = self.namespaces.get(pod.namespace, {})
+                    ok = namespace_ok[pod.namespace] = spec.selects_namespace(pod.namespace, labels)
+                if not ok or (pod_selector is not None and not pod_selector.matches(pod.labels)):
+                    continue
+                if not self._resolve(pod):
+                    selection.unresolved_pods += 1
+                    continue
+                chosen[key] = pod
+            selection.pods_by_node[node.name] = chosen
+        return selection

@@ -1,0 +1,220 @@
+"""MetricsPolicy spec: parsing, defaults and semantic checks, independent of kopf and of the API server.
+
+The CRD schema already rejects most bad input; this module re-applies the defaults and checks the rules
+again because a policy can reach the operator from an older CRD version or a server that skipped validation,
+and an operator that trusts its input crashes on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kubemeter.durations import parse_duration
+
+ENDPOINTS = ("resource", "summary")
+VIAS = ("direct", "proxy")
+LEVELS = ("workload", "namespace", "node", "cluster")
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+class PolicyError(ValueError):
+    """A policy the operator cannot run; the message lists every problem found."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A metav1.LabelSelector; the empty selector matches everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    expressions: tuple[tuple[str, str, frozenset[str]], ...] = ()
+
+    @classmethod
+    def parse(cls, raw: object, field: str, problems: list[str]) -> LabelSelector:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            problems.append(f"{field}: must be a label selector object")
+            return cls()
+        labels = raw.get("matchLabels") or {}
+        if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+            problems.append(f"{field}.matchLabels: must map label names to string values")
+            labels = {}
+        expressions = []
+        for i, expr in enumerate(raw.get("matchExpressions") or ()):
+            where = f"{field}.matchExpressions[{i}]"
+            if not isinstance(expr, Mapping) or not isinstance(expr.get("key"), str):
+                problems.append(f"{where}: needs a key")
+                continue
+            op, values = expr.get("operator"), expr.get("values") or []
+            if op not in _OPERATORS:
+                problems.append(f"{where}.operator: {op!r} is not one of {', '.join(_OPERATORS)}")
+            elif op in ("In", "NotIn") and not values:
+                problems.append(f"{where}.values: must be non-empty for operator {op}")
+            elif op in ("Exists", "DoesNotExist") and values:
+                problems.append(f"{where}.values: must be empty for operator {op}")
+            else:
+                expressions.append((expr["key"], op, frozenset(values)))
+        return cls(tuple(sorted(labels.items())), tuple(expressions))
+
+    @property
+    def empty(self) -> bool:
+        return not self.match_labels and not self.expressions
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        for key, op, values in self.expressions:
+            present = key in labels
+            if op == "In" and (not present or labels[key] not in values):
+                return False
+            if op == "NotIn" and present and labels[key] in values:
+                return False
+            if op == "Exists" and not present:
+                return False
+            if op == "DoesNotExist" and present:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    interval: float = 30.0
+    namespaces: frozenset[str] = frozenset()
+    namespace_selector: LabelSelector = LabelSelector()
+    exclude_namespaces: frozenset[str] = frozenset()
+    pod_selector: LabelSelector = LabelSelector()
+    node_selector: LabelSelector = LabelSelector()
+    endpoint: str = "resource"
+    via: str = "direct"
+    timeout: float = 10.0
+    concurrency: int = 64
+    insecure_skip_tls_verify: bool = False
+    levels: frozenset[str] = frozenset(LEVELS)
+    window: float = 300.0
+    percentiles: tuple[float, ...] = (50.0, 95.0)
+    workload_metrics: bool = True
+    prometheus: bool = True
+    top_workloads: int = 10
+    min_status_change: float = 0.05
+    max_status_age: float = 300.0
+
+    def selects_namespace(self, name: str, labels: Mapping[str, str]) -> bool:
+        if name in self.exclude_namespaces:
+            return False
+        if self.namespaces and name not in self.namespaces:
+            return False
+        return self.namespace_selector.matches(labels)
+
+
+def _duration(raw: Mapping, key: str, default: float, field: str, problems: list[str]) -> float:
+    value = raw.get(key)
+    if value is None:
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        problems.append(f"{field}: {exc}")
+        return default
+
+
+def _choice(raw: Mapping, key: str, choices: tuple[str, ...], field: str, problems: list[str]) -> str:
+    value = raw.get(key, choices[0])
+    if value not in choices:
+        problems.append(f"{field}: unsupported value {value!r}: supported values: {', '.join(choices)}")
+        return choices[0]
+    return value
+
+
+def _int(raw: Mapping, key: str, default: int, low: int, high: int, field: str, problems: list[str]) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        problems.append(f"{field}: must be an integer from {low} to {high}, got {value!r}")
+        return default
+    return value
+
+
+def _section(spec: Mapping, key: str, problems: list[str]) -> Mapping:
+    value = spec.get(key) or {}
+    if not isinstance(value, Mapping):
+        problems.append(f"spec.{key}: must be an object")
+        return {}
+    return value
+
+
+def _names(raw: Mapping, key: str, field: str, problems: list[str]) -> frozenset[str]:
+    value = raw.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{field}: must be a list of names")
+        return frozenset()
+    return frozenset(value)
+
+
+def parse_policy(spec: Mapping | None) -> PolicySpec:
+    """The typed spec with defaults applied; raises PolicyError listing every problem."""
+    spec = spec or {}
+    problems: list[str] = []
+    selector = _section(spec, "selector", problems)
+    source = _section(spec, "source", problems)
+    aggregation = _section(spec, "aggregation", problems)
+    output = _section(spec, "output", problems)
+
+    interval = _duration(spec, "interval", 30.0, "spec.interval", problems)
+    timeout = _duration(source, "timeout", 10.0, "spec.source.timeout", problems)
+    window = _duration(aggregation, "window", 300.0, "spec.aggregation.window", problems)
+    max_status_age = _duration(output, "maxStatusAge", 300.0, "spec.output.maxStatusAge", problems)
+    if interval < 10.0:
+        problems.append("spec.interval: must be at least 10s")
+    if timeout <= 0 or timeout >= interval:
+        problems.append("spec.source.timeout: must be greater than 0 and shorter than spec.interval")
+    if window < interval:
+        problems.append("spec.aggregation.window: must be at least spec.interval")
+
+    percentiles = aggregation.get("percentiles", [50, 95])
+    if not isinstance(percentiles, list) or not all(
+        isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100 for p in percentiles
+    ):
+        problems.append("spec.aggregation.percentiles: each percentile must be a number in (0, 100]")
+        percentiles = [50, 95]
+    levels = aggregation.get("levels", list(LEVELS))
+    if not isinstance(levels, list) or any(level not in LEVELS for level in levels):
+        problems.append(f"spec.aggregation.levels: each level must be one of {', '.join(LEVELS)}")
+        levels = list(LEVELS)
+
+    min_change_raw = output.get("minStatusChange", "0.05")
+    try:
+        min_status_change = float(min_change_raw)
+        if not math.isfinite(min_status_change) or not 0 <= min_status_change <= 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(f"spec.output.minStatusChange: must be a decimal from 0 to 1, got {min_change_raw!r}")
+        min_status_change = 0.05
+
+    parsed = PolicySpec(
+        interval=interval,
+        namespaces=_names(selector, "namespaces", "spec.selector.namespaces", problems),
+        namespace_selector=LabelSelector.parse(
+            selector.get("namespaceSelector"), "spec.selector.namespaceSelector", problems
+        ),
+        exclude_namespaces=_names(selector, "excludeNamespaces", "spec.selector.excludeNamespaces", problems),
+        pod_selector=LabelSelector.parse(selector.get("podSelector"), "spec.selector.podSelector", problems),
+        node_selector=LabelSelector.parse(selector.get("nodeSelector"), "spec.selector.nodeSelector", problems),
+        endpoint=_choice(source, "endpoint", ENDPOINTS, "spec.source.endpoint", problems),
+        via=_choice(source, "via", VIAS, "spec.source.via", problems),
+        timeout=timeout,
+        concurrency=_int(source, "concurrency", 64, 1, 1000, "spec.source.concurrency", problems),
+        insecure_skip_tls_verify=bool(source.get("insecureSkipTLSVerify", False)),
+        levels=frozenset(levels),
+        window=window,
+        percentiles=tuple(sorted({float(p) for p in percentiles})),
+        workload_metrics=bool(output.get("workloadMetrics", True)),
+        prometheus=bool(output.get("prometheus", True)),
+        top_workloads=_int(output, "topWorkloads", 10, 0, 100, "spec.output.topWorkloads", problems),
+        min_status_change=min_status_change,
+        max_status_age=max_status_age,
+    )
+    if problems:
+        raise PolicyError("; ".join(problems))
+    return parsed

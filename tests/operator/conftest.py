@@ -1,0 +1,152 @@
+"""End-to-end harness: the simulated cluster, the CRDs, and the real operator (kopf, HTTP) in this process.
+
+Everything shares one event loop with the simulator, so every blocking client call in a test goes through
+``asyncio.to_thread``. Policies use a one-hour interval and the tests step cycles themselves
+(``Operator.cycle``), so nothing waits on wall-clock intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from kubemeter import GROUP, VERSION
+from kubemeter.app import RunSettings, Runtime
+from kubemeter.demo import install_crds
+from kubemeter.handlers import OperatorThread
+from kubemeter.kube import load_configuration
+from kubemeter.loop import PolicyLoop
+from kubemeter.sim.cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Cycles are stepped by the tests: a long interval keeps the loop's own timer out of the way.
+STEPPED = {"interval": "1h", "aggregation": {"window": "1h"}, "source": {"timeout": "5s"}}
+
+
+def stepped(**overrides: dict) -> dict:
+    spec = {key: dict(value) if isinstance(value, dict) else value for key, value in STEPPED.items()}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            spec.setdefault(key, {}).update(value)
+        else:
+            spec[key] = value
+    return spec
+
+
+async def eventually(check, timeout: float = 15.0, interval: float = 0.05):
+    """Await ``check()`` (sync or async) until it returns something truthy; the last error otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+            error: Exception | None = None
+        except (AssertionError, KeyError, ApiException) as exc:
+            error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {error or 'falsy result'}")
+        await asyncio.sleep(interval)
+
+
+class Operator:
+    """The running operator plus an admin client for reading what it published."""
+
+    def __init__(self, cluster: Cluster, thread: OperatorThread, client: kubernetes.client.ApiClient) -> None:
+        self.cluster, self.thread, self.client = cluster, thread, client
+        self.runtime = thread.runtime
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+
+    async def call(self, fn, *args, **kwargs):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def create_policy(self, name: str, spec: dict) -> dict:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "metadata": {"name": name}, "spec": spec}
+        return await self.call(self.custom.create_cluster_custom_object, GROUP, VERSION, "metricspolicies", body)
+
+    async def patch_policy(self, name: str, spec: dict) -> dict:
+        return await self.call(
+            self.custom.patch_cluster_custom_object, GROUP, VERSION, "metricspolicies", name, {"spec": spec}
+        )
+
+    async def policy(self, name: str) -> dict:
+        return await self.call(self.custom.get_cluster_custom_object, GROUP, VERSION, "metricspolicies", name)
+
+    async def loop(self, name: str) -> PolicyLoop:
+        """The policy's loop once its first cycle is done (and published)."""
+        loop = await eventually(lambda: (p := self.runtime.policies.get(name)) and p.loop and p.loop.last_report and p.loop)
+        await self.thread.run(self.runtime.policies[name].publisher.flush())
+        return loop
+
+    async def cycle(self, name: str, count: int = 1, pause: float = 0.7):
+        """Run ``count`` more cycles (a short pause first, so counters advance), publish, and return the last report."""
+        loop = await self.loop(name)
+        report = None
+        for _ in range(count):
+            await asyncio.sleep(pause)
+            report = await self.thread.run(loop.run_cycle())
+        await self.thread.run(self.runtime.policies[name].publisher.flush())
+        return report
+
+    async def workload_metrics(self, namespace: str | None = None) -> list[dict]:
+        if namespace is None:
+            result = await self.call(self.custom.list_cluster_custom_object, GROUP, VERSION, "workloadmetrics")
+        else:
+            result = await self.call(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "workloadmetrics"
+            )
+        return result["items"]
+
+    async def scrape_metrics(self) -> str:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{self.runtime.metrics_port}/metrics") as response:
+                assert response.status == 200
+                return await response.text()
+
+
+@pytest.fixture
+async def sim_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    # Kubelets refresh samples every housekeeping interval (as cAdvisor does); cycles here are a second apart.
+    async with Cluster(nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / "sim", housekeeping_interval=0.5) as cluster:
+        yield cluster
+
+
+async def start_operator(cluster: Cluster, kubeconfig: Path | None = None, **settings) -> OperatorThread:
+    runtime = Runtime(
+        RunSettings(
+            kubeconfig=str(kubeconfig or cluster.kubeconfig),
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            relist_debounce=0.5,
+            **settings,
+        )
+    )
+    thread = OperatorThread(runtime)
+    thread.start()
+    await eventually(lambda: runtime.relister.synced.is_set() or not thread.alive)
+    if not thread.alive:
+        await thread.stop()  # surfaces the start-up error
+    return thread
+
+
+@pytest.fixture
+async def operator(sim_cluster: Cluster) -> AsyncIterator[Operator]:
+    client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
+    await asyncio.to_thread(install_crds, client, REPO / "crds")
+    thread = await start_operator(sim_cluster)
+    try:
+        yield Operator(sim_cluster, thread, client)
+    finally:
+        await thread.stop()
+        client.close()

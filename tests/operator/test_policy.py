@@ -1,0 +1,84 @@
+"""The operator's own reading of MetricsPolicy specs: defaults, selectors and every rejected value."""
+
+import pytest
+
+from kubemeter.policy import LabelSelector, PolicyError, parse_policy
+
+
+def test_empty_spec_gets_the_documented_defaults():
+    spec = parse_policy({})
+    assert spec.interval == 30 and spec.timeout == 10 and spec.window == 300
+    assert spec.endpoint == "resource" and spec.via == "direct" and spec.concurrency == 64
+    assert spec.percentiles == (50.0, 95.0)
+    assert spec.levels == {"workload", "namespace", "node", "cluster"}
+    assert spec.min_status_change == 0.05 and spec.max_status_age == 300
+    assert spec.workload_metrics and spec.prometheus and spec.top_workloads == 10
+
+
+def test_full_spec_is_read():
+    spec = parse_policy(
+        {
+            "interval": "1m30s",
+            "selector": {"namespaces": ["a", "b"], "excludeNamespaces": ["b"], "podSelector": {"matchLabels": {"x": "1"}}},
+            "source": {"endpoint": "summary", "via": "proxy", "timeout": "500ms", "concurrency": 3},
+            "aggregation": {"window": "10m", "percentiles": [99.9, 50], "levels": ["workload"]},
+            "output": {"minStatusChange": "0.1", "maxStatusAge": "2m", "topWorkloads": 0},
+        }
+    )
+    assert spec.interval == 90 and spec.timeout == 0.5 and spec.window == 600
+    assert spec.percentiles == (50.0, 99.9)
+    assert spec.selects_namespace("a", {}) and not spec.selects_namespace("b", {}) and not spec.selects_namespace("c", {})
+    assert spec.endpoint == "summary" and spec.via == "proxy" and spec.concurrency == 3
+    assert spec.min_status_change == 0.1 and spec.max_status_age == 120 and spec.top_workloads == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"interval": "30x"}, "spec.interval: invalid duration '30x'"),
+        ({"interval": "5s"}, "spec.interval: must be at least 10s"),
+        ({"interval": "30s", "source": {"timeout": "30s"}}, "spec.source.timeout: must be greater than 0 and shorter"),
+        ({"interval": "1m", "aggregation": {"window": "30s"}}, "spec.aggregation.window: must be at least spec.interval"),
+        ({"aggregation": {"percentiles": [0]}}, "each percentile must be a number in (0, 100]"),
+        ({"aggregation": {"percentiles": [101]}}, "each percentile must be a number in (0, 100]"),
+        ({"source": {"endpoint": "cadvisor"}}, "spec.source.endpoint: unsupported value 'cadvisor'"),
+        ({"source": {"via": "ssh"}}, "spec.source.via: unsupported value 'ssh'"),
+        ({"source": {"concurrency": 0}}, "spec.source.concurrency: must be an integer from 1 to 1000"),
+        ({"output": {"minStatusChange": "lots"}}, "spec.output.minStatusChange: must be a decimal from 0 to 1"),
+        ({"aggregation": {"levels": ["pod"]}}, "spec.aggregation.levels"),
+        ({"selector": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}}, "must be non-empty"),
+        ({"selector": "all"}, "spec.selector: must be an object"),
+    ],
+)
+def test_invalid_specs_are_rejected_with_the_field_named(spec, message):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(spec)
+    assert message in str(caught.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(PolicyError) as caught:
+        parse_policy({"interval": "bad", "source": {"endpoint": "x", "via": "y"}})
+    text = str(caught.value)
+    assert "spec.interval" in text and "spec.source.endpoint" in text and "spec.source.via" in text
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ({}, {"a": "1"}, True),
+        ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+        ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}, {"a": "2"}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}, {}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {"a": "1"}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": ""}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": ""}, False),
+    ],
+)
+def test_label_selector_semantics(selector, labels, expected):
+    problems: list[str] = []
+    parsed = LabelSelector.parse(selector, "sel", problems)
+    assert problems == []
+    assert parsed.matches(labels) is expected

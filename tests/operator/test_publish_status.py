@@ -1,0 +1,93 @@
+"""Status planning: names, change thresholds, conditions, the rate limiter (no API server needed)."""
+
+import pytest
+
+from kubemeter.compute.snapshot import ResourceFigures
+from kubemeter.compute.types import WorkloadRef
+from kubemeter.publish.api import RateLimiter
+from kubemeter.publish.status import (
+    merge_conditions,
+    moved,
+    policy_label_value,
+    resource_status,
+    workloadmetrics_name,
+)
+
+WEB = WorkloadRef("shop", "Deployment", "web", "apps/v1")
+
+
+def test_names_are_readable_and_hashed_only_when_needed():
+    assert workloadmetrics_name("default", WEB) == "deployment-web"
+    hashed = workloadmetrics_name("default", WEB, hashed=True)
+    assert hashed.startswith("deployment-web-") and hashed != workloadmetrics_name("other", WEB, hashed=True)
+    long = WorkloadRef("shop", "StatefulSet", "x" * 250, "apps/v1")
+    name = workloadmetrics_name("default", long)
+    assert len(name) <= 253 and name != workloadmetrics_name("other", long)
+
+
+def test_long_policy_names_become_valid_label_values():
+    assert policy_label_value("default") == "default"
+    value = policy_label_value("p" * 100)
+    assert len(value) <= 63 and value != policy_label_value("q" * 100)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ({"cpu": 1.0, "pods": 3}, {"cpu": 1.04, "pods": 3}, False),  # 4% < 5%
+        ({"cpu": 1.0, "pods": 3}, {"cpu": 1.06, "pods": 3}, True),
+        ({"cpu": 1.0, "pods": 3}, {"cpu": 1.0, "pods": 4}, True),  # a count always counts
+        ({"cpu": 0.0001}, {"cpu": 0.00012}, False),  # relative to at least one millicore: noise
+        ({"memory": 100.0}, {"memory": 200.0}, False),  # relative to at least 1 MiB: noise
+        ({"memory": 100 * 2**20}, {"memory": 110 * 2**20}, True),
+        ({"cpu": None}, {"cpu": 0.5}, True),  # CPU appears after the second sample
+        ({"stale": False}, {"stale": True}, True),
+    ],
+)
+def test_only_meaningful_changes_are_written(old, new, expected):
+    assert moved(old, new, 0.05) is expected
+
+
+def test_resource_status_has_numbers_for_machines_and_quantities_for_humans():
+    figures = ResourceFigures(
+        usage=0.25, avg=0.2, max=0.5, percentiles={50.0: 0.2, 99.9: 0.49}, requests=0.5, limits=None,
+        request_utilization=0.5,
+    )
+    status = resource_status(figures, "cpu")
+    assert status == {
+        "usage": "250m", "usageCores": 0.25, "avgCores": 0.2, "maxCores": 0.5,
+        "percentileCores": {"p50": 0.2, "p99.9": 0.49}, "requestsCores": 0.5, "requestUtilization": 0.5,
+    }
+    memory = resource_status(
+        ResourceFigures(134217728.4, None, None, {}, None, None, None), "memory"
+    )
+    assert memory == {"usage": "128Mi", "workingSetBytes": 134217728}
+
+
+def test_condition_transition_time_moves_only_when_status_changes():
+    first = merge_conditions([], [{"type": "Ready", "status": "True", "lastTransitionTime": "t1"}], 0)
+    same = merge_conditions(first, [{"type": "Ready", "status": "True", "lastTransitionTime": "t2"}], 0)
+    flipped = merge_conditions(same, [{"type": "Ready", "status": "False", "lastTransitionTime": "t3"}], 0)
+    assert same[0]["lastTransitionTime"] == "t1" and flipped[0]["lastTransitionTime"] == "t3"
+
+
+async def test_rate_limiter_allows_the_burst_then_paces_at_qps():
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(qps=10, burst=3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        await limiter.acquire()
+    assert slept == []
+    await limiter.acquire()
+    await limiter.acquire()
+    assert slept == pytest.approx([0.1, 0.1])
+    now[0] += 10  # idle time refills at most `burst` tokens
+    slept.clear()
+    for _ in range(4):
+        await limiter.acquire()
+    assert slept == pytest.approx([0.1])

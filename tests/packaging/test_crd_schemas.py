@@ -1,0 +1,329 @@
+"""The CRDs: generated, in sync with the chart, documented, and rejecting bad policies with clear messages.
+
+Validation runs through the simulated API server's schema engine (the same prune/default/validate/CEL steps as
+apiextensions-apiserver), so these cases are what `kubectl apply` reports to a user.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubemeter.sim.apiserver.schema import CompiledSchema
+
+from .packaging_support import CHART, CRDS, REPO, crd, crd_schema, run
+
+POLICY_SCHEMA = CompiledSchema.compile(crd_schema("metricspolicies"))
+WORKLOAD_METRICS_SCHEMA = CompiledSchema.compile(crd_schema("workloadmetrics"))
+
+
+def policy(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"apiVersion": "kubemeter.io/v1alpha1", "kind": "MetricsPolicy", "metadata": {"name": "p"}}
+    if spec is not None:
+        obj["spec"] = spec
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def errors(schema: CompiledSchema, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    prepared = schema.prepare(obj)
+    return [(e.field, e.message) for e in schema.validate(prepared, schema.prepare(old) if old else None)]
+
+
+def test_committed_crds_are_the_generators_output(tmp_path: Path) -> None:
+    run(sys.executable, REPO / "hack" / "gen-crds.py", tmp_path)
+    generated = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.yaml")}
+    committed = {p.name: p.read_text(encoding="utf-8") for p in CRDS.glob("*.yaml")}
+    assert generated.keys() == {"metricspolicies.kubemeter.io.yaml", "workloadmetrics.kubemeter.io.yaml"}
+    assert committed == generated, "crds/ drifted from hack/gen-crds.py: run hack/sync-crds.sh"
+
+
+def test_chart_crds_are_identical_to_the_top_level_crds() -> None:
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    top = {p.name: p.read_bytes() for p in CRDS.glob("*.yaml")}
+    assert chart == top, "charts/kubemeter/crds drifted from crds/: run hack/sync-crds.sh"
+
+
+def fields(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, child in schema.get("properties", {}).items():
+        yield f"{path}.{name}", child
+        yield from fields(child, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield f"{path}[{key}]", schema[key]
+            yield from fields(schema[key], f"{path}[{key}]")
+
+
+@pytest.mark.parametrize("plural", ["metricspolicies", "workloadmetrics"])
+def test_every_field_has_a_description(plural: str) -> None:
+    # Root metadata is ObjectMeta, described by Kubernetes itself (controller-gen leaves it bare too).
+    undocumented = [
+        path for path, schema in fields(crd_schema(plural), "") if path != ".metadata" and not schema.get("description")
+    ]
+    assert undocumented == []
+
+
+def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any]:
+    """The schema a printer column's JSONPath points at; list filters such as [?(@.type=="Ready")] step into items."""
+    for step in re.findall(r"\.(\w+)(\[\?\(.*?\)\])?", json_path):
+        name, list_filter = step
+        schema = schema["properties"][name]
+        if list_filter:
+            schema = schema["items"]
+    return schema
+
+
+COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number"}
+
+
+@pytest.mark.parametrize("plural", ["metricspolicies", "workloadmetrics"])
+def test_printer_columns_point_at_fields_of_their_type(plural: str) -> None:
+    version = crd(plural)["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    for column in version["additionalPrinterColumns"]:
+        if column["jsonPath"] == ".metadata.creationTimestamp":
+            continue
+        target = resolve(schema, column["jsonPath"])
+        assert target["type"] == COLUMN_TYPES[column["type"]], column
+
+
+def test_policy_column_names_are_the_documented_ones() -> None:
+    names = [c["name"] for c in crd("metricspolicies")["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Age"]
+    names = [c["name"] for c in crd("workloadmetrics")["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert names == ["Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Age"]
+
+
+def test_an_empty_spec_gets_every_default() -> None:
+    spec = POLICY_SCHEMA.prepare(policy({}))["spec"]
+    assert spec["interval"] == "30s"
+    assert spec["source"] == {
+        "endpoint": "resource", "via": "direct", "timeout": "10s", "concurrency": 64, "insecureSkipTLSVerify": False,
+    }
+    assert spec["aggregation"] == {
+        "levels": ["workload", "namespace", "node", "cluster"], "window": "5m", "percentiles": [50, 95],
+    }
+    assert spec["output"] == {
+        "workloadMetrics": True, "prometheus": True, "topWorkloads": 10, "minStatusChange": "0.05",
+        "maxStatusAge": "5m",
+    }
+    assert errors(POLICY_SCHEMA, policy({})) == []
+
+
+def defaults(schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for name, child in schema.get("properties", {}).items():
+        if "default" in child and child["type"] != "object":
+            yield (*path, name), child["default"]
+        yield from defaults(child, (*path, name))
+
+
+def test_default_example_spells_out_every_default() -> None:
+    example = yaml.safe_load((REPO / "examples" / "metricspolicy-default.yaml").read_text(encoding="utf-8"))
+    spec_schema = crd_schema("metricspolicies")["properties"]["spec"]
+    for path, default in defaults(spec_schema):
+        value = example["spec"]
+        for key in path:
+            value = value[key]
+        assert value == default, f"spec.{'.'.join(path)}"
+    assert errors(POLICY_SCHEMA, example) == []
+
+
+EXAMPLES = sorted((REPO / "examples").glob("metricspolicy-*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_are_valid_and_have_no_unknown_fields(example: Path) -> None:
+    obj = yaml.safe_load(example.read_text(encoding="utf-8"))
+    assert errors(POLICY_SCHEMA, obj) == []
+    assert [path for path in POLICY_SCHEMA.unknown_fields(obj) if path.startswith(".spec")] == []
+
+
+def test_summary_example_is_what_its_comments_say() -> None:
+    obj = yaml.safe_load((REPO / "examples" / "metricspolicy-summary.yaml").read_text(encoding="utf-8"))
+    spec = POLICY_SCHEMA.prepare(obj)["spec"]
+    assert (spec["interval"], spec["source"]["endpoint"]) == ("15s", "summary")
+    assert spec["selector"]["namespaceSelector"]["matchLabels"] == {"environment": "production"}
+
+
+INVALID_POLICIES = [
+    ({"interval": "30x"}, "spec.interval", "should match"),
+    ({"interval": "5s", "source": {"timeout": "2s"}}, "spec.interval", "interval must be at least 10s"),
+    ({"interval": "15s", "source": {"timeout": "15s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
+    ({"interval": "1m", "source": {"timeout": "90s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
+    ({"source": {"timeout": "0s"}}, "spec.source.timeout", "timeout must be longer than 0s"),
+    ({"source": {"timeout": "ten"}}, "spec.source.timeout", "should match"),
+    ({"source": {"endpoint": "cadvisor"}}, "spec.source.endpoint", 'supported values: "resource", "summary"'),
+    ({"source": {"via": "ssh"}}, "spec.source.via", 'supported values: "direct", "proxy"'),
+    ({"source": {"concurrency": 0}}, "spec.source.concurrency", "greater than or equal to 1"),
+    ({"source": {"concurrency": 1001}}, "spec.source.concurrency", "less than or equal to 1000"),
+    ({"aggregation": {"window": "20s"}}, "spec.aggregation.window", "window must be at least as long as interval"),
+    ({"aggregation": {"percentiles": [0]}}, "spec.aggregation.percentiles[0]", "should be greater than 0"),
+    ({"aggregation": {"percentiles": [101]}}, "spec.aggregation.percentiles[0]", "less than or equal to 100"),
+    ({"aggregation": {"percentiles": list(range(1, 12))}}, "spec.aggregation.percentiles", "at most 10 items"),
+    ({"aggregation": {"percentiles": [50, 50]}}, "spec.aggregation.percentiles[1]", "Duplicate value"),
+    ({"aggregation": {"levels": ["pod"]}}, "spec.aggregation.levels[0]", 'supported values: "workload"'),
+    ({"aggregation": {"levels": []}}, "spec.aggregation.levels", "at least 1 items"),
+    ({"output": {"topWorkloads": 101}}, "spec.output.topWorkloads", "less than or equal to 100"),
+    ({"output": {"minStatusChange": "1.5"}}, "spec.output.minStatusChange", "minStatusChange must be between 0 and 1"),
+    ({"output": {"minStatusChange": "-0.1"}}, "spec.output.minStatusChange", "should match"),
+    ({"output": {"maxStatusAge": "forever"}}, "spec.output.maxStatusAge", "should match"),
+    ({"selector": {"namespaces": ["Not_A_Label"]}}, "spec.selector.namespaces[0]", "should match"),
+    (
+        {"selector": {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}},
+        "spec.selector.podSelector.matchExpressions[0]",
+        "values must be non-empty when operator is In or NotIn",
+    ),
+    (
+        {"selector": {"nodeSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}},
+        "spec.selector.nodeSelector.matchExpressions[0]",
+        "values must be empty when operator is Exists or DoesNotExist",
+    ),
+    (
+        {"selector": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}}},
+        "spec.selector.namespaceSelector.matchExpressions[0].operator",
+        'supported values: "In", "NotIn", "Exists", "DoesNotExist"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "message"), INVALID_POLICIES)
+def test_invalid_policy_is_rejected_with_a_clear_message(spec: dict[str, Any], field: str, message: str) -> None:
+    found = errors(POLICY_SCHEMA, policy(spec))
+    assert any(f == field and message in m for f, m in found), found
+
+
+@pytest.mark.parametrize("bad_duration", ["30x", "1 m", "-5s", "5"])
+def test_a_malformed_duration_is_reported_once_not_again_by_cel(bad_duration: str) -> None:
+    found = errors(POLICY_SCHEMA, policy({"interval": bad_duration}))
+    assert [f for f, _ in found] == ["spec.interval"], found
+
+
+VALID_POLICIES = [
+    {"interval": "10s", "source": {"timeout": "9500ms"}, "aggregation": {"window": "10s"}},
+    {"interval": "1h30m", "source": {"timeout": "1m"}, "aggregation": {"window": "2h", "percentiles": [99.9, 100]}},
+    {"output": {"minStatusChange": "0"}},
+    {"output": {"minStatusChange": "1"}},
+    {"aggregation": {"levels": ["cluster"], "percentiles": []}},
+    {
+        "selector": {
+            "namespaces": ["team-a", "team-b"],
+            "excludeNamespaces": ["kube-system"],
+            "podSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["batch"]}]},
+            "nodeSelector": {"matchLabels": {"kubernetes.io/os": "linux"}},
+        }
+    },
+]
+
+
+@pytest.mark.parametrize("spec", VALID_POLICIES)
+def test_valid_policy_is_accepted(spec: dict[str, Any]) -> None:
+    assert errors(POLICY_SCHEMA, policy(spec)) == []
+
+
+POLICY_STATUS = {
+    "observedGeneration": 3,
+    "conditions": [
+        {"type": "Ready", "status": "True", "reason": "CycleComplete", "message": "20 of 20 nodes scraped",
+         "lastTransitionTime": "2026-11-23T07:00:00Z", "observedGeneration": 3},
+        {"type": "Degraded", "status": "False", "reason": "AllNodesScraped", "message": "",
+         "lastTransitionTime": "2026-11-23T07:00:00Z"},
+    ],
+    "lastScrapeTime": "2026-11-23T07:00:30Z",
+    "lastCycleSeconds": 0.42,
+    "nodes": {"selected": 21, "scraped": 20, "failed": 1},
+    "failedNodes": [{"name": "node-7", "reason": "Timeout", "message": "no answer in 10s",
+                     "since": "2026-11-23T06:58:00Z"}],
+    "pods": 600, "workloads": 120, "namespaces": 12,
+    "cluster": {"cpuCores": 3.25, "memoryBytes": 12884901888, "cpuRequestsCores": 8.5,
+                "memoryRequestsBytes": 17179869184, "cpu": "3250m", "memory": "12Gi"},
+    "topWorkloads": [{"namespace": "shop", "kind": "Deployment", "name": "web", "cpuCores": 1.2,
+                      "memoryBytes": 536870912}],
+    "warnings": ["kubelet TLS verification is off (source.insecureSkipTLSVerify)"],
+}
+
+
+def test_a_full_policy_status_is_accepted_and_kept() -> None:
+    obj = policy({}, copy.deepcopy(POLICY_STATUS))
+    assert errors(POLICY_SCHEMA, obj) == []
+    assert POLICY_SCHEMA.prepare(obj)["status"] == POLICY_STATUS  # nothing pruned
+
+
+def test_policy_conditions_are_keyed_by_type() -> None:
+    status = copy.deepcopy(POLICY_STATUS)
+    status["conditions"].append(dict(status["conditions"][0]))
+    assert ("status.conditions[2]", "Duplicate value: map[string]interface {}{\"type\":\"Ready\"}") in errors(
+        POLICY_SCHEMA, policy({}, status)
+    )
+
+
+def test_failed_nodes_are_bounded() -> None:
+    status = {"failedNodes": [{"name": f"node-{i}"} for i in range(51)]}
+    found = errors(POLICY_SCHEMA, policy({}, status))
+    assert any(f == "status.failedNodes" and "at most 50 items" in m for f, m in found), found
+
+
+FIGURES = {
+    "cpu": {"usage": "250m", "usageCores": 0.25, "avgCores": 0.2, "maxCores": 0.4,
+            "percentileCores": {"p50": 0.2, "p95": 0.35, "p99.9": 0.39}, "requestsCores": 0.5, "limitsCores": 1.0,
+            "requestUtilization": 0.5},
+    "memory": {"usage": "120Mi", "workingSetBytes": 125829120, "avgBytes": 120000000, "maxBytes": 130000000,
+               "percentileBytes": {"p50": 119000000, "p95": 129000000}, "requestsBytes": 268435456,
+               "limitsBytes": 536870912, "requestUtilization": 0.46875},
+}
+
+
+def workload_metrics(status: dict[str, Any] | None = None, kind: str = "Deployment") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubemeter.io/v1alpha1",
+        "kind": "WorkloadMetrics",
+        "metadata": {"name": "deployment-web", "namespace": "shop"},
+        "spec": {"policy": "default", "workload": {"apiVersion": "apps/v1", "kind": kind, "name": "web"}},
+        **({"status": status} if status is not None else {}),
+    }
+
+
+WORKLOAD_STATUS = {
+    "pods": 3, "podsReporting": 3, "window": "5m", "samples": 10, "lastUpdated": "2026-11-23T07:00:31Z",
+    "lastSampleTime": "2026-11-23T07:00:29Z", "stale": False, **copy.deepcopy(FIGURES),
+    "network": {"receiveBytesPerSecond": 1024.5, "transmitBytesPerSecond": 2048.0},
+    "ephemeralStorage": {"usedBytes": 4096},
+    "containers": [{"name": "app", **copy.deepcopy(FIGURES)}, {"name": "sidecar", "cpu": {"usageCores": 0.01}}],
+}
+
+
+def test_a_full_workload_metrics_status_is_accepted_and_kept() -> None:
+    obj = workload_metrics(copy.deepcopy(WORKLOAD_STATUS))
+    assert errors(WORKLOAD_METRICS_SCHEMA, obj) == []
+    assert WORKLOAD_METRICS_SCHEMA.prepare(obj)["status"] == WORKLOAD_STATUS
+
+
+def test_byte_counts_must_be_integers() -> None:
+    status = {"memory": {"workingSetBytes": 1.5}}
+    found = errors(WORKLOAD_METRICS_SCHEMA, workload_metrics(status))
+    assert any(f == "status.memory.workingSetBytes" and "integer" in m for f, m in found), found
+
+
+def test_workload_metrics_containers_are_keyed_by_name() -> None:
+    status = {"containers": [{"name": "app"}, {"name": "app"}]}
+    found = errors(WORKLOAD_METRICS_SCHEMA, workload_metrics(status))
+    assert any(f == "status.containers[1]" and "Duplicate value" in m for f, m in found), found
+
+
+def test_workload_metrics_needs_its_workload() -> None:
+    obj = workload_metrics()
+    del obj["spec"]["workload"]["name"]
+    assert ("spec.workload.name", "Required value") in errors(WORKLOAD_METRICS_SCHEMA, obj)
+
+
+def test_the_measured_workload_cannot_be_changed() -> None:
+    found = errors(WORKLOAD_METRICS_SCHEMA, workload_metrics(kind="StatefulSet"), old=workload_metrics())
+    assert any(f == "spec.workload" and "workload is immutable" in m for f, m in found), found
+    assert errors(WORKLOAD_METRICS_SCHEMA, workload_metrics({"pods": 1}), old=workload_metrics()) == []

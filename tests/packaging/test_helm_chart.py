@@ -1,0 +1,304 @@
+"""The Helm chart: lint, render, valid manifests, least-privilege RBAC, hardened pods and the optional features."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from kubemeter.sim.apiserver.schema import CompiledSchema
+
+from .packaging_support import ALL_FEATURES, CHART, Manifest, Render, by_kind, crd_schema, one, run
+
+# The chart's kubeVersion floor and the newest version kubernetes-validate knows.
+KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
+CUSTOM_KINDS = {"MetricsPolicy", "ServiceMonitor", "PrometheusRule"}
+VALUE_SETS = {"defaults": None, "all-features": ALL_FEATURES}
+
+
+def test_lint_strict_passes_with_defaults_and_every_feature(tmp_path: Path) -> None:
+    features = tmp_path / "all-features.yaml"
+    features.write_text(yaml.safe_dump(ALL_FEATURES))
+    run("helm", "lint", "--strict", CHART)
+    run("helm", "lint", "--strict", CHART, "-f", features)
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_built_in_objects_validate_strictly(
+    render: Render, values: dict[str, Any] | None, version: str
+) -> None:
+    for manifest in render(values):
+        if manifest["kind"] in CUSTOM_KINDS:
+            continue  # kubernetes-validate has no schema for them; validated by the tests below
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']}: {'.'.join(map(str, error.path))}: "
+                        f"{error.message}")
+
+
+def test_defaults_render_only_the_core_objects(render: Render) -> None:
+    kinds = sorted(m["kind"] for m in render())
+    assert kinds == sorted([
+        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+        "ClusterRoleBinding", "Service", "Deployment",
+    ])
+
+
+def test_every_feature_renders_its_objects(render: Render) -> None:
+    kinds = {m["kind"] for m in render(ALL_FEATURES)}
+    assert {"PodDisruptionBudget", "Role", "RoleBinding", "ServiceMonitor", "PrometheusRule", "MetricsPolicy",
+            "ConfigMap"} <= kinds
+
+
+def rules_for(manifests: list[Manifest], resource: str, group: str = "") -> set[str]:
+    verbs: set[str] = set()
+    for rule in one(manifests, "ClusterRole")["rules"]:
+        if resource in rule["resources"] and group in rule["apiGroups"]:
+            verbs |= set(rule["verbs"])
+    return verbs
+
+
+def test_nodes_proxy_is_granted_only_when_scraping_via_proxy(render: Render) -> None:
+    assert rules_for(render(), "nodes/proxy") == set()
+    assert rules_for(render({"scrape": {"via": "proxy"}}), "nodes/proxy") == {"get"}
+
+
+def test_cluster_role_is_least_privilege(render: Render) -> None:
+    manifests = render()
+    for resource in ("pods", "nodes", "namespaces"):
+        assert rules_for(manifests, resource) == {"get", "list", "watch"}
+    assert rules_for(manifests, "replicasets", "apps") == {"get", "list", "watch"}
+    assert rules_for(manifests, "jobs", "batch") == {"get", "list", "watch"}
+    assert rules_for(manifests, "nodes/metrics") == rules_for(manifests, "nodes/stats") == {"get"}
+    assert rules_for(manifests, "metricspolicies", "kubemeter.io") == {"get", "list", "watch", "patch"}
+    assert rules_for(manifests, "metricspolicies/status", "kubemeter.io") == {"get", "patch", "update"}
+    assert rules_for(manifests, "workloadmetrics", "kubemeter.io") >= {"create", "patch", "delete", "watch"}
+    assert rules_for(manifests, "events") == rules_for(manifests, "events", "events.k8s.io") == {"create", "patch"}
+    every_rule = one(manifests, "ClusterRole")["rules"]
+    assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in every_rule)
+    assert not any(rule["resources"] == ["secrets"] for rule in every_rule)
+
+
+def test_cluster_role_is_bound_to_the_operators_service_account(render: Render) -> None:
+    manifests = render()
+    binding = one(manifests, "ClusterRoleBinding")
+    account = one(manifests, "ServiceAccount")
+    assert binding["roleRef"]["name"] == one(manifests, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": "kubemeter"}]
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is True
+
+
+def container(manifests: list[Manifest]) -> dict[str, Any]:
+    return one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_pod_is_hardened(render: Render) -> None:
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    context = container(render())["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int) and pod["securityContext"]["runAsUser"] > 0
+    assert isinstance(pod["securityContext"]["runAsGroup"], int)
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    # The read-only root still gets a writable /tmp.
+    mounts = {m["mountPath"]: m["name"] for m in container(render())["volumeMounts"]}
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == mounts["/tmp"])
+
+
+def test_probes_hit_health_endpoints_on_the_metrics_port(render: Render) -> None:
+    operator = container(render({"metricsPort": 9100}))
+    assert operator["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+
+
+def test_operator_flags_come_from_values(render: Render) -> None:
+    operator = container(render({"logFormat": "text", "logLevel": "debug", "writeQPS": 5, "writeBurst": 10}))
+    assert operator["command"] == ["kubemeter"]
+    assert operator["args"] == ["run", "--metrics-port=8080", "--log-format=text", "--log-level=debug",
+                                "--write-qps=5", "--write-burst=10"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in operator["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+
+
+def test_image_tag_defaults_to_the_app_version(render: Render) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container(render())["image"] == f"kubemeter:{app_version}"
+    assert container(render({"image": {"repository": "r.example/km", "tag": "dev"}}))["image"] == "r.example/km:dev"
+
+
+def test_one_replica_runs_alone(render: Render) -> None:
+    manifests = render()
+    assert "--leader-election" not in container(manifests)["args"]
+    assert one(manifests, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert by_kind(manifests, "PodDisruptionBudget") == by_kind(manifests, "Role") == []
+
+
+def test_two_replicas_elect_a_leader_and_get_a_disruption_budget(render: Render) -> None:
+    manifests = render({"replicaCount": 2})
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert "--leader-election" in container(manifests)["args"]
+    assert "strategy" not in deployment["spec"]  # a rolling update is safe behind the lease
+    budget = one(manifests, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert "--lease-name=km-kubemeter" in container(manifests)["args"]
+    lease_rules = one(manifests, "Role")["rules"]
+    assert lease_rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["km-kubemeter"],
+         "verbs": ["get", "update"]},
+    ]
+    assert one(manifests, "RoleBinding")["metadata"]["namespace"] == "kubemeter"
+
+
+def test_scheduling_values_reach_the_pod(render: Render) -> None:
+    values = {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        "priorityClassName": "system-cluster-critical",
+        "podAnnotations": {"example.com/a": "1"},
+        "podLabels": {"team": "platform"},
+    }
+    template = one(render(values), "Deployment")["spec"]["template"]
+    pod = template["spec"]
+    assert pod["nodeSelector"] == values["nodeSelector"]
+    assert pod["tolerations"] == values["tolerations"]
+    assert pod["affinity"] == values["affinity"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert template["metadata"]["annotations"] == {"example.com/a": "1"}
+    assert template["metadata"]["labels"]["team"] == "platform"
+
+
+def test_service_monitor_scrapes_the_service_metrics_port(render: Render) -> None:
+    manifests = render(ALL_FEATURES)
+    monitor = one(manifests, "ServiceMonitor")
+    service = one(manifests, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["kubemeter"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
+    assert service["spec"]["selector"].items() <= one(manifests, "Deployment")["spec"]["template"]["metadata"][
+        "labels"].items()
+
+
+def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rule["spec"]))
+    result = run("promtool", "check", "rules", rules_file)
+    assert "SUCCESS: 3 rules found" in result.stdout
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert alerts.keys() == {"KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterDown"}
+    service = one(render(ALL_FEATURES), "Service")["metadata"]["name"]
+    # Prometheus names the job after the Service the ServiceMonitor selects.
+    assert f'absent(up{{job="{service}"}} == 1)' == alerts["KubemeterDown"]["expr"]
+    assert "kubemeter_scrape_errors_total" in alerts["KubemeterScrapeFailures"]["expr"]
+    assert alerts["KubemeterScrapeFailures"]["for"] == "15m"
+    assert "kubemeter_policy_last_cycle_timestamp_seconds" in alerts["KubemeterPolicyStale"]["expr"]
+
+
+def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
+    policy = one(render(ALL_FEATURES), "MetricsPolicy")
+    schema = CompiledSchema.compile(crd_schema("metricspolicies"))
+    assert schema.validate(schema.prepare(policy)) == []
+    assert schema.prepare(policy)["spec"]["source"]["endpoint"] == "summary"
+    assert "namespace" not in policy["metadata"]  # cluster-scoped
+
+
+def test_grafana_dashboard_charts_workload_usage_against_requests(render: Render) -> None:
+    config_map = one(render(ALL_FEATURES), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (dashboard_json,) = config_map["data"].values()
+    dashboard = json.loads(dashboard_json)
+    expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for metric in ("kubemeter_workload_cpu_usage_cores", "kubemeter_workload_cpu_requests_cores",
+                   "kubemeter_workload_memory_working_set_bytes", "kubemeter_workload_memory_requests_bytes"):
+        assert metric in expressions
+    grouping = set(re.findall(r"sum by \(([^)]*)\)", expressions))
+    assert grouping == {"namespace, workload_kind, workload"}
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"policy", "namespace", "workload"} <= variables
+    assert all(f"${name}" in expressions for name in ("policy", "namespace", "workload"))
+
+
+def test_notes_tell_how_to_read_results(tmp_path: Path) -> None:
+    result = run("helm", "install", "km", CHART, "--dry-run=client", "--namespace", "kubemeter")
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "kubectl get workloadmetrics -A" in notes
+    assert "kubectl get metricspolicies" in notes
+    assert "kubectl -n kubemeter port-forward svc/km-kubemeter 8080:8080" in notes
+
+
+INVALID_VALUES = [
+    ({"logFormat": "xml"}, "at '/logFormat': value must be one of 'json', 'text'"),
+    ({"replicaCount": -1}, "at '/replicaCount': minimum: got -1, want 0"),
+    ({"metricsPort": "abc"}, "at '/metricsPort': got string, want integer"),
+    ({"metricsPort": 70000}, "at '/metricsPort': maximum: got 70,000, want 65,535"),
+    ({"scrape": {"via": "ssh"}}, "at '/scrape/via': value must be one of 'direct', 'proxy'"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+    ({"writeQPS": 0}, "at '/writeQPS': exclusiveMinimum: got 0, want 0"),
+    ({"serviceMonitor": {"interval": "often"}}, "at '/serviceMonitor/interval': 'often' does not match pattern"),
+    ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), INVALID_VALUES)
+def test_invalid_values_are_rejected_by_the_schema(tmp_path: Path, values: dict[str, Any], message: str) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def documented_keys(values_yaml: str) -> tuple[set[str], set[str]]:
+    """(every key path, the paths with a helm-docs `# --` comment on the lines right above them)."""
+    keys: set[str] = set()
+    documented: set[str] = set()
+    parents: list[tuple[int, str]] = []
+    comment_above = False
+    for line in values_yaml.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            comment_above = True
+            continue
+        if stripped.startswith("#"):
+            continue  # a continuation of the comment above
+        match = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if not match:
+            comment_above = False
+            continue
+        indent = len(match.group(1))
+        parents = [(i, k) for i, k in parents if i < indent]
+        path = ".".join([k for _, k in parents] + [match.group(2)])
+        parents.append((indent, match.group(2)))
+        keys.add(path)
+        if comment_above:
+            documented.add(path)
+        comment_above = False
+    return keys, documented
+
+
+def test_every_value_is_documented_helm_docs_style() -> None:
+    keys, documented = documented_keys((CHART / "values.yaml").read_text())
+    # A key is documented itself or as part of a documented parent (e.g. resources.requests.cpu).
+    undocumented = [k for k in keys if not any(k == d or k.startswith(d + ".") for d in documented)
+                    and not any(other.startswith(k + ".") for other in keys)]
+    assert undocumented == []

@@ -47,6 +47,10 @@ class RunSettings:
     lease_name: str = "kubemeter"
     identity: str = "kubemeter"
     """This replica's name in the lease (the pod name in a cluster)."""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    """client-go's leader election timings (seconds); a standby takes over within lease_duration + retry_period."""
 
 
 @dataclass(slots=True)
@@ -90,7 +94,15 @@ class Runtime:
         self.elector: LeaderElector | None = None
         self._elector_task: asyncio.Task | None = None
         if settings.leader_election:
-            self.elector = LeaderElector(self.api, settings.lease_namespace, settings.lease_name, settings.identity)
+            self.elector = LeaderElector(
+                self.api,
+                settings.lease_namespace,
+                settings.lease_name,
+                settings.identity,
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
+            )
             self.deps.active = self.elector.leading
 
     # ---- lifecycle ---------------------------------------------------------------------------

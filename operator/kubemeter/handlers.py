@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import threading
 from collections.abc import Coroutine
@@ -32,8 +33,17 @@ WATCHED = {
 }
 
 
-def _post_event(ref: dict, type_: str, reason: str, message: str) -> None:
-    kopf.event(ref, type=type_, reason=reason, message=message)
+def _event_poster(context: contextvars.Context):
+    """kopf.event needs kopf's context variables (its settings and event queue); the policy loops may run
+    outside kopf's tasks, so events are posted in the context captured at start-up."""
+
+    def post(ref: dict, type_: str, reason: str, message: str) -> None:
+        try:
+            context.run(kopf.event, ref, type=type_, reason=reason, message=message)
+        except Exception:  # an Event is worth a log line, never a failed cycle
+            logging.getLogger(__name__).exception("cannot post %s event %s", type_, reason)
+
+    return post
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -44,6 +54,10 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
+    # Least privilege: kopf's dynamic CRD observer needs list/watch on customresourcedefinitions, which
+    # the operator has no other use for. The resources are resolved once at start-up instead (the chart
+    # installs the CRDs before the operator starts).
+    settings.scanning.disabled = True
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -53,7 +67,7 @@ def build_registry() -> kopf.OperatorRegistry:
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
         configure(settings)
         runtime: Runtime = memo.runtime
-        runtime.post_event = _post_event
+        runtime.post_event = _event_poster(contextvars.copy_context())
         await runtime.start()
 
     @kopf.on.cleanup(registry=registry)

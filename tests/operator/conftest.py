@@ -25,6 +25,7 @@ from kubemeter.loop import PolicyLoop
 from kubemeter.sim.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
+CRDS_DIR = REPO / "crds"
 
 # Cycles are stepped by the tests: a long interval keeps the loop's own timer out of the way.
 STEPPED = {"interval": "1h", "aggregation": {"window": "1h"}, "source": {"timeout": "5s"}}
@@ -143,7 +144,7 @@ async def start_operator(cluster: Cluster, kubeconfig: Path | None = None, **set
 @pytest.fixture
 async def operator(sim_cluster: Cluster) -> AsyncIterator[Operator]:
     client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
-    await asyncio.to_thread(install_crds, client, REPO / "crds")
+    await asyncio.to_thread(install_crds, client, CRDS_DIR)
     thread = await start_operator(sim_cluster)
     try:
         yield Operator(sim_cluster, thread, client)

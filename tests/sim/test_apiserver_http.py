@@ -160,7 +160,8 @@ async def test_initial_events_bookmarks_and_timeout(apiserver_http) -> None:
         while line := await asyncio.wait_for(response.content.readline(), 5):
             assert json.loads(line)["type"] == "BOOKMARK"
     status, _, body = await apiserver_http.request("GET", "/api/v1/configmaps?watch=true&sendInitialEvents=true")
-    assert status == 422 and "sendInitialEvents is forbidden" in body["message"]
+    assert status == 422 and [c["field"] for c in body["details"]["causes"]] == ["sendInitialEvents",
+                                                                                 "allowWatchBookmarks"]
 
 
 async def test_drop_watches_ends_streams_and_clients_can_rewatch(apiserver: ApiServer, apiserver_http) -> None:

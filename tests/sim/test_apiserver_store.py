@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kubemeter.sim.apiserver.errors import ApiError
+from kubemeter.sim.apiserver.objects import WriteOptions
 from kubemeter.sim.apiserver.store import Store
 
 
@@ -275,7 +276,6 @@ def test_json_patch_operations_and_failures(store: Store) -> None:
 
 
 def test_server_side_apply_subset_creates_then_merges(store: Store) -> None:
-    from kubemeter.sim.apiserver.store import WriteOptions
     applied = store.patch("v1", "configmaps", "a", {"apiVersion": "v1", "kind": "ConfigMap",
                                                     "data": {"k": "1"}}, "apply", namespace="default",
                           options=WriteOptions(field_manager="me"))
@@ -314,3 +314,21 @@ def test_scale_subresource_changes_only_replicas(store: Store) -> None:
     negative = error_of(store.patch, "apps/v1", "deployments", "web", {"spec": {"replicas": -1}},
                         namespace="default", subresource="scale")
     assert negative.code == 422
+
+
+def test_events_are_one_resource_in_two_api_groups(store: Store) -> None:
+    store.create("v1", "events", {"metadata": {"name": "core", "namespace": "default"}, "reason": "Pulled",
+                                  "message": "pulled", "involvedObject": {"kind": "Pod", "name": "p"}, "count": 2})
+    store.create("events.k8s.io/v1", "events", {"metadata": {"name": "new", "namespace": "default"},
+                                                "reason": "Scheduled", "note": "assigned", "action": "Binding",
+                                                "regarding": {"kind": "Pod", "name": "p"},
+                                                "eventTime": "2026-01-01T00:00:00.000000Z",
+                                                "reportingController": "scheduler", "reportingInstance": "s-1"})
+    as_new = {e["metadata"]["name"]: e for e in store.list("events.k8s.io/v1", "events")}
+    assert as_new["core"]["note"] == "pulled" and as_new["core"]["deprecatedCount"] == 2
+    assert as_new["core"]["regarding"] == {"kind": "Pod", "name": "p"} and "message" not in as_new["core"]
+    as_core = store.get("v1", "events", "new", "default")
+    assert (as_core["apiVersion"], as_core["message"], as_core["reportingComponent"]) == ("v1", "assigned",
+                                                                                         "scheduler")
+    assert [e["metadata"]["name"] for e in store.list("v1", "events",
+                                                      field_selector="involvedObject.name=p")] == ["core", "new"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 
-from kubemeter.compute.snapshot import Snapshot, Totals, WorkloadResult, split_figures
+from kubemeter.compute.snapshot import RAW_FIGURES, Snapshot, Totals, WorkloadResult, resource_figures
 from kubemeter.compute.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
 from kubemeter.compute.window import Window
 
 
 class _ResourceSum:
-    """Running sums of one resource over containers; see ResourceFigures for what each figure means."""
+    """Running sums of one resource over containers; see snapshot.ResourceFigures for what the figures mean."""
 
     __slots__ = ("usage", "measured", "measured_requests", "measured_unrequested",
                  "requests", "requested", "limits", "unlimited")
@@ -72,8 +72,8 @@ class _ResourceSum:
     def current(self) -> float | None:
         return self.usage if self.measured else None
 
-    def figure_values(self, window: array | None, percentiles: tuple[float, ...]) -> tuple:
-        """The fields of this resource's ResourceFigures, in order."""
+    def raw_figures(self, window: array | None) -> tuple:
+        """This cycle's raw figures (see snapshot.RAW_FIGURES)."""
         usage = self.current
         utilization = None
         if usage is not None and not self.measured_unrequested and self.measured_requests > 0:
@@ -84,7 +84,6 @@ class _ResourceSum:
             None if self.unlimited else self.limits,
             utilization,
             window,
-            percentiles,
         )
 
 
@@ -143,15 +142,14 @@ class _Series:
         self.cycle = cycle
         self.last_seen = now
 
-    def record(self, now: float, percentiles: tuple[float, ...]) -> tuple:
-        """Add this cycle's usage to the windows; this cycle's CPU then memory ResourceFigures fields."""
+    def record(self, now: float) -> tuple:
+        """Add this cycle's usage to the windows; this cycle's CPU then memory raw figures."""
         cpu, memory = self.sums.cpu, self.sums.memory
         if cpu.measured:
             self.cpu.add(now, cpu.usage)
         if memory.measured:
             self.memory.add(now, memory.usage)
-        return cpu.figure_values(self.cpu.values(now), percentiles) + memory.figure_values(
-            self.memory.values(now), percentiles)
+        return cpu.raw_figures(self.cpu.values(now)) + memory.raw_figures(self.memory.values(now))
 
     def resize(self, window_seconds: float) -> None:
         self.cpu.seconds = self.memory.seconds = window_seconds
@@ -191,19 +189,20 @@ class _Workload:
         for name, series in self.containers.items():
             if series.cycle == self.total.cycle:
                 total.merge(series.sums)
-                containers[name] = series.record(now, percentiles)
-        cpu, memory = split_figures(self.total.record(now, percentiles))
+                containers[name] = series.record(now)
+        raw = self.total.record(now)
         return WorkloadResult(
             workload=ref,
             pods=total.pods,
             pods_reporting=self.reporting,
             samples=max(len(self.total.cpu), len(self.total.memory)),
-            cpu=cpu,
-            memory=memory,
+            cpu=resource_figures(raw[:RAW_FIGURES], percentiles),
+            memory=resource_figures(raw[RAW_FIGURES:], percentiles),
             container_values=containers,
             network_rx_bytes_per_second=self.rx,
             network_tx_bytes_per_second=self.tx,
             ephemeral_storage_bytes=self.ephemeral,
+            percentile_levels=percentiles,
         )
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from array import array
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from kubemeter.compute.types import WorkloadRef
@@ -20,44 +20,36 @@ class ResourceFigures(NamedTuple):
     """One resource (CPU in cores, memory in bytes) of a workload or of one of its container names.
 
     ``usage``: sum over the containers that reported this cycle, ``None`` when none did.
+    ``avg``, ``max``, ``percentiles`` (percentile as configured -> value): over the per-cycle usage sums
+    inside the window; ``None``/empty when it holds none. Percentiles interpolate linearly between the
+    closest ranks, as Prometheus ``quantile_over_time`` does.
     ``requests``: sum of the requests that are set, ``None`` when no container sets one.
     ``limits``: sum of the limits, ``None`` when any container has none (it may use the whole node, so a
     finite sum would understate the bound).
     ``request_utilization``: usage / requests over the same reporting containers; ``None`` unless every one
     of them has a request (as the HorizontalPodAutoscaler requires).
-    ``window``: the per-cycle usage sums inside the window, oldest first (``None`` when there are none);
-    ``avg``, ``max`` and ``percentiles`` (keyed by ``percentile_levels``) are computed from it when read,
-    as most snapshots are never asked for them.
     """
 
     usage: float | None
+    avg: float | None
+    max: float | None
+    percentiles: dict[float, float]
     requests: float | None
     limits: float | None
     request_utilization: float | None
-    window: array | None
-    percentile_levels: tuple[float, ...]
-
-    @property
-    def samples(self) -> int:
-        return len(self.window) if self.window is not None else 0
-
-    @property
-    def avg(self) -> float | None:
-        return math.fsum(self.window) / len(self.window) if self.window is not None else None
-
-    @property
-    def max(self) -> float | None:
-        return max(self.window) if self.window is not None else None
-
-    @property
-    def percentiles(self) -> dict[float, float]:
-        return percentiles_of(self.window, self.percentile_levels) if self.window is not None else {}
 
 
-def split_figures(values: tuple) -> tuple[ResourceFigures, ResourceFigures]:
-    """The CPU and memory ResourceFigures whose fields ``values`` holds one after the other."""
-    half = len(ResourceFigures._fields)
-    return ResourceFigures(*values[:half]), ResourceFigures(*values[half:])
+RAW_FIGURES = 5
+"""Length of a resource's raw figures: (usage, requests, limits, request_utilization, window values)."""
+
+
+def resource_figures(raw: tuple, percentiles: Sequence[float]) -> ResourceFigures:
+    """ResourceFigures from raw figures, the window statistics computed here."""
+    usage, requests, limits, utilization, window = raw
+    if window is None:
+        return ResourceFigures(usage, None, None, {}, requests, limits, utilization)
+    return ResourceFigures(usage, math.fsum(window) / len(window), max(window), percentiles_of(window, percentiles),
+                           requests, limits, utilization)
 
 
 class ContainerFigures(NamedTuple):
@@ -77,18 +69,24 @@ class WorkloadResult(NamedTuple):
     cpu: ResourceFigures
     memory: ResourceFigures
     container_values: dict[str, tuple]
-    """Container name -> the CPU then the memory ResourceFigures fields, as one plain tuple; read
-    :attr:`containers`. (Plain tuples of numbers and arrays are untracked by the garbage collector, and a
-    snapshot holds three or more per workload, most never read.)"""
+    """Container name -> its CPU then memory raw figures in one plain tuple; read :attr:`containers`.
+    (Most snapshots' per-container figures are never read, and plain tuples of numbers and arrays cost
+    the garbage collector nothing.)"""
     network_rx_bytes_per_second: float | None
     """Sums over the pods that have them (``/stats/summary`` only), else ``None``."""
     network_tx_bytes_per_second: float | None
     ephemeral_storage_bytes: float | None
+    percentile_levels: tuple[float, ...]
 
     @property
     def containers(self) -> dict[str, ContainerFigures]:
-        """Container name -> its figures summed over the workload's pods (built on each read)."""
-        return {name: ContainerFigures(*split_figures(values)) for name, values in self.container_values.items()}
+        """Container name -> its figures summed over the workload's pods (computed on each read)."""
+        levels = self.percentile_levels
+        return {
+            name: ContainerFigures(resource_figures(raw[:RAW_FIGURES], levels),
+                                   resource_figures(raw[RAW_FIGURES:], levels))
+            for name, raw in self.container_values.items()
+        }
 
 
 class Totals(NamedTuple):

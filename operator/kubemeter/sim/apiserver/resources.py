@@ -30,7 +30,8 @@ class ResourceType:
     printer_columns: tuple[dict, ...] = ()
     # Implementation details beyond the public contract:
     custom: bool = False                      # defined by a CRD (schemaless merge, 415 on strategic merge patch)
-    storage_version: str = ""                 # CR objects are stored once, in this version
+    storage_version: str = ""                 # objects are stored once, in this version ...
+    storage_group: str | None = None          # ... of this group (events.k8s.io Events are core Events)
     compiled_schema: object | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -40,7 +41,13 @@ class ResourceType:
     @property
     def key(self) -> tuple[str, str]:
         """Storage identity: all versions of a group/resource share one object set."""
-        return (self.group, self.plural)
+        return (self.group if self.storage_group is None else self.storage_group, self.plural)
+
+    @property
+    def storage_api_version(self) -> str:
+        group = self.group if self.storage_group is None else self.storage_group
+        version = self.storage_version or self.version
+        return f"{group}/{version}" if group else version
 
     @property
     def tracks_generation(self) -> bool:
@@ -86,7 +93,8 @@ def builtin_types() -> list[ResourceType]:
         _t("batch", "v1", "jobs", "Job", True, (), _ALL, sub=_STATUS),
         _t("batch", "v1", "cronjobs", "CronJob", True, ("cj",), _ALL, sub=_STATUS),
         _t("coordination.k8s.io", "v1", "leases", "Lease", True),
-        _t("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+        ResourceType("events.k8s.io", "v1", "events", "event", "Event", "EventList", True, ("ev",),
+                     storage_group="", storage_version="v1"),
         _t("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
            ("crd", "crds"), sub=_STATUS),
         ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview",

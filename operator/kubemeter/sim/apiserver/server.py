@@ -19,9 +19,10 @@ from kubemeter.sim.apiserver.errors import (
     unsupported_media_type)
 from kubemeter.sim.apiserver.faults import FaultHandle, Faults
 from kubemeter.sim.apiserver.jsonutil import dumps
+from kubemeter.sim.apiserver.objects import WriteOptions
 from kubemeter.sim.apiserver.resources import ResourceType
 from kubemeter.sim.apiserver.selectors import field_matcher, label_matcher
-from kubemeter.sim.apiserver.store import Store, WriteOptions
+from kubemeter.sim.apiserver.store import Store
 from kubemeter.sim.apiserver.watch import Watcher, WatchHub, event_line
 
 NodeProxy = Callable[[str, str, web.Request], Awaitable[web.StreamResponse]]
@@ -375,12 +376,9 @@ class ApiServer:
         label_ok = label_matcher(query.get("labelSelector"))
         field_ok = field_matcher(_with_name(query.get("fieldSelector"), target.name), rtype.kind, rtype.custom)
         send_initial = query.get("sendInitialEvents") == "true"
-        if send_initial and query.get("resourceVersionMatch") != "NotOlderThan":
-            raise invalid("ListOptions", "meta.k8s.io", "", [{
-                "reason": "FieldValueForbidden", "field": "sendInitialEvents",
-                "message": "Forbidden: sendInitialEvents is forbidden for watch unless resourceVersionMatch is set "
-                           "to NotOlderThan"}])
         bookmarks = query.get("allowWatchBookmarks") == "true"
+        if send_initial:
+            _check_initial_events_options(query.get("resourceVersionMatch"), bookmarks)
         timeout = _float(query.get("timeoutSeconds"))
         encoder = None
         if _wants_table(request):
@@ -407,7 +405,7 @@ class ApiServer:
                 expired = too_old_resource_version(since, store.oldest_valid_rv())
                 await response.write(event_line("ERROR", dumps(expired.status())))
             else:
-                self._open_watch(watcher, since, send_initial and bookmarks)
+                self._open_watch(watcher, since, send_initial)
                 try:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(timeout):
@@ -508,6 +506,21 @@ class ApiServer:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
+def _check_initial_events_options(resource_version_match: str | None, bookmarks: bool) -> None:
+    """sendInitialEvents needs resourceVersionMatch=NotOlderThan and bookmarks (apimachinery ListOptions rules)."""
+    causes = []
+    if resource_version_match != "NotOlderThan":
+        causes.append({"reason": "FieldValueForbidden", "field": "sendInitialEvents",
+                       "message": "Forbidden: sendInitialEvents is forbidden for watch unless resourceVersionMatch "
+                                  "is set to NotOlderThan"})
+    if not bookmarks:
+        causes.append({"reason": "FieldValueForbidden", "field": "allowWatchBookmarks",
+                       "message": "Forbidden: allowWatchBookmarks must be set to true when sendInitialEvents is "
+                                  "true"})
+    if causes:
+        raise invalid("ListOptions", "meta.k8s.io", "", causes)
+
+
 async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
     """Run a big encoding in a thread so one large LIST does not stall every other request (stored objects are
     never mutated, so reading them there is safe)."""

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import json
 import random
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from kubemeter.sim.apiserver import admission
+from kubemeter.sim.apiserver.conversion import convert
 from kubemeter.sim.apiserver.errors import (
     ApiError, bad_request, expired, invalid, not_found, stale_conflict, unsupported_media_type, already_exists,
     forbidden)
 from kubemeter.sim.apiserver.jsonutil import clone, dumps
+from kubemeter.sim.apiserver.lifecycle import Lifecycle
+from kubemeter.sim.apiserver.objects import Change, Collection, Entry, WriteOptions, object_key
 from kubemeter.sim.apiserver.patch import json_patch, merge_patch, strategic_merge_patch
-from kubemeter.sim.apiserver.resources import ResourceType, builtin_types, crd_types
+from kubemeter.sim.apiserver.resources import ResourceType, builtin_types
 from kubemeter.sim.apiserver.scale import replicas_of, scale_of
 from kubemeter.sim.apiserver.selectors import field_matcher, label_matcher
 
@@ -40,87 +41,13 @@ _CONTINUE_EXPIRED = (
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-@dataclass
-class WriteOptions:
-    """Per-request write options (query parameters of the HTTP API)."""
 
-    dry_run: bool = False
-    field_validation: str = "Warn"        # Strict | Warn | Ignore
-    field_manager: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-
-class Entry:
-    """A stored object (never mutated after commit) and its JSON bytes, encoded on first use."""
-
-    __slots__ = ("obj", "_raw")
-
-    def __init__(self, obj: dict) -> None:
-        self.obj = obj
-        self._raw: bytes | None = None
-
-    @property
-    def raw(self) -> bytes:
-        if self._raw is None:
-            self._raw = dumps(self.obj)
-        return self._raw
-
-
-@dataclass(frozen=True)
-class Change:
-    """One committed change, as watch streams replay it."""
-
-    rv: int
-    type: str                    # ADDED | MODIFIED | DELETED
-    rtype: ResourceType          # storage-version type
-    entry: Entry                 # the object after the change (its last state for DELETED)
-    old: dict | None             # the object before (None for ADDED)
-
-
-class _Collection:
-    """Objects of one group/resource keyed "namespace/name" (or "name"), with a lazily sorted key list."""
-
-    __slots__ = ("entries", "_sorted")
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
-        self._sorted: list[str] | None = None
-
-    def put(self, key: str, entry: Entry) -> None:
-        if key not in self.entries:
-            self._sorted = None
-        self.entries[key] = entry
-
-    def remove(self, key: str) -> None:
-        del self.entries[key]
-        self._sorted = None
-
-    def key_range(self, namespace: str | None, start: str = "") -> tuple[list[str], int, int]:
-        """(sorted keys, first index, end index) of a namespace's keys (all when None) from start on, in etcd
-        order."""
-        if self._sorted is None:
-            self._sorted = sorted(self.entries)
-        keys = self._sorted
-        low = namespace + "/" if namespace is not None else ""
-        first = bisect.bisect_left(keys, max(low, start))
-        end = bisect.bisect_left(keys, namespace + "0") if namespace is not None else len(keys)
-        return keys, first, end
-
-    def keys_from(self, namespace: str | None, start: str = "") -> list[str]:
-        keys, first, end = self.key_range(namespace, start)
-        return keys[first:end]
-
-
-def object_key(namespace: str | None, name: str) -> str:
-    return f"{namespace}/{name}" if namespace else name
-
-
-class Store:
+class Store(Lifecycle):
     """The API's objects. Every method raises ApiError as the HTTP API would answer."""
 
     def __init__(self, *, watch_history: int = 10_000) -> None:
         self._types: dict[tuple[str, str], ResourceType] = {}
-        self._collections: dict[tuple[str, str], _Collection] = {}
+        self._collections: dict[tuple[str, str], Collection] = {}
         self._rv = 1
         self._listeners: list[Listener] = []
         self._change_hooks: list[Callable[[Change], None]] = []
@@ -136,7 +63,7 @@ class Store:
     # ---- types -------------------------------------------------------------------------------------------------
     def _register(self, rtype: ResourceType) -> None:
         self._types[(rtype.api_version, rtype.plural)] = rtype
-        self._collections.setdefault(rtype.key, _Collection())
+        self._collections.setdefault(rtype.key, Collection())
 
     def resource(self, api_version: str, plural: str) -> ResourceType:
         rtype = self._types.get((api_version, plural))
@@ -149,8 +76,7 @@ class Store:
         return list(self._types.values())
 
     def storage_type(self, rtype: ResourceType) -> ResourceType:
-        return self._types.get((f"{rtype.group}/{rtype.storage_version}" if rtype.group else rtype.storage_version,
-                                rtype.plural), rtype)
+        return self._types.get((rtype.storage_api_version, rtype.plural), rtype)
 
     # ---- resource versions, listeners --------------------------------------------------------------------------
     @property
@@ -231,16 +157,14 @@ class Store:
         return key, entry
 
     def view(self, rtype: ResourceType, entry: Entry) -> bytes:
-        """The object's bytes as served through rtype (CR versions differ only in apiVersion)."""
-        if not rtype.custom or rtype.version == rtype.storage_version:
+        """The object's bytes as served through rtype (cached when that is the storage version)."""
+        if rtype.api_version == rtype.storage_api_version:
             return entry.raw
         return dumps(self.as_version(rtype, entry.obj))
 
     @staticmethod
     def as_version(rtype: ResourceType, obj: dict) -> dict:
-        if obj.get("apiVersion") == rtype.api_version:
-            return obj
-        return {**obj, "apiVersion": rtype.api_version}
+        return convert(obj, rtype.api_version)
 
     def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict:
         rtype = self.resource(api_version, plural)
@@ -543,163 +467,6 @@ class Store:
                 removed.append(self.delete(api_version, plural, meta["name"], meta.get("namespace"),
                                            propagation_policy))
         return removed
-
-    def _delete(self, rtype: ResourceType, key: str, policy: str) -> dict:
-        entry = self._collections[rtype.key].entries[key]
-        obj = entry.obj
-        uid = obj["metadata"]["uid"]
-        if policy == "Orphan":
-            self._orphan_dependents(uid)
-        if rtype.kind == "Namespace":
-            return self._delete_namespace(key, entry)
-        finalizers = list(obj["metadata"].get("finalizers") or [])
-        if policy == "Foreground" and self._dependents.get(uid) and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
-        if not finalizers:
-            return self._remove(rtype, key, None).obj
-        if obj["metadata"].get("deletionTimestamp") and finalizers == obj["metadata"].get("finalizers"):
-            return obj
-        new = clone(obj)
-        meta = new["metadata"]
-        meta["finalizers"] = finalizers
-        if not meta.get("deletionTimestamp"):
-            meta["deletionTimestamp"] = admission.now_rfc3339()
-            meta["deletionGracePeriodSeconds"] = 0
-            if meta.get("generation"):
-                meta["generation"] += 1
-        committed = self._commit("MODIFIED", rtype, key, new, obj)
-        if "foregroundDeletion" in finalizers:
-            for dependent_type, dependent_key in list(self._dependents.get(uid, ())):
-                if dependent_key in self._collections[dependent_type].entries:
-                    self._delete(self._storage_for(dependent_type), dependent_key, "Foreground")
-            self._after_finalizer_change(self._collections[rtype.key].entries[key].obj
-                                         if key in self._collections[rtype.key].entries else committed.obj)
-        current = self._collections[rtype.key].entries.get(key)
-        return current.obj if current else committed.obj
-
-    def _storage_for(self, collection_key: tuple[str, str]) -> ResourceType:
-        rtype = next(t for t in self._types.values() if t.key == collection_key)
-        return self.storage_type(rtype)
-
-    def _remove(self, rtype: ResourceType, key: str, final: dict | None) -> Entry:
-        """Remove an object for good, then run what follows: GC of dependents, namespace and foreground
-        finalization, CRD type removal."""
-        old = self._collections[rtype.key].entries[key].obj
-        if rtype.kind == "CustomResourceDefinition":
-            self._drop_crd_objects(old)
-        entry = self._commit("DELETED", rtype, key, final, old)
-        uid = old["metadata"]["uid"]
-        for dependent_type, dependent_key in list(self._dependents.get(uid, ())):
-            self._collect_garbage(dependent_type, dependent_key)
-        for owner in old["metadata"].get("ownerReferences") or []:
-            owner_ref = self._uids.get(owner.get("uid"))
-            if owner_ref is not None:
-                owner_entry = self._collections[owner_ref[0]].entries.get(owner_ref[1])
-                if owner_entry is not None:
-                    self._after_finalizer_change(owner_entry.obj)
-        namespace = old["metadata"].get("namespace")
-        if namespace:
-            self._maybe_finish_namespace(namespace)
-        return entry
-
-    def _collect_garbage(self, collection_key: tuple[str, str], key: str) -> None:
-        """Like kube-controller-manager's GC: a dependent with a live owner loses only its dangling references."""
-        entry = self._collections[collection_key].entries.get(key)
-        if entry is None:
-            return
-        refs = entry.obj["metadata"].get("ownerReferences") or []
-        live = [r for r in refs if r.get("uid") in self._uids]
-        rtype = self._storage_for(collection_key)
-        if live:
-            new = clone(entry.obj)
-            new["metadata"]["ownerReferences"] = live
-            self._commit("MODIFIED", rtype, key, new, entry.obj)
-        elif not entry.obj["metadata"].get("deletionTimestamp"):
-            self._delete(rtype, key, "Background")
-
-    def _orphan_dependents(self, uid: str) -> None:
-        for collection_key, key in list(self._dependents.get(uid, ())):
-            entry = self._collections[collection_key].entries[key]
-            new = clone(entry.obj)
-            refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
-            if refs:
-                new["metadata"]["ownerReferences"] = refs
-            else:
-                new["metadata"].pop("ownerReferences", None)
-            self._commit("MODIFIED", self._storage_for(collection_key), key, new, entry.obj)
-
-    def _after_finalizer_change(self, obj: dict) -> None:
-        """Foreground deletion completes when the owner has no dependents left."""
-        meta = obj["metadata"]
-        if not meta.get("deletionTimestamp") or "foregroundDeletion" not in (meta.get("finalizers") or []):
-            return
-        if self._dependents.get(meta["uid"]):
-            return
-        ref = self._uids.get(meta["uid"])
-        if ref is None:
-            return
-        rtype = self._storage_for(ref[0])
-        new = clone(obj)
-        new["metadata"]["finalizers"] = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
-        if new["metadata"]["finalizers"]:
-            self._commit("MODIFIED", rtype, ref[1], new, obj)
-        else:
-            new["metadata"].pop("finalizers")
-            self._remove(rtype, ref[1], new)
-
-    def _delete_namespace(self, key: str, entry: Entry) -> dict:
-        """Namespace deletion: Terminating, contents deleted, the namespace goes when it is empty."""
-        rtype = self._storage_for(("", "namespaces"))
-        if not entry.obj["metadata"].get("deletionTimestamp"):
-            new = clone(entry.obj)
-            new["metadata"]["deletionTimestamp"] = admission.now_rfc3339()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
-            new["status"] = {"phase": "Terminating"}
-            entry = self._commit("MODIFIED", rtype, key, new, entry.obj)
-            for collection_key, collection in self._collections.items():
-                if collection_key == ("", "namespaces"):
-                    continue
-                for object_name in collection.keys_from(key):
-                    if object_name in collection.entries and \
-                            not collection.entries[object_name].obj["metadata"].get("deletionTimestamp"):
-                        self._delete(self._storage_for(collection_key), object_name, "Background")
-        self._maybe_finish_namespace(key)
-        current = self._collections[("", "namespaces")].entries.get(key)
-        return (current or entry).obj
-
-    def _maybe_finish_namespace(self, namespace: str) -> None:
-        entry = self._collections[("", "namespaces")].entries.get(namespace)
-        if entry is None or not entry.obj["metadata"].get("deletionTimestamp"):
-            return
-        for collection_key, collection in self._collections.items():
-            _, first, end = collection.key_range(namespace)
-            if collection_key != ("", "namespaces") and end > first:
-                return
-        if not entry.obj["metadata"].get("finalizers"):
-            self._remove(self._storage_for(("", "namespaces")), namespace, None)
-
-    # ---- CRDs ------------------------------------------------------------------------------------------------
-    def _sync_crd_types(self, crd: dict) -> None:
-        """(Re)register the served versions of a CRD; discovery changes at once."""
-        spec = crd["spec"]
-        for api_key in [k for k, t in self._types.items() if t.custom and t.key == (spec["group"],
-                                                                                   spec["names"]["plural"])]:
-            del self._types[api_key]
-        for rtype in crd_types(crd):
-            self._register(rtype)
-
-    def _drop_crd_objects(self, crd: dict) -> None:
-        spec = crd["spec"]
-        collection_key = (spec["group"], spec["names"]["plural"])
-        collection = self._collections.get(collection_key)
-        if collection is not None and collection.entries:
-            rtype = self._storage_for(collection_key)
-            for key in collection.keys_from(None):
-                if key in collection.entries:
-                    self._remove(rtype, key, None)
-        for api_key in [k for k, t in self._types.items() if t.custom and t.key == collection_key]:
-            del self._types[api_key]
-        self._collections.pop(collection_key, None)
 
     def iter_entries(self, rtype: ResourceType, namespace: str | None = None) -> Iterable[Entry]:
         collection = self._collections[rtype.key]

@@ -171,7 +171,30 @@ def _deployment_cells(deployment: dict, now: dt.datetime) -> list[Any]:
             age(deployment["metadata"].get("creationTimestamp"), now)]
 
 
+def _event_cells(event: dict, now: dt.datetime) -> list[Any]:
+    """core/v1 and events.k8s.io/v1 Events (the latter say note/regarding/deprecated* for the same things)."""
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    last = event.get("lastTimestamp") or event.get("deprecatedLastTimestamp") or event.get("eventTime") \
+        or event["metadata"].get("creationTimestamp")
+    first = event.get("firstTimestamp") or event.get("deprecatedFirstTimestamp") or last
+    source = (event.get("source") or {}).get("component") or event.get("reportingController") or ""
+    count = event.get("count") or event.get("deprecatedCount") or 1
+    return [age(_seconds_precision(last), now), event.get("type", ""), event.get("reason", ""),
+            f"{(involved.get('kind') or '').lower()}/{involved.get('name', '')}", involved.get("fieldPath", ""),
+            source, event.get("message") or event.get("note") or "", age(_seconds_precision(first), now), count,
+            event["metadata"]["name"]]
+
+
+def _seconds_precision(timestamp: str | None) -> str | None:
+    """eventTime is a MicroTime ("...05.123456Z"); ages need seconds."""
+    return timestamp[:19] + "Z" if timestamp and len(timestamp) > 20 else timestamp
+
+
 _BUILTIN: dict[str, tuple[list[dict], Callable[[dict, dt.datetime], list[Any]]]] = {
+    "Event": ([_column("Last Seen"), _column("Type"), _column("Reason"), _column("Object"),
+               _column("Subobject", priority=1), _column("Source", priority=1), _column("Message"),
+               _column("First Seen", priority=1), _column("Count", "integer", priority=1),
+               _column("Name", format_="name", priority=1)], _event_cells),
     "Pod": ([_column("Name", format_="name"), _column("Ready"), _column("Status"), _column("Restarts", "integer"),
              _column("Age"), _column("IP", priority=1), _column("Node", priority=1),
              _column("Nominated Node", priority=1), _column("Readiness Gates", priority=1)], _pod_cells),

@@ -6,9 +6,10 @@ import asyncio
 from typing import Callable
 
 from kubemeter.sim.apiserver.jsonutil import dumps
+from kubemeter.sim.apiserver.objects import Change
 from kubemeter.sim.apiserver.resources import ResourceType
 from kubemeter.sim.apiserver.selectors import Matcher
-from kubemeter.sim.apiserver.store import Change, Store
+from kubemeter.sim.apiserver.store import Store
 
 Encoder = Callable[[dict], bytes]
 
@@ -73,7 +74,7 @@ class Watcher:
         if self.encoder is not None:
             self.push(event_line(event_type, self.encoder(store.as_version(self.rtype, change.entry.obj))))
             return
-        cache_key = (event_type, self.rtype.version)
+        cache_key = (event_type, self.rtype.api_version)
         line = cache.get(cache_key)
         if line is None:
             line = cache[cache_key] = event_line(event_type, store.view(self.rtype, change.entry))

@@ -1,0 +1,161 @@
+"""A steady-state session: simulated cluster in this process, ``kubemeter run`` in another, one policy.
+
+After ``warmup`` cycles (the first ones create every WorkloadMetrics and have no CPU rates yet), each
+phase runs its setup (e.g. a fault), lets one cycle pass, then measures a window of ``cycles`` whole
+intervals. The loop starts a cycle every interval, so a window of K intervals holds K cycles' work whatever
+its phase. The operator's /metrics is scraped once per interval in the window (as Prometheus would), which
+also yields each cycle's duration; CPU and RSS come from /proc; API requests from the server's handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import (
+    OperatorProcess, Request, RequestLog, container_count, counting_requests, create_policy, metric_sum,
+    operator_process, simulated_cluster, wait_until,
+)
+from kubemeter.sim.cluster import Cluster
+
+POLICY = "bench"
+KEY_FIELDS = ("pods", "podsReporting", "stale", "cpuRequests", "cpuLimits", "memoryRequests", "memoryLimits")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWrite:
+    """One WorkloadMetrics status as the API server stored it."""
+
+    at: float
+    name: str
+    values: dict
+
+
+def _status_values(status: dict) -> dict:
+    cpu, memory = status.get("cpu") or {}, status.get("memory") or {}
+    return {"pods": status.get("pods"), "podsReporting": status.get("podsReporting"), "stale": status.get("stale"),
+            "cpu": cpu.get("usageCores"), "memory": memory.get("workingSetBytes"),
+            "cpuRequests": cpu.get("requestsCores"), "cpuLimits": cpu.get("limitsCores"),
+            "memoryRequests": memory.get("requestsBytes"), "memoryLimits": memory.get("limitsBytes"),
+            "lastUpdated": status.get("lastUpdated")}
+
+
+class StatusWrites:
+    """Every change of a WorkloadMetrics status, seen from the store (whoever wrote it)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.writes: list[StatusWrite] = []
+        self._last: dict[str, dict] = {}
+        cluster.store.add_listener(self._on_change)
+
+    def _on_change(self, change_type: str, rtype, obj: dict) -> None:
+        if rtype.plural != "workloadmetrics" or change_type != "MODIFIED" or not obj.get("status"):
+            return
+        meta = obj["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        values = _status_values(obj["status"])
+        if self._last.get(key) != values:
+            self._last[key] = values
+            self.writes.append(StatusWrite(time.monotonic(), key, values))
+
+
+@dataclass
+class Phase:
+    name: str
+    cycles: int
+    setup: Callable[[Cluster], Awaitable[None]] | None = None
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    seconds: float
+    cycles: int
+    cycle_seconds: list[float]
+    cpu_seconds: float
+    rss_max_bytes: int
+    requests: list[Request]
+    status_writes: list[StatusWrite]
+    metrics: str
+    """The last /metrics text of the window."""
+
+
+@dataclass
+class Session:
+    nodes: int
+    pods: int
+    containers: int
+    interval: float
+    phases: list[PhaseResult] = field(default_factory=list)
+    status_history: list[StatusWrite] = field(default_factory=list)
+    requests: RequestLog | None = None
+
+
+async def _measure(operator: OperatorProcess, interval: float, cycles: int) -> tuple[float, list[float], str, int]:
+    """Scrape once per interval for ``cycles`` intervals: (seconds, cycle durations, last /metrics, max RSS)."""
+    started = time.monotonic()
+    durations: list[float] = []
+    count, total = await operator.cycles(POLICY)
+    rss = operator.usage().rss_bytes
+    text = ""
+    for index in range(1, cycles + 1):
+        await asyncio.sleep(max(0.0, started + index * interval - time.monotonic()))
+        text = await operator.metrics()
+        rss = max(rss, operator.usage().rss_bytes)
+        new_count = int(metric_sum(text, "kubemeter_cycle_duration_seconds_count", policy=POLICY))
+        new_total = metric_sum(text, "kubemeter_cycle_duration_seconds_sum", policy=POLICY)
+        if new_count > count:  # usually one cycle per interval; the mean when a scrape caught several
+            durations.extend([(new_total - total) / (new_count - count)] * (new_count - count))
+        count, total = new_count, new_total
+    return time.monotonic() - started, durations, text, rss
+
+
+async def _next_cycle_end(operator: OperatorProcess, timeout: float) -> int:
+    before, _ = await operator.cycles(POLICY)
+
+    async def advanced() -> int:
+        count, _ = await operator.cycles(POLICY)
+        return count if count > before else 0
+
+    return await wait_until(advanced, timeout, "the next policy cycle", interval=0.25)
+
+
+async def run_session(nodes: int, pods_per_node: int, policy_spec: dict, phases: list[Phase], workdir: Path,
+                      *, warmup: int = 2, write_qps: float = 20.0) -> Session:
+    interval = float(policy_spec["interval"].rstrip("s"))
+    with counting_requests() as requests:
+        async with simulated_cluster(nodes, pods_per_node, workdir) as (cluster, client):
+            writes = StatusWrites(cluster)
+            session = Session(nodes, len(cluster.store.list("v1", "pods")), container_count(cluster), interval,
+                              requests=requests)
+            await create_policy(client, POLICY, policy_spec)
+            async with operator_process(cluster.kubeconfig, workdir / "operator.log", write_qps) as operator:
+                # Start-up (import, LIST of every pod, kopf's listing) is bounded by a generous deadline.
+                async def warmed_up() -> bool:
+                    count, _ = await operator.cycles(POLICY)
+                    return count >= warmup
+
+                await wait_until(warmed_up, 600 + warmup * 3 * interval, f"{warmup} warm-up cycles", interval=1.0)
+                print(f"  operator warmed up ({warmup} cycles), RSS {operator.usage().rss_bytes / 1e6:.0f} MB",
+                      flush=True)
+                for phase in phases:
+                    # Measure from the end of a cycle that started after the setup.
+                    if phase.setup is not None:
+                        await phase.setup(cluster)
+                        await _next_cycle_end(operator, 3 * interval + 60)
+                    await _next_cycle_end(operator, 3 * interval + 60)
+                    before = operator.usage()
+                    start = time.monotonic()
+                    seconds, durations, text, rss = await _measure(operator, interval, phase.cycles)
+                    after = operator.usage()
+                    session.phases.append(PhaseResult(
+                        phase.name, seconds, len(durations), durations, after.cpu_seconds - before.cpu_seconds,
+                        rss, requests.between(start, start + seconds),
+                        [w for w in writes.writes if start <= w.at < start + seconds], text))
+                    print(f"  phase {phase.name}: {len(durations)} cycles, "
+                          f"{after.cpu_seconds - before.cpu_seconds:.1f} CPU s in {seconds:.0f}s", flush=True)
+            session.status_history = writes.writes
+    return session

@@ -1,0 +1,102 @@
+"""The chart's ClusterRole is exactly what the operator needs: the operator runs end to end under a token
+bound to the rendered rules (the simulator enforces them with real 403s), and proxy mode needs the opt-in."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import kubernetes
+import pytest
+import yaml
+
+from kubemeter.demo import install_crds
+from kubemeter.kube import load_configuration
+from kubemeter.sim.cluster import Cluster
+from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
+
+from .packaging_support import by_kind
+
+
+def chart_rules(manifests: list[dict]) -> list[dict]:
+    """The ClusterRole's rules plus the leader-election Role's (the simulator binds rules cluster-wide)."""
+    rules = [rule for role in by_kind(manifests, "ClusterRole") for rule in role["rules"]]
+    rules += [rule for role in by_kind(manifests, "Role") for rule in role["rules"]]
+    return rules
+
+
+def kubeconfig_with_token(cluster: Cluster, token: str, path: Path) -> Path:
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+async def restricted(tmp_path: Path, render):
+    """A cluster, its CRDs (applied as admin), and a factory for operators running under chart rules."""
+    async with Cluster(nodes=2, pods_per_node=5, seed=3, workdir=tmp_path / "sim", housekeeping_interval=0.5) as cluster:
+        admin = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
+        await asyncio.to_thread(install_crds, admin, CRDS_DIR)
+        threads = []
+
+        async def operator_for(values: dict, **settings) -> Operator:
+            token = cluster.token_for(chart_rules(render(values)))
+            kubeconfig = kubeconfig_with_token(cluster, token, tmp_path / f"kubeconfig-{len(threads)}")
+            thread = await start_operator(cluster, kubeconfig, **settings)
+            threads.append(thread)
+            return Operator(cluster, thread, admin)
+
+        operator_for.cluster = cluster
+        yield operator_for
+        for thread in threads:
+            await thread.stop()
+        admin.close()
+
+
+def forbidden_writes(operator: Operator) -> float:
+    counter = operator.runtime.metrics.status_writes
+    return sum(s.value for m in counter.collect() for s in m.samples if s.labels.get("result") == "forbidden")
+
+
+async def test_operator_works_under_exactly_the_chart_cluster_role(restricted):
+    operator = await restricted({})
+    await operator.create_policy("p", stepped())
+    report = await operator.cycle("p")
+    assert report.failures == {}, report.failures
+    objects = await operator.workload_metrics()
+    assert objects and all(o["status"].get("pods") for o in objects)
+    status = (await operator.policy("p"))["status"]
+    assert status["nodes"]["scraped"] == 2
+    assert forbidden_writes(operator) == 0
+
+
+async def test_proxy_mode_needs_the_nodes_proxy_opt_in(restricted):
+    direct_only = await restricted({})
+    await direct_only.create_policy("via-proxy", stepped(source={"via": "proxy"}))
+    report = await direct_only.cycle("via-proxy")
+    assert {f.reason for f in report.failures.values()} == {"forbidden"}
+    await direct_only.thread.stop()
+
+    with_proxy = await restricted({"scrape": {"via": "proxy"}})
+    report = await with_proxy.cycle("via-proxy")
+    assert report.failures == {} and report.scraped == 2
+
+
+async def test_leader_election_works_under_the_chart_lease_role(restricted, render):
+    manifests = render({"replicaCount": 2})
+    (deployment,) = by_kind(manifests, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-election" in args
+    (lease_name,) = [a.split("=", 1)[1] for a in args if a.startswith("--lease-name=")]
+    operator_namespace = "kubemeter"  # helm install --namespace kubemeter --create-namespace
+    restricted.cluster.scenario.ensure_namespace(operator_namespace)
+    operator = await restricted(
+        {"replicaCount": 2}, leader_election=True, lease_namespace="kubemeter", lease_name=lease_name
+    )
+    elector = operator.runtime.elector
+    assert elector is not None
+    await eventually(elector.leading.is_set, timeout=20)
+    await operator.create_policy("p", stepped())
+    report = await operator.cycle("p")
+    assert report.scraped == 2

@@ -1,0 +1,58 @@
+"""Reading what the operator left behind: Events, Prometheus counters, API server request counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import kubernetes
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubemeter.sim.cluster import Cluster
+
+
+async def events(client: kubernetes.client.ApiClient, reason: str | None = None) -> list[dict]:
+    """core/v1 Events from the API server (all namespaces), as plain dicts, optionally of one reason."""
+    core = kubernetes.client.CoreV1Api(client)
+    result = await asyncio.to_thread(core.list_event_for_all_namespaces, _preload_content=False)
+    items = json.loads(result.data)["items"]
+    return [e for e in items if reason is None or e.get("reason") == reason]
+
+
+async def node_events(client: kubernetes.client.ApiClient, reason: str) -> Counter[str]:
+    """How many Events of ``reason`` each Node got."""
+    return Counter(
+        e["involvedObject"]["name"] for e in await events(client, reason) if e["involvedObject"]["kind"] == "Node"
+    )
+
+
+def samples(text: str, name: str, **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of metric ``name`` whose labels include ``labels``, keyed by their sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def scrape_errors(text: str, policy: str) -> dict[tuple[str, str], float]:
+    """``kubemeter_scrape_errors_total`` of one policy by (node, reason)."""
+    by_labels = samples(text, "kubemeter_scrape_errors_total", policy=policy)
+    return {(dict(k)["node"], dict(k)["reason"]): v for k, v in by_labels.items()}
+
+
+class RequestCounter:
+    """Counts API server requests matching a method and path pattern, without changing their answers
+    (a fault with no status and no delay lets each request through)."""
+
+    def __init__(self, cluster: Cluster, method: str, path: str) -> None:
+        self._handle = cluster.apiserver.inject_fault(method=method, path=path)
+
+    @property
+    def count(self) -> int:
+        return self._handle.hits
+
+    def stop(self) -> None:
+        self._handle.remove()

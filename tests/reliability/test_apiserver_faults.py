@@ -1,0 +1,137 @@
+"""The API server misbehaving: dropped watches, expired resourceVersions, a restart, throttled and failing
+status writes, name conflicts. The operator's view and its published objects stay right through all of it."""
+
+from __future__ import annotations
+
+from kubemeter import GROUP, VERSION
+from kubemeter.compute.types import PodInfo
+from kubemeter.policy import parse_policy
+from kubemeter.sim.scenario import container, template
+from tests.operator.conftest import eventually, stepped
+from tests.reliability.support import samples
+
+LIVE = stepped(output={"minStatusChange": "0"})
+EVERYTHING = parse_policy(LIVE)
+
+
+def keys(objects: list[dict]) -> set[tuple[str, str, str]]:
+    return {(o["metadata"]["namespace"], o["spec"]["workload"]["kind"], o["spec"]["workload"]["name"]) for o in objects}
+
+
+async def model_pods(op) -> dict[tuple[str, str], PodInfo]:
+    """The operator's view of the pods (read on its own thread: the model is not shared across threads)."""
+
+    async def select() -> dict[tuple[str, str], PodInfo]:
+        return {(p.namespace, p.name): p for p in op.runtime.model.select(EVERYTHING).pods()}
+
+    return await op.thread.run(select())
+
+
+def new_app(cluster, namespace: str, name: str, replicas: int = 1) -> None:
+    cluster.scenario.create_deployment(namespace, name, replicas, template({"app": name}, [container(name, cpu="10m")]))
+
+
+async def test_dropped_watches_and_a_restarted_api_server_lose_no_change(operator):
+    cluster = operator.cluster
+    await operator.create_policy("p", LIVE)
+    await operator.cycle("p")
+
+    await cluster.apiserver.drop_watches()
+    new_app(cluster, "web", "after-drop")
+    await cluster.apiserver.restart()
+    new_app(cluster, "shop", "after-restart")
+    await eventually(
+        lambda: _has_workloads(operator, {("web", "after-drop"), ("shop", "after-restart")})
+    )
+    await operator.cycle("p")
+    published = keys(await operator.workload_metrics())
+    assert {("web", "Deployment", "after-drop"), ("shop", "Deployment", "after-restart")} <= published
+
+
+async def test_deletions_missed_during_an_expired_watch_are_repaired_by_a_relist(operator):
+    cluster, runtime = operator.cluster, operator.runtime
+    await operator.create_policy("p", LIVE)
+    await operator.cycle("p")
+    assert ("default", "Pod", "debug-shell") in keys(await operator.workload_metrics())
+    replaced = next(p["metadata"]["name"] for p in cluster.store.list("v1", "pods", "data"))
+    dropped_before = runtime.relister.dropped
+
+    # The gap: no watch is open when the pods go, and the history that would replay them is compacted
+    # (the re-opened watches get 410 Gone inside the stream, and kopf lists again).
+    await cluster.apiserver.drop_watches()
+    await cluster.scenario.delete_pod("default", "debug-shell")
+    await cluster.scenario.delete_pod("data", replaced)  # the StatefulSet brings it back with a new uid
+    cluster.apiserver.expire_resource_versions()
+
+    served_uid = cluster.store.get("v1", "pods", replaced, "data")["metadata"]["uid"]
+
+    async def repaired() -> bool:
+        pods = await model_pods(operator)
+        return ("default", "debug-shell") not in pods and pods[("data", replaced)].uid == served_uid
+
+    await eventually(repaired)
+    assert runtime.relister.dropped > dropped_before, "the deletions were found by the re-list, not by a watch"
+    await operator.cycle("p")
+    assert ("default", "Pod", "debug-shell") not in keys(await operator.workload_metrics())
+    text = await operator.scrape_metrics()
+    assert not samples(text, "kubemeter_workload_pods", policy="p", workload="debug-shell")
+
+
+async def test_throttled_and_failing_status_writes_are_retried_and_none_is_lost(operator):
+    cluster = operator.cluster
+    await operator.create_policy("p", LIVE)
+    await operator.cycle("p")
+    objects = await operator.workload_metrics()
+    throttled = cluster.apiserver.inject_fault(status=429, retry_after=0, method="PATCH", path=r"/status$", count=6)
+    failing = cluster.apiserver.inject_fault(status=503, method="PATCH", path=r"/status$", count=4)
+    report = await operator.cycle("p")
+
+    assert throttled.hits == 6 and failing.hits == 4
+    after = await operator.workload_metrics()
+    assert keys(after) == keys(objects)
+    # minStatusChange 0: every workload's published usage is this cycle's (written now, or unchanged).
+    results = {(r.namespace, r.kind, r.name): w for r, w in report.snapshot.workloads.items()}
+    for obj in after:
+        key = (obj["metadata"]["namespace"], obj["spec"]["workload"]["kind"], obj["spec"]["workload"]["name"])
+        cpu, memory = results[key].cpu.usage, results[key].memory.usage
+        assert obj["status"]["cpu"]["usageCores"] == round(cpu, 6), key
+        assert obj["status"]["memory"]["workingSetBytes"] == round(memory), key
+    assert (await operator.policy("p"))["status"]["lastScrapeTime"] == rfc3339_of(report.started)
+    writes = {dict(k)["result"]: v for k, v in samples(await operator.scrape_metrics(), "kubemeter_status_writes_total").items()}
+    assert writes["retried"] >= 10 and "error" not in writes
+
+
+async def test_a_name_taken_by_another_object_and_an_object_deleted_behind_its_back(operator):
+    cluster, custom = operator.cluster, operator.custom
+    # Someone else's WorkloadMetrics already holds the short name of this policy's bare pod.
+    squatter = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadMetrics",
+        "metadata": {"name": "pod-debug-shell", "namespace": "default"},
+        "spec": {"policy": "other", "workload": {"apiVersion": "v1", "kind": "Pod", "name": "debug-shell"}},
+    }
+    await operator.call(custom.create_namespaced_custom_object, GROUP, VERSION, "default", "workloadmetrics", squatter)
+    await operator.create_policy("p", LIVE)
+    await operator.cycle("p")
+    objects = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in await operator.workload_metrics()}
+    mine = [o for o in objects.values() if o["spec"]["policy"] == "p" and o["spec"]["workload"]["name"] == "debug-shell"]
+    assert len(mine) == 1 and mine[0]["metadata"]["name"].startswith("pod-debug-shell-")
+    assert "status" not in objects[("default", "pod-debug-shell")], "the other object is left alone"
+
+    victim = next(o for o in objects.values() if o["spec"]["workload"]["name"] == "toolbox")
+    await operator.call(custom.delete_namespaced_custom_object, GROUP, VERSION, "default", "workloadmetrics",
+                        victim["metadata"]["name"])
+    await operator.cycle("p")
+    again = await operator.call(custom.get_namespaced_custom_object, GROUP, VERSION, "default", "workloadmetrics",
+                                victim["metadata"]["name"])
+    assert again["metadata"]["uid"] != victim["metadata"]["uid"] and again["status"]["pods"] == 1
+    assert cluster.store.get("v1", "pods", "toolbox", "default")
+
+
+async def _has_workloads(op, wanted: set[tuple[str, str]]) -> bool:
+    return wanted <= {(p.namespace, p.workload.name) for p in (await model_pods(op)).values() if p.workload}
+
+
+def rfc3339_of(t: float) -> str:
+    from kubemeter.publish.status import rfc3339
+
+    return rfc3339(t)

@@ -1,0 +1,116 @@
+"""Misbehaving kubelets: every failure is reported per node (policy status, Events, error counter), the
+other nodes keep reporting, and the last good values of a failing node's workloads are not shown as current.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+import pytest
+
+from kubemeter.sim.cluster import Cluster
+from tests.operator.conftest import eventually, stepped
+from tests.reliability.support import node_events, scrape_errors
+
+# Simulated fault -> the reason kubemeter reports. One fault per worker; the control plane stays healthy.
+FAILURES = {
+    "timeout": "timeout",
+    "refused": "connection",
+    "http500": "server_error",
+    "tls": "tls",  # a serving certificate from another CA: verification must refuse it
+    "unauthorized": "unauthorized",
+    "forbidden": "forbidden",
+    "garbage": "decode",
+    "truncated": "truncated",
+    "oversized=1048576": "too_large",  # over the operator's body cap below
+}
+BODY_CAP = 256 * 1024
+HEALTHY = "sim-control-plane"
+
+
+@pytest.fixture
+async def sim_cluster(tmp_path) -> AsyncIterator[Cluster]:
+    async with Cluster(nodes=1 + len(FAILURES), pods_per_node=3, seed=11, workdir=tmp_path / "sim",
+                       housekeeping_interval=0.5) as cluster:
+        yield cluster
+
+
+def by_workload(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {
+        (o["metadata"]["namespace"], o["spec"]["workload"]["kind"], o["spec"]["workload"]["name"]): o["status"]
+        for o in objects
+    }
+
+
+def workload_nodes(cluster: Cluster) -> dict[tuple[str, str, str], set[str]]:
+    """The nodes each published workload runs on, from the simulator's pods and the published specs."""
+    nodes: dict[str, str] = {}
+    for pod in cluster.store.list("v1", "pods"):
+        if pod["status"].get("phase") not in ("Succeeded", "Failed"):
+            nodes[pod["metadata"]["uid"]] = pod["spec"]["nodeName"]
+    return nodes  # type: ignore[return-value]
+
+
+async def test_each_kubelet_failure_is_reported_per_node_and_others_keep_reporting(sim_cluster, start, admin):
+    op = await start(max_body_bytes=BODY_CAP)
+    await op.create_policy("faults", stepped(source={"timeout": "1s"}, output={"minStatusChange": "0"}))
+    await op.cycle("faults")
+    before = by_workload(await op.workload_metrics())
+    assert all("usageCores" in s["cpu"] and not s["stale"] for s in before.values())
+
+    workers = sorted(n for n in sim_cluster.kubelets if n != HEALTHY)
+    expected = {node: reason for node, reason in zip(workers, FAILURES.values(), strict=True)}
+    for node, fault in zip(workers, FAILURES, strict=True):
+        await sim_cluster.node_fault(node, fault)
+    await op.cycle("faults", count=2)
+
+    status = (await op.policy("faults"))["status"]
+    assert {f["name"]: f["reason"] for f in status["failedNodes"]} == expected
+    assert status["nodes"] == {"selected": 10, "scraped": 1, "failed": 9}
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions["Degraded"] == ("True", "NodesFailing") and conditions["Ready"][0] == "True"
+
+    # One Event per node on the transition, none for the second failing cycle.
+    failed_events = await eventually(lambda: _all_nodes(node_events(admin, "ScrapeFailed"), expected))
+    assert failed_events == {node: 1 for node in expected}
+    errors = scrape_errors(await op.scrape_metrics(), "faults")
+    assert errors == {(node, reason): 2.0 for node, reason in expected.items()}
+
+    # Workloads only on failing nodes are stale: no usage shown as current, their last sample time kept.
+    pods = sim_cluster.store.list("v1", "pods")
+    after = by_workload(await op.workload_metrics())
+    assert after.keys() == before.keys()
+    healthy_static = [k for k in after if k[1] == "Pod" and k[2].endswith(HEALTHY)]
+    assert healthy_static, "the healthy node's static pods are published"
+    for key in healthy_static:
+        assert not after[key]["stale"] and after[key]["cpu"]["usageCores"] >= 0
+        assert after[key]["lastSampleTime"] >= before[key]["lastSampleTime"]
+    stale = {k: s for k, s in after.items() if s["stale"]}
+    assert stale, "workloads living on failing nodes only"
+    for key, status in stale.items():
+        assert "usageCores" not in status["cpu"] and "workingSetBytes" not in status["memory"], key
+        assert status["podsReporting"] == 0 and status["pods"] > 0
+        assert status["lastSampleTime"] == before[key]["lastSampleTime"], "the last good sample time is kept"
+    everywhere = ("DaemonSet", "kube-proxy")
+    spread = next(s for k, s in after.items() if k[1:] == everywhere)
+    assert spread["podsReporting"] == 1 < spread["pods"] and not spread["stale"]
+    assert len(pods) > 0
+
+    for node in workers:
+        await sim_cluster.node_fault(node, None)
+    await op.cycle("faults")
+    recovered = await eventually(lambda: _all_nodes(node_events(admin, "ScrapeRecovered"), expected))
+    assert recovered == {node: 1 for node in expected}
+    status = (await op.policy("faults"))["status"]
+    assert "failedNodes" not in status and status["nodes"]["failed"] == 0
+    assert not any(s["stale"] for s in by_workload(await op.workload_metrics()).values())
+
+
+async def _all_nodes(counts, nodes) -> dict | None:
+    counts = await counts
+    return dict(counts) if set(counts) >= set(nodes) else None
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x)

@@ -274,7 +274,7 @@ class OperatorProcess:
         try:
             async with self._session.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as response:
                 return await response.text() if response.status == 200 else ""
-        except aiohttp.ClientConnectionError:
+        except (aiohttp.ClientConnectionError, TimeoutError):  # still starting, or too busy to answer yet
             return ""
 
     async def cycles(self, policy: str) -> tuple[int, float]:

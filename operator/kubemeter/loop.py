@@ -142,10 +142,13 @@ class PolicyLoop:
         self.failures = failures
         now = deps.clock()
         snapshot = self.aggregator.cycle(now, selection.pods(), usage, extras if spec.endpoint == "summary" else None)
-        # Baselines of containers not seen for a few intervals belong to pods that are gone.
+        # Baselines of pods that left the selection go at once (CronJob churn must not pile them up); those of
+        # selected pods survive a failed scrape, up to a few intervals.
+        live = {pod.uid for pod in selection.pods()}
         horizon = now - 3 * spec.interval - spec.timeout
-        self.cpu_rates.prune(horizon)
-        self.network_rates.prune(horizon)
+        for rates in (self.cpu_rates, self.network_rates):
+            rates.retain(lambda key: key[0] in live)
+            rates.prune(horizon)
         if spec.prometheus:
             deps.collector.set_snapshot(self.name, snapshot, spec.levels)
         else:

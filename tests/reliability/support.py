@@ -9,7 +9,9 @@ from collections import Counter
 import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubemeter.loop import CycleReport
 from kubemeter.sim.cluster import Cluster
+from tests.operator.conftest import Operator, eventually
 
 
 async def events(client: kubernetes.client.ApiClient, reason: str | None = None) -> list[dict]:
@@ -56,3 +58,17 @@ class RequestCounter:
 
     def stop(self) -> None:
         self._handle.remove()
+
+
+async def first_cycle(op: Operator, policy: str) -> CycleReport:
+    """The policy's first cycle, once published. (``Operator.loop`` can flush before that cycle's publish has
+    planned its writes: the report is set first, and the publisher first lists what a previous run wrote.)"""
+    loop = await eventually(lambda: (p := op.runtime.policies.get(policy)) and p.loop and p.loop.last_report and p.loop)
+    publisher = op.runtime.policies[policy].publisher
+
+    async def planned() -> bool:  # read on the operator's thread, between its tasks
+        return publisher.writes_planned > 0
+
+    await eventually(lambda: op.thread.run(planned()))
+    await op.thread.run(publisher.flush())
+    return loop.last_report

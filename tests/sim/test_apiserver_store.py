@@ -206,14 +206,18 @@ def test_namespace_deletion_removes_contents(store: Store) -> None:
     store.patch("v1", "configmaps", "c", {"metadata": {"finalizers": None}}, namespace="team")
     assert error_of(store.get, "v1", "namespaces", "team").code == 404
     assert store.list("v1", "pods", namespace="team") == []
+    protected = error_of(store.delete, "v1", "namespaces", "kube-system")
+    assert (protected.code, protected.message) == (403, 'namespaces "kube-system" is forbidden: this namespace may '
+                                                        "not be deleted")
 
 
 def test_selectors(store: Store) -> None:
     for name, labels, node in (("a", {"app": "web", "tier": "fe"}, "n1"), ("b", {"app": "db"}, "n2"),
                                ("c", {}, "n1")):
-        created = store.create("v1", "pods", pod(name, labels=labels))
-        store.patch("v1", "pods", name, {"spec": {"nodeName": node}}, namespace="default")
-        assert created
+        body = pod(name, labels=labels)
+        body["spec"]["nodeName"] = node
+        store.create("v1", "pods", body)
+
     def names(**kwargs: str) -> list[str]:
         return [p["metadata"]["name"] for p in store.list("v1", "pods", **kwargs)]
     assert names(label_selector="app=web") == ["a"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 # Start times come from different payload formats (float text, RFC 3339 seconds); closer than this is the same start.
 _START_TIME_TOLERANCE = 1e-3
@@ -72,6 +72,10 @@ class CounterRates:
         if timestamp < prev_timestamp:
             return None
         return _bounded((value - prev_value) / (timestamp - prev_timestamp))
+
+    def retain(self, keep: Callable[[Hashable], bool]) -> None:
+        """Forget the keys ``keep`` rejects (e.g. containers of pods that left the cluster)."""
+        self._last = {key: state for key, state in self._last.items() if keep(key)}
 
     def prune(self, older_than: float) -> None:
         """Forget keys last observed (``seen_at``) before ``older_than``: pods and containers that went away."""

@@ -50,8 +50,8 @@ class RateLimiter:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
                 self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - 1e-9:  # a refill that should make exactly one token may round just below
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 await self._sleep((1 - self._tokens) / self.qps)
 

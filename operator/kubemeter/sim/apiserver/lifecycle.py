@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Callable
 
 from kubemeter.sim.apiserver import admission
+from kubemeter.sim.apiserver.errors import forbidden
 from kubemeter.sim.apiserver.jsonutil import clone
 from kubemeter.sim.apiserver.objects import Collection, Entry
 from kubemeter.sim.apiserver.resources import ResourceType, crd_types
+
+
+_UNDELETABLE_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 class Lifecycle:
@@ -126,6 +130,8 @@ class Lifecycle:
 
     def _delete_namespace(self, key: str, entry: Entry) -> dict:
         """Namespace deletion: Terminating, contents deleted, the namespace goes when it is empty."""
+        if key in _UNDELETABLE_NAMESPACES:
+            raise forbidden("namespaces", "", key, "this namespace may not be deleted")
         rtype = self._storage_for(("", "namespaces"))
         if not entry.obj["metadata"].get("deletionTimestamp"):
             new = clone(entry.obj)

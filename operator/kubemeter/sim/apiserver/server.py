@@ -266,7 +266,7 @@ class ApiServer:
             if target.watch_path or request.query.get("watch") in ("true", "1"):
                 return "watch"
             return "get" if target.name else "list"
-        if method == "DELETE":
+        if method == "DELETE" and not target.subresource:
             return "delete" if target.name else "deletecollection"
         if method == "POST" and not target.name:
             return "create"
@@ -320,7 +320,10 @@ class ApiServer:
     async def _delete(self, request: web.Request, verb: str, target: _Target,
                       options: WriteOptions) -> web.Response:
         body = await request.read()
-        delete_options = json.loads(body) if body.strip() else {}
+        try:
+            delete_options = json.loads(body) if body.strip() else {}
+        except ValueError as error:
+            raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
         if not isinstance(delete_options, dict):
             raise bad_request("DeleteOptions must be a JSON object")
         query = request.query

@@ -12,6 +12,8 @@ from kubemeter.sim.apiserver.selectors import Matcher
 from kubemeter.sim.apiserver.store import Store
 
 Encoder = Callable[[dict], bytes]
+# A watcher this far behind is dropped (its client re-watches), as the watch cache drops blocked watchers.
+MAX_PENDING_LINES = 200_000
 
 
 def event_line(event_type: str, object_bytes: bytes) -> bytes:
@@ -38,6 +40,9 @@ class Watcher:
         return (self._label_ok is None or self._label_ok(obj)) and (self._field_ok is None or self._field_ok(obj))
 
     def push(self, line: bytes) -> None:
+        if len(self.lines) >= MAX_PENDING_LINES:
+            self.close()
+            return
         self.lines.append(line)
         self.wakeup.set()
 

@@ -1,0 +1,50 @@
+"""Policies that are valid by the schema but cannot meter anything: reported in their status, never a crash,
+and the other policies keep running."""
+
+from __future__ import annotations
+
+from kubemeter.publish.status import POLICY_LABEL
+from tests.operator.conftest import stepped
+
+BROKEN = "sim-worker-1"
+HEALTHY_NODES = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [BROKEN]}]}
+IMPOSSIBLE = {
+    # policy -> (spec overrides, expected Ready, expected Degraded): (status, reason)
+    "no-such-pods": ({"selector": {"podSelector": {"matchLabels": {"app": "none"}}, "nodeSelector": HEALTHY_NODES}},
+                     ("True", "Scraping"), ("True", "NothingSelected")),
+    "no-such-namespace": ({"selector": {"namespaces": ["does-not-exist"], "nodeSelector": HEALTHY_NODES}},
+                          ("True", "Scraping"), ("True", "NothingSelected")),
+    "no-such-nodes": ({"selector": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "nowhere"}}}},
+                      ("False", "NoNodesSelected"), ("False", "AllNodesScraped")),
+    "unreachable-nodes": ({"selector": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": BROKEN}}}},
+                          ("False", "AllNodesFailing"), ("True", "NodesFailing")),
+}
+
+
+async def test_policies_that_select_nothing_reachable_are_reported_not_crashed_on(operator):
+    await operator.cluster.node_fault(BROKEN, "refused")
+    for name, (overrides, _, _) in IMPOSSIBLE.items():
+        await operator.create_policy(name, stepped(**overrides))
+    await operator.create_policy("fine", stepped())
+    for name in (*IMPOSSIBLE, "fine"):
+        await operator.cycle(name)
+
+    for name, (_, ready, degraded) in IMPOSSIBLE.items():
+        status = (await operator.policy(name))["status"]
+        conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+        assert conditions == {"Ready": ready, "Degraded": degraded, "Invalid": ("False", "ValidSpec")}, name
+        owned = (await operator.call(
+            operator.custom.list_cluster_custom_object, "kubemeter.io", "v1alpha1", "workloadmetrics",
+            label_selector=f"{POLICY_LABEL}={name}",
+        ))["items"]
+        if name == "unreachable-nodes":
+            # The pods are known from the API server: their workloads are listed, with no usage and stale.
+            assert [(f["name"], f["reason"]) for f in status["failedNodes"]] == [(BROKEN, "connection")]
+            assert owned and len(owned) == status["workloads"], name
+            assert all(o["status"]["stale"] and "workingSetBytes" not in o["status"].get("memory", {}) for o in owned)
+        else:
+            assert status.get("workloads", 0) == 0 and status.get("pods", 0) == 0 and owned == [], name
+
+    fine = (await operator.policy("fine"))["status"]
+    assert fine["workloads"] > 0 and fine["nodes"] == {"selected": 3, "scraped": 2, "failed": 1}
+    assert all(not p.task.done() for p in operator.runtime.policies.values()), "every loop still runs"

@@ -1,0 +1,70 @@
+"""A restarted operator adopts what the previous run published: no delete/re-create storm, memory at the
+first cycle, CPU from the second, and the objects of workloads deleted while it was down cleaned up."""
+
+from __future__ import annotations
+
+from kubemeter.sim.cluster import Cluster
+from tests.operator.conftest import stepped
+from tests.operator.test_e2e_metering import top_owner
+from tests.reliability.support import RequestCounter, first_cycle
+
+GONE = ("shop", "Deployment")
+INTERVAL = 3600.0  # stepped(): 1h
+
+
+def started_within_interval(cluster: Cluster) -> set[tuple[str, str, str]]:
+    """Workloads with a container that started within an interval of the last scrape: those have a CPU rate
+    from a single sample (from a zero point at their start, as metrics-server does)."""
+    pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in cluster.store.list("v1", "pods")}
+    return {
+        top_owner(cluster.store, pods[(namespace, pod)])
+        for kubelet in cluster.kubelets.values()
+        for (namespace, pod, _), point in kubelet.snapshots[-1].containers.items()
+        if point.timestamp - point.start_time <= INTERVAL
+    }
+
+
+def by_workload(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {
+        (o["metadata"]["namespace"], o["spec"]["workload"]["kind"], o["spec"]["workload"]["name"]): o for o in objects
+    }
+
+
+async def test_a_restarted_operator_adopts_its_objects_and_cleans_up_orphans(sim_cluster: Cluster, start):
+    first = await start()
+    await first.create_policy("p", stepped())
+    await first.cycle("p")
+    before = by_workload(await first.workload_metrics())
+    policy_before = (await first.policy("p"))["status"]
+    await first.thread.stop()
+
+    # Deleted while no operator runs: its WorkloadMetrics is an orphan the next run must remove.
+    gone = next(key for key in before if key[:2] == GONE)
+    await sim_cluster.scenario.delete_workload("Deployment", gone[0], gone[2])
+    creates = RequestCounter(sim_cluster, "POST", r"/workloadmetrics$")
+    deletes = RequestCounter(sim_cluster, "DELETE", r"/workloadmetrics/")
+
+    second = await start()
+    await first_cycle(second, "p")
+    adopted = by_workload(await second.workload_metrics())
+    assert adopted.keys() == before.keys() - {gone}
+    assert creates.count == 0 and deletes.count == 1, "adopted, not re-created; only the orphan deleted"
+    young = started_within_interval(sim_cluster)
+    assert adopted.keys() - young, "some workloads run since long before the restart"
+    for key, obj in adopted.items():
+        assert obj["metadata"]["uid"] == before[key]["metadata"]["uid"], key
+        status = obj["status"]
+        # Memory needs one sample; CPU needs two (a rate), so for long-running workloads it waits a cycle.
+        assert status["memory"]["workingSetBytes"] > 0, key
+        assert ("usageCores" in status.get("cpu", {})) == (key in young), key
+        assert status["lastUpdated"] >= before[key]["status"]["lastUpdated"]
+
+    await second.cycle("p")
+    second_cycle = by_workload(await second.workload_metrics())
+    assert all(obj["status"]["cpu"]["usageCores"] >= 0 for obj in second_cycle.values())
+    assert creates.count == 0 and deletes.count == 1
+
+    policy_after = (await second.policy("p"))["status"]
+    transitions = {c["type"]: c["lastTransitionTime"] for c in policy_before["conditions"]}
+    assert {c["type"]: c["lastTransitionTime"] for c in policy_after["conditions"]} == transitions
+    assert policy_after["workloads"] == policy_before["workloads"] - 1

@@ -10,12 +10,10 @@ Run: .venv/bin/python bench/bench_cycle.py [--profile short|full]
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import tempfile
 from pathlib import Path
 
-from common import Row, metric_sum, profile_argument, report
+from common import Row, metric_sum, bench_main, report
 from kubemeter.sim.cluster import Cluster
 from steady import POLICY, Phase, run_session
 
@@ -88,11 +86,5 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    profile_argument(parser)
-    raise SystemExit(0 if asyncio.run(run(parser.parse_args().profile)) else 1)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, run)

@@ -10,7 +10,6 @@ Run: .venv/bin/python bench/bench_ingest.py [--profile short|full]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import kubernetes
 
-from common import BENCH, PYTHON, Row, profile_argument, report, simulated_cluster, stop_process, wait_until
+from common import BENCH, PYTHON, Row, bench_main, report, simulated_cluster, stop_process, wait_until
 from ingest_probe import SENT_ANNOTATION
 from kubemeter.sim.cluster import Cluster
 
@@ -181,11 +180,5 @@ async def run(profile: str) -> bool:
     return report("ingest", title, rows, {"profile": profile, "pods": pods, **settings, "results": results})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    profile_argument(parser)
-    raise SystemExit(0 if asyncio.run(run(parser.parse_args().profile)) else 1)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, run)

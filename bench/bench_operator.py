@@ -9,12 +9,10 @@ Run: .venv/bin/python bench/bench_operator.py [--profile short|full]
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import tempfile
 from pathlib import Path
 
-from common import Row, profile_argument, report
+from common import Row, bench_main, report
 from steady import Phase, run_session
 
 PROFILES = {
@@ -71,11 +69,5 @@ async def run(profile: str) -> bool:
     return report("operator", title, rows_for(points), {"profile": profile, "points": points})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    profile_argument(parser)
-    raise SystemExit(0 if asyncio.run(run(parser.parse_args().profile)) else 1)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, run)

@@ -6,6 +6,7 @@ API requests); the operator always runs in a separate process, so its CPU and me
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -311,6 +312,9 @@ async def operator_process(kubeconfig: Path, log_path: Path, write_qps: float = 
         await operator.stop()
 
 
-def profile_argument(parser: Any, default: str = "full") -> None:
-    parser.add_argument("--profile", choices=("short", "full"), default=default,
+def bench_main(doc: str, run: Callable[[str], Awaitable[bool]]) -> None:
+    """The command line of a target benchmark: ``--profile``; exit status 1 when a target was missed."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--profile", choices=("short", "full"), default="full",
                         help="short: small sizes for `make bench`; full: the sizes of the targets")
+    raise SystemExit(0 if asyncio.run(run(parser.parse_args().profile)) else 1)

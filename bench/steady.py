@@ -91,7 +91,7 @@ class Session:
     interval: float
     phases: list[PhaseResult] = field(default_factory=list)
     status_history: list[StatusWrite] = field(default_factory=list)
-    requests: RequestLog | None = None
+    requests: RequestLog = field(default_factory=RequestLog)
 
 
 async def _measure(operator: OperatorProcess, interval: float, cycles: int) -> tuple[float, list[float], str, int]:
@@ -105,6 +105,8 @@ async def _measure(operator: OperatorProcess, interval: float, cycles: int) -> t
         await asyncio.sleep(max(0.0, started + index * interval - time.monotonic()))
         text = await operator.metrics()
         rss = max(rss, operator.usage().rss_bytes)
+        if not text:  # no answer within the client timeout: the next scrape covers these cycles
+            continue
         new_count = int(metric_sum(text, "kubemeter_cycle_duration_seconds_count", policy=POLICY))
         new_total = metric_sum(text, "kubemeter_cycle_duration_seconds_sum", policy=POLICY)
         if new_count > count:  # usually one cycle per interval; the mean when a scrape caught several

@@ -19,6 +19,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
 from kubemeter.durations import DURATION_PATTERN  # noqa: E402
+from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
 
 Schema = dict[str, Any]
 
@@ -314,6 +315,16 @@ def metrics_policy_spec() -> Schema:
                     "duration(self.aggregation.window) >= duration(self.interval)",
                 ),
                 "window must be at least as long as interval",
+                fieldPath=".aggregation.window",
+            ),
+            rule(
+                when_well_formed(
+                    DURATION_PATTERN,
+                    ["self.aggregation.window", "self.interval"],
+                    f"duration(self.aggregation.window).getSeconds() <= "
+                    f"duration(self.interval).getSeconds() * {MAX_WINDOW_SAMPLES}",
+                ),
+                f"window may hold at most {MAX_WINDOW_SAMPLES} intervals",
                 fieldPath=".aggregation.window",
             ),
         ),

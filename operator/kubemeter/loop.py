@@ -23,6 +23,7 @@ from kubemeter.policy import PolicySpec
 from kubemeter.publish.prometheus import OperatorMetrics, SnapshotCollector
 from kubemeter.scrape.client import KubeletClient, ScrapeError
 from kubemeter.scrape.decode import decode
+from kubemeter.scrape.resource import kubelet_scrape_error
 from kubemeter.scrape.samples import DecodeError, NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class PolicyLoop:
         self.cpu_rates = CounterRates()
         self.network_rates = CounterRates()
         self.failures: dict[str, NodeFailure] = {}
+        self._node_times: dict[str, float] = {}
+        """Each node's newest sample timestamp: the kubelet's clock must not step back between scrapes."""
         self.last_report: CycleReport | None = None
         self._wake = asyncio.Event()
 
@@ -165,6 +168,8 @@ class PolicyLoop:
         metrics.cycle_duration.labels(policy=self.name).observe(report.duration)
         for state, count in (("selected", len(selection.nodes)), ("scraped", report.scraped), ("failed", len(failures))):
             metrics.nodes.labels(policy=self.name, state=state).set(count)
+        metrics.last_cycle.labels(policy=self.name).set(deps.clock())
+        metrics.interval.labels(policy=self.name).set(spec.interval)
         self.last_report = report
         await self.publisher.publish(report, spec, self.generation)
         return report
@@ -184,6 +189,7 @@ class PolicyLoop:
             )
             scrape_time = self.deps.clock()
             metrics = decode(body, scrape_time, spec.endpoint)
+            self._check_clock(node.name, metrics.node.timestamp)
         except ScrapeError as exc:
             error = exc
         except DecodeError as exc:
@@ -191,11 +197,29 @@ class PolicyLoop:
         else:
             self._measure(spec, metrics, scrape_time, selection.pods_by_node.get(node.name, {}), usage, extras)
             error = None
+            if spec.endpoint == "resource" and kubelet_scrape_error(body):
+                # The kubelet says its own collection partly failed: keep what it served, count the fact.
+                self.deps.metrics.scrape_errors.labels(policy=self.name, node=node.name, reason="kubelet_reported").inc()
         metrics = self.deps.metrics
         metrics.scrape_duration.labels(policy=self.name).observe(time.monotonic() - began)
         if error is not None:
             metrics.scrape_errors.labels(policy=self.name, node=node.name, reason=error.reason).inc()
         return error
+
+    def _check_clock(self, node: str, timestamp: float | None) -> None:
+        """Samples taken "before" the previous scrape's give no sound rate: the node is reported as failing
+        for this scrape (a skewed but steady clock is fine: rates use the kubelet's own timestamps)."""
+        if timestamp is None:
+            return
+        previous = self._node_times.get(node)
+        self._node_times[node] = timestamp
+        # One second of slack: /stats/summary times have second precision, /metrics/resource milliseconds.
+        if previous is not None and timestamp < previous - 1.0:
+            raise ScrapeError(
+                "clock_backwards",
+                f"node {node} sent samples {previous - timestamp:.3f}s older than the previous scrape's: "
+                "its clock stepped back",
+            )
 
     def _measure(
         self,

@@ -11,11 +11,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kubemeter.compute.window import MAX_WINDOW_SAMPLES
 from kubemeter.durations import parse_duration
 
 ENDPOINTS = ("resource", "summary")
 VIAS = ("direct", "proxy")
 LEVELS = ("workload", "namespace", "node", "cluster")
+
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
@@ -171,6 +173,8 @@ def parse_policy(spec: Mapping | None) -> PolicySpec:
         problems.append("spec.source.timeout: must be greater than 0 and shorter than spec.interval")
     if window < interval:
         problems.append("spec.aggregation.window: must be at least spec.interval")
+    elif interval >= 10.0 and window / interval > MAX_WINDOW_SAMPLES:
+        problems.append(f"spec.aggregation.window: may hold at most {MAX_WINDOW_SAMPLES} intervals")
 
     percentiles = aggregation.get("percentiles", [50, 95])
     if not isinstance(percentiles, list) or not all(

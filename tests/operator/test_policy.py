@@ -39,6 +39,7 @@ def test_full_spec_is_read():
         ({"interval": "5s"}, "spec.interval: must be at least 10s"),
         ({"interval": "30s", "source": {"timeout": "30s"}}, "spec.source.timeout: must be greater than 0 and shorter"),
         ({"interval": "1m", "aggregation": {"window": "30s"}}, "spec.aggregation.window: must be at least spec.interval"),
+        ({"interval": "10s", "aggregation": {"window": "5h"}}, "spec.aggregation.window: may hold at most 1440 intervals"),
         ({"aggregation": {"percentiles": [0]}}, "each percentile must be a number in (0, 100]"),
         ({"aggregation": {"percentiles": [101]}}, "each percentile must be a number in (0, 100]"),
         ({"source": {"endpoint": "cadvisor"}}, "spec.source.endpoint: unsupported value 'cadvisor'"),

@@ -22,11 +22,17 @@ async def events(client: kubernetes.client.ApiClient, reason: str | None = None)
     return [e for e in items if reason is None or e.get("reason") == reason]
 
 
-async def node_events(client: kubernetes.client.ApiClient, reason: str) -> Counter[str]:
-    """How many Events of ``reason`` each Node got."""
-    return Counter(
-        e["involvedObject"]["name"] for e in await events(client, reason) if e["involvedObject"]["kind"] == "Node"
-    )
+async def node_events(client: kubernetes.client.ApiClient, reason: str, expected: dict[str, int]) -> Counter[str]:
+    """How many Events of ``reason`` each Node got, once each node of ``expected`` got at least as many as
+    expected (kopf posts Events in the background), for the caller to compare with ``expected``."""
+
+    async def counts() -> Counter[str] | None:
+        found = Counter(
+            e["involvedObject"].get("name") for e in await events(client, reason) if e["involvedObject"]["kind"] == "Node"
+        )
+        return found if all(found[node] >= n for node, n in expected.items()) else None
+
+    return await eventually(counts)
 
 
 def samples(text: str, name: str, **labels: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -54,7 +54,7 @@ async def test_workload_metrics_stay_in_their_workloads_namespace(operator):
     cluster = operator.cluster
     # The same Deployment name in two namespaces: two workloads, each published in its own namespace.
     cluster.scenario.create_deployment("shop", "twin", 1, template({"app": "twin"}, [container("twin", cpu="10m")]))
-    cluster.scenario.create_deployment("analytics", "twin", 3, template({"app": "twin"}, [container("twin", cpu="10m")]))
+    cluster.scenario.create_deployment("web", "twin", 3, template({"app": "twin"}, [container("twin", cpu="10m")]))
     elsewhere = RequestCounter(cluster, "POST", r"/namespaces/(?!shop/)[^/]+/workloadmetrics")
     await operator.create_policy("shop-only", stepped(selector={"namespaces": ["shop"]}))
     await operator.cycle("shop-only")
@@ -76,4 +76,4 @@ async def test_workload_metrics_stay_in_their_workloads_namespace(operator):
     assert shop_only == {"shop"}
     twins = {o["metadata"]["namespace"]: o["status"]["pods"] for o in objects
              if o["spec"]["policy"] == "all" and o["spec"]["workload"]["name"] == "twin"}
-    assert twins == {"shop": 1, "analytics": 3}
+    assert twins == {"shop": 1, "web": 3}

@@ -173,10 +173,18 @@ class OperatorMetrics:
         self.nodes = Gauge(
             "kubemeter_nodes", "Nodes of a policy in its last cycle: selected, scraped or failed.",
             ["policy", "state"], registry=registry)
+        # For "is this policy still cycling?" alerts: time() - last_cycle > 3 * interval.
+        self.last_cycle = Gauge(
+            "kubemeter_policy_last_cycle_timestamp_seconds", "Unix time at which the policy's last cycle ended.",
+            ["policy"], registry=registry)
+        self.interval = Gauge(
+            "kubemeter_policy_interval_seconds", "The policy's scrape interval, in seconds.",
+            ["policy"], registry=registry)
 
     def forget_policy(self, policy: str) -> None:
         """Drop a deleted policy's series (they would otherwise be exported until the operator restarts)."""
-        for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.nodes):
+        for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.nodes, self.last_cycle,
+                       self.interval):
             metric.remove_by_labels({"policy": policy})
 
 

@@ -93,7 +93,8 @@ class Cluster:
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Cluster":
         # Building tens of thousands of objects triggers full garbage collections over an ever larger heap
-        # (quadratic); freeze the long-lived objects out of later collections instead.
+        # (quadratic); pause the collector while building. (No gc.freeze(): it would keep every
+        # cluster's reference cycles alive after the cluster is gone.)
         was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -104,7 +105,6 @@ class Cluster:
         finally:
             if was_enabled:
                 gc.enable()
-        gc.freeze()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -27,9 +27,8 @@ async def node_events(client: kubernetes.client.ApiClient, reason: str, expected
     expected (kopf posts Events in the background), for the caller to compare with ``expected``."""
 
     async def counts() -> Counter[str] | None:
-        found = Counter(
-            e["involvedObject"].get("name") for e in await events(client, reason) if e["involvedObject"]["kind"] == "Node"
-        )
+        about = [e["involvedObject"] for e in await events(client, reason)]
+        found = Counter(o.get("name") for o in about if o["kind"] == "Node")
         return found if all(found[node] >= n for node, n in expected.items()) else None
 
     return await eventually(counts)

@@ -47,9 +47,9 @@ async def test_skewed_backwards_and_flapping_kubelet_clocks(operator):
         published = {(r.namespace, r.kind, r.name): w.cpu.usage for r, w in report.snapshot.workloads.items()}
         for key, rate in expected.items():
             assert close(published[key], rate), key
-        # Nothing negative or spiking anywhere, whatever the clocks do.
+        # Nothing negative or spiking anywhere, whatever the clocks do (a simulated node has 8 cores).
         for result in report.snapshot.workloads.values():
-            assert result.cpu.usage is None or 0 <= result.cpu.usage < 64
+            assert result.cpu.usage is None or 0 <= result.cpu.usage <= 3 * 8
         if BACKWARDS in report.failures:
             assert report.failures[BACKWARDS].reason == "clock_backwards"
 
@@ -57,8 +57,10 @@ async def test_skewed_backwards_and_flapping_kubelet_clocks(operator):
     errors = scrape_errors(await operator.scrape_metrics(), "clocks")
     assert errors == {(BACKWARDS, "clock_backwards"): 4.0, (FLAPPING, "server_error"): 2.0}
     # Events on transitions only: the flapping node failed twice and recovered once in between.
-    assert await node_events(operator.client, "ScrapeFailed", {BACKWARDS: 1, FLAPPING: 2}) == {BACKWARDS: 1, FLAPPING: 2}
+    transitions = {BACKWARDS: 1, FLAPPING: 2}
+    assert await node_events(operator.client, "ScrapeFailed", transitions) == transitions
     assert await node_events(operator.client, "ScrapeRecovered", {FLAPPING: 1}) == {FLAPPING: 1}
     status = (await operator.policy("clocks"))["status"]
-    assert {f["name"]: f["reason"] for f in status["failedNodes"]} == {BACKWARDS: "clock_backwards", FLAPPING: "server_error"}
+    failed = {f["name"]: f["reason"] for f in status["failedNodes"]}
+    assert failed == {BACKWARDS: "clock_backwards", FLAPPING: "server_error"}
 

@@ -112,12 +112,12 @@ class PolicyLoop:
         next_start = time.monotonic()
         while True:
             await self.deps.active.wait()
+            self._wake.clear()  # before the cycle: a spec change arriving during it must still wake the next
             try:
                 await self.run_cycle()
             except Exception:  # the loop must outlive any bug in one cycle
                 log.exception("policy %s: cycle failed", self.name)
             next_start = max(next_start + self.spec.interval, time.monotonic() + 0.1)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_start - time.monotonic()))
                 next_start = time.monotonic()

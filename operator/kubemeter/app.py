@@ -20,8 +20,8 @@ from kubemeter.leader import LeaderElector
 from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop, cancel_and_wait
 from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
-from kubemeter.publish.api import KubeApi, RateLimiter
-from kubemeter.publish.prometheus import build_registry
+from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter
+from kubemeter.publish.prometheus import build_registry, exposition
 from kubemeter.publish.status import StatusPublisher
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient
 from kubemeter.watch import Relister
@@ -79,7 +79,8 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
         )
         self.relister = Relister(self.model, self.api, debounce=settings.relist_debounce)
-        self.post_event: EventPoster = post_event or (lambda ref, type_, reason, message: None)
+        self.events = EventRecorder(self.api, settings.events_namespace, instance=settings.identity)
+        self.post_event: EventPoster = post_event or self.events.post
         self.deps = LoopDeps(
             model=self.model,
             kubelets=self.kubelets,
@@ -129,6 +130,7 @@ class Runtime:
         await self.kubelets.close()
         if self._http is not None:
             await self._http.cleanup()
+        await self.events.close()
         self.api.close()
 
     # ---- HTTP: /metrics, /healthz, /readyz ---------------------------------------------------------
@@ -144,7 +146,7 @@ class Runtime:
         self.metrics_port = self._http.addresses[0][1]  # the real port when 0 was asked
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
-        body = prometheus_client.generate_latest(self.registry)
+        body = exposition(self.registry, self.collector)
         return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def _serve_health(self, request: web.Request) -> web.Response:

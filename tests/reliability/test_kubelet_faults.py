@@ -4,6 +4,8 @@ other nodes keep reporting, and the last good values of a failing node's workloa
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
@@ -64,6 +66,11 @@ async def test_each_kubelet_failure_is_reported_per_node_and_others_keep_reporti
     # One Event per node on the transition, none for the second failing cycle.
     once = {node: 1 for node in expected}
     assert await node_events(admin, "ScrapeFailed", once) == once
+    described = await asyncio.to_thread(
+        subprocess.run, ["kubectl", "--kubeconfig", str(sim_cluster.kubeconfig), "describe", "node", workers[0]],
+        capture_output=True, text=True, check=True,
+    )
+    assert "ScrapeFailed" in described.stdout, "kubectl describe node shows the Event"
     errors = scrape_errors(await op.scrape_metrics(), "faults")
     assert errors == {(node, reason): 2.0 for node, reason in expected.items()}
 

@@ -9,6 +9,7 @@ with exponential backoff and jitter (honouring Retry-After); anything else is th
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import random
 import time
@@ -122,3 +123,60 @@ def _result_label(status: int) -> str:
     return {404: "not_found", 409: "conflict", 422: "invalid", 403: "forbidden"}.get(status) or (
         "throttled" if status == 429 else "error"
     )
+
+
+class EventRecorder:
+    """Posts core/v1 Events through the operator's API client, so its rate limiter and retries apply.
+
+    Shaped like client-go's recorder: an Event about a cluster-scoped object (a Node) lives in ``namespace``
+    with no namespace in its involvedObject, which is where ``kubectl describe node`` looks for it. Posting
+    runs in the background and never raises: an Event is worth a log line, never a failed cycle.
+    """
+
+    MAX_MESSAGE = 1024  # the API server rejects longer Event messages
+
+    def __init__(self, api: KubeApi, namespace: str, component: str = "kubemeter", instance: str = "") -> None:
+        self.api, self.namespace = api, namespace
+        self.component, self.instance = component, instance
+        self._tasks: set[asyncio.Task] = set()
+
+    def post(self, ref: dict, type_: str, reason: str, message: str) -> None:
+        """``ref``: {apiVersion, kind, name, uid, namespace (namespaced objects only)}."""
+        task = asyncio.get_running_loop().create_task(self._create(ref, type_, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _body(self, ref: dict, type_: str, reason: str, message: str, now: float) -> dict:
+        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        involved = {k: ref[k] for k in ("apiVersion", "kind", "name", "namespace", "uid") if ref.get(k)}
+        if len(message) > self.MAX_MESSAGE:
+            message = message[: self.MAX_MESSAGE - 3] + "..."
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{ref['name']}.{time.time_ns():x}",  # client-go's naming: unique per object and time
+                "namespace": ref.get("namespace") or self.namespace,
+            },
+            "involvedObject": involved,
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.instance,
+            "firstTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+
+    async def _create(self, ref: dict, type_: str, reason: str, message: str) -> None:
+        body = self._body(ref, type_, reason, message, time.time())
+        try:
+            await self.api.call(self.api.core.create_namespaced_event, body["metadata"]["namespace"], body)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            log.warning("cannot post %s event %s about %s %s: %s", type_, reason, ref.get("kind"), ref.get("name"), exc)
+
+    async def close(self) -> None:
+        """Wait for the Events still being posted (at shutdown)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)

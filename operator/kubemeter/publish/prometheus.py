@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
 
 from kubemeter.compute.snapshot import Snapshot, Totals, WorkloadResult
 
@@ -67,13 +67,6 @@ _LABELS = {
 }
 
 
-def _level_families(level: str) -> list[tuple[str, Callable[[Any], float | None]]]:
-    """(family name suffix, value getter) of the families a level has."""
-    if level == "workload":
-        return [(family.name, family.of_workload) for family in _FAMILIES]
-    return [(family.name, family.of_totals) for family in _FAMILIES if family.of_totals is not None]
-
-
 def _rows(level: str, policy: str, snapshot: Snapshot) -> Iterator[tuple[list[str], WorkloadResult | Totals]]:
     """(label values, figures) of every series a snapshot has at one level."""
     if level == "workload":
@@ -89,17 +82,31 @@ def _rows(level: str, policy: str, snapshot: Snapshot) -> Iterator[tuple[list[st
         yield [policy], snapshot.cluster
 
 
-class SnapshotCollector:
-    """A prometheus_client custom collector over the latest snapshot of each policy.
+def _escape_label_value(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
 
-    Every scrape is built afresh from the current snapshots, so the series of a workload that went away,
-    or of a removed policy, vanish at once. Values that are ``None`` (not measured) are omitted, not 0.
-    ``set_snapshot`` and ``collect`` may run on different threads.
+
+def _help_text(level: str, family: _Family) -> str:
+    return family.help.format(**_HELP_WORDS[level]).replace("\\", "\\\\").replace("\n", "\\n")
+
+
+class SnapshotCollector:
+    """The latest snapshot of each policy, as Prometheus text exposition.
+
+    Rendered directly rather than through prometheus_client's generic collector path, which validates and
+    escapes every one of tens of thousands of label sets on every scrape; here the text is built once per
+    snapshot (label names are fixed and valid by construction, values escaped as the format requires) and
+    served from cache until the next cycle. Series of a workload that went away, or of a removed policy,
+    vanish with the next snapshot. Values that are ``None`` (not measured) are omitted, not 0.
+    ``set_snapshot`` and ``exposition`` may run on different threads.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._policies: dict[str, tuple[Snapshot, frozenset[str]]] = {}
+        self._rendered: bytes | None = None
 
     def set_snapshot(self, policy: str, snapshot: Snapshot, levels: Collection[str]) -> None:
         """Publish ``snapshot`` as ``policy``'s series at ``levels`` (of workload, namespace, node, cluster)."""
@@ -108,40 +115,43 @@ class SnapshotCollector:
             raise ValueError(f"unknown aggregation levels {sorted(unknown)}: expected some of {list(LEVELS)}")
         with self._lock:
             self._policies[policy] = (snapshot, frozenset(levels))
+            self._rendered = None
 
     def remove_policy(self, policy: str) -> None:
         with self._lock:
             self._policies.pop(policy, None)
+            self._rendered = None
 
-    def describe(self) -> Iterator[Metric]:
-        """The families without samples, so a registry can reject clashing names up front."""
-        return iter(self._families().values())
-
-    def collect(self) -> Iterator[Metric]:
+    def exposition(self) -> bytes:
+        """The text format (version 0.0.4) of every policy's series."""
         with self._lock:
+            if self._rendered is not None:
+                return self._rendered
             policies = list(self._policies.items())
-        families = self._families()
-        for policy, (snapshot, levels) in policies:
-            for level in LEVELS:
-                if level not in levels:
+        out: list[str] = []
+        for level in LEVELS:
+            names = _LABELS[level]
+            rows = [
+                (",".join(f'{k}="{_escape_label_value(v)}"' for k, v in zip(names, labels)), figures)
+                for policy, (snapshot, levels) in policies
+                if level in levels
+                for labels, figures in _rows(level, policy, snapshot)
+            ]
+            for family in _FAMILIES:
+                value_of = family.of_workload if level == "workload" else family.of_totals
+                if value_of is None:
                     continue
-                getters = [(families[(level, name)], value) for name, value in _level_families(level)]
-                for labels, figures in _rows(level, policy, snapshot):
-                    for family, value_of in getters:
-                        value = value_of(figures)
-                        if value is not None:
-                            family.add_metric(labels, value)
-        return iter(families.values())
-
-    @staticmethod
-    def _families() -> dict[tuple[str, str], GaugeMetricFamily]:
-        helps = {family.name: family.help for family in _FAMILIES}
-        return {
-            (level, name): GaugeMetricFamily(
-                f"kubemeter_{level}_{name}", helps[name].format(**_HELP_WORDS[level]), labels=_LABELS[level])
-            for level in LEVELS
-            for name, _ in _level_families(level)
-        }
+                metric = f"kubemeter_{level}_{family.name}"
+                samples = [f"{metric}{{{labels}}} {float(value)!r}\n" for labels, figures in rows
+                           if (value := value_of(figures)) is not None]
+                if samples:
+                    out.append(f"# HELP {metric} {_help_text(level, family)}\n# TYPE {metric} gauge\n")
+                    out.extend(samples)
+        rendered = "".join(out).encode()
+        with self._lock:
+            if self._policies.keys() == dict(policies).keys():
+                self._rendered = rendered
+        return rendered
 
 
 # Per-node scrapes: from a fast local kubelet up to the default 10 s timeout (and beyond, if configured).
@@ -189,8 +199,11 @@ class OperatorMetrics:
 
 
 def build_registry() -> tuple[CollectorRegistry, SnapshotCollector, OperatorMetrics]:
-    """A registry holding a snapshot collector and the operator metrics (and nothing process-global)."""
+    """A registry with the operator metrics (nothing process-global) and a snapshot collector."""
     registry = CollectorRegistry()
-    collector = SnapshotCollector()
-    registry.register(collector)
-    return registry, collector, OperatorMetrics(registry)
+    return registry, SnapshotCollector(), OperatorMetrics(registry)
+
+
+def exposition(registry: CollectorRegistry, collector: SnapshotCollector) -> bytes:
+    """What ``/metrics`` serves: the operator's own metrics, then every policy's series."""
+    return generate_latest(registry) + collector.exposition()

@@ -25,7 +25,7 @@ from steady import KEY_FIELDS, Phase, StatusWrite, run_session
 
 PROFILES = {
     "full": {"nodes": 300, "pods_per_node": 30, "cycles": 4, "write_qps": 20.0},
-    "short": {"nodes": 60, "pods_per_node": 30, "cycles": 2, "write_qps": 10.0},
+    "short": {"nodes": 30, "pods_per_node": 30, "cycles": 2, "write_qps": 20.0},
 }
 INTERVAL = 15
 THRESHOLD = 0.05
@@ -40,9 +40,7 @@ def _time(text: str | None) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else 0.0
 
 
-def justified(write: StatusWrite, previous: StatusWrite | None) -> bool:
-    if previous is None:
-        return True
+def justified(write: StatusWrite, previous: StatusWrite) -> bool:
     old, new = previous.values, write.values
     if any(old[key] != new[key] for key in KEY_FIELDS):
         return True
@@ -55,13 +53,15 @@ def justified(write: StatusWrite, previous: StatusWrite | None) -> bool:
     return _time(new["lastUpdated"]) - _time(old["lastUpdated"]) >= MAX_AGE_SECONDS
 
 
-def unjustified_writes(history: list[StatusWrite], window: list[StatusWrite]) -> list[StatusWrite]:
+def unjustified_writes(history: list[StatusWrite], window: list[StatusWrite]) -> list[tuple[StatusWrite, StatusWrite]]:
+    """(previous, write) for each write in ``window`` that moved nothing since the previous one."""
     in_window = {id(w) for w in window}
     last: dict[str, StatusWrite] = {}
     bad = []
     for write in history:
-        if id(write) in in_window and not justified(write, last.get(write.name)):
-            bad.append(write)
+        previous = last.get(write.name)
+        if id(write) in in_window and previous is not None and not justified(write, previous):
+            bad.append((previous, write))
         last[write.name] = write
     return bad
 
@@ -131,7 +131,8 @@ async def run(profile: str) -> bool:
              f"{INTERVAL}s, minStatusChange {THRESHOLD}, --write-qps {settings['write_qps']:g}; "
              f"{phase.cycles} steady cycles; baseline of the first row: status changes that moved a value")
     details = {"profile": profile, **settings, "cycles": phase.cycles, "requests_per_cycle": per_cycle,
-               "unjustified_examples": [w.values | {"name": w.name} for w in unjustified[:5]],
+               "unjustified_examples": [{"name": w.name, "previous": p.values, "write": w.values}
+                                        for p, w in unjustified[:5]],
                "forbidden_examples": [f"{r.verb} {r.resource}" for r in forbidden[:5]]}
     return report("api_load", title, rows, details)
 

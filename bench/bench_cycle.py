@@ -1,7 +1,7 @@
 """Target 4: cycle latency with 2% of the kubelets timing out.
 
 A simulated cluster (this process) and ``kubemeter run`` (its own process), one policy (interval 15 s,
-per-node timeout 5 s). The cycle duration (kubemeter_cycle_duration_seconds) is measured over healthy
+per-node timeout 5 s; 10 s and 3 s in the short profile). The cycle duration (kubemeter_cycle_duration_seconds) is measured over healthy
 cycles (the baseline), then again after 2% of the kubelets were made to hang (Cluster.node_fault
 "timeout"). Slow nodes must not hold back the others: in those cycles every healthy node is scraped
 (kubemeter_nodes{state="scraped"}) and published (a kubemeter_node_cpu_usage_cores series each).
@@ -18,11 +18,9 @@ from kubemeter.sim.cluster import Cluster
 from steady import POLICY, Phase, run_session
 
 PROFILES = {
-    "full": {"nodes": 1000, "pods_per_node": 30, "cycles": 3},
-    "short": {"nodes": 100, "pods_per_node": 30, "cycles": 2},
+    "full": {"nodes": 1000, "pods_per_node": 30, "cycles": 3, "interval": 15, "timeout": 5},
+    "short": {"nodes": 100, "pods_per_node": 30, "cycles": 2, "interval": 10, "timeout": 3},
 }
-INTERVAL = 15
-TIMEOUT = 5
 FAULTY_SHARE = 0.02
 SLACK_SECONDS = 2.0
 
@@ -45,7 +43,8 @@ async def run(profile: str) -> bool:
         for name in chosen:
             await cluster.node_fault(name, "timeout")
 
-    spec = {"interval": f"{INTERVAL}s", "source": {"timeout": f"{TIMEOUT}s"}}
+    interval, timeout = settings["interval"], settings["timeout"]
+    spec = {"interval": f"{interval}s", "source": {"timeout": f"{timeout}s"}}
     phases = [Phase("healthy", settings["cycles"]), Phase("timeouts", settings["cycles"], inject)]
     with tempfile.TemporaryDirectory(prefix="kubemeter-bench-") as workdir:
         session = await run_session(settings["nodes"], settings["pods_per_node"], spec, phases, Path(workdir))
@@ -55,7 +54,7 @@ async def run(profile: str) -> bool:
     failed = metric_sum(text, "kubemeter_nodes", policy=POLICY, state="failed")
     missing = sorted(healthy_names - set(_published_nodes(text)))
     worst = max(faulty.cycle_seconds, default=None)
-    limit = TIMEOUT + SLACK_SECONDS
+    limit = timeout + SLACK_SECONDS
     rows = [
         Row("cycle duration, worst", worst, max(healthy.cycle_seconds, default=None), f"<= {limit:.0f} s",
             worst is not None and worst <= limit, "s"),
@@ -67,7 +66,7 @@ async def run(profile: str) -> bool:
             f"= {len(healthy_names)}", not missing, "nodes"),
     ]
     title = (f"Cycle latency ({profile} profile): {session.nodes} nodes, {session.pods:,} pods, "
-             f"{len(chosen)} kubelets hanging, interval {INTERVAL}s, timeout {TIMEOUT}s; "
+             f"{len(chosen)} kubelets hanging, interval {interval}s, timeout {timeout}s; "
              f"baseline: the same cycles before the faults")
     details = {"profile": profile, "nodes": session.nodes, "pods": session.pods, "faulty_nodes": chosen,
                "healthy_cycle_seconds": healthy.cycle_seconds, "faulty_cycle_seconds": faulty.cycle_seconds,

@@ -17,7 +17,7 @@ from steady import Phase, run_session
 
 PROFILES = {
     "full": {"sizes": (100, 300, 1000), "pods_per_node": 30, "interval": 15, "cycles": 4},
-    "short": {"sizes": (30, 60, 120), "pods_per_node": 30, "interval": 10, "cycles": 2},
+    "short": {"sizes": (30, 120), "pods_per_node": 30, "interval": 10, "cycles": 2},
 }
 MILLICORES_PER_NODE = 0.5
 MB_PER_NODE = 1.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import logging
 import threading
 from collections.abc import Coroutine
@@ -31,19 +30,6 @@ WATCHED = {
     REPLICASETS: ("apps", "v1", "replicasets"),
     JOBS: ("batch", "v1", "jobs"),
 }
-
-
-def _event_poster(context: contextvars.Context):
-    """kopf.event needs kopf's context variables (its settings and event queue); the policy loops may run
-    outside kopf's tasks, so events are posted in the context captured at start-up."""
-
-    def post(ref: dict, type_: str, reason: str, message: str) -> None:
-        try:
-            context.run(kopf.event, ref, type=type_, reason=reason, message=message)
-        except Exception:  # an Event is worth a log line, never a failed cycle
-            logging.getLogger(__name__).exception("cannot post %s event %s", type_, reason)
-
-    return post
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -67,7 +53,6 @@ def build_registry() -> kopf.OperatorRegistry:
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
         configure(settings)
         runtime: Runtime = memo.runtime
-        runtime.post_event = _event_poster(contextvars.copy_context())
         await runtime.start()
 
     @kopf.on.cleanup(registry=registry)

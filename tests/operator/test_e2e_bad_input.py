@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.operator.conftest import stepped
+from tests.operator.conftest import eventually, stepped
 
 BROKEN = "sim-worker-1"
 
@@ -60,3 +60,19 @@ async def test_a_spec_the_operator_cannot_run_is_reported_in_status(operator):
     assert "spec.source.endpoint" in invalid["message"] and "last valid spec keeps running" in invalid["message"]
     report = await operator.cycle("p")  # the last valid spec still runs
     assert report.scraped == 3
+
+
+async def test_scrape_failures_and_recoveries_become_node_events(operator):
+    await operator.create_policy("p", stepped(source={"timeout": "1s"}))
+    await operator.cycle("p")
+    await operator.cluster.node_fault(BROKEN, "http500")
+    await operator.cycle("p")
+    await operator.cluster.node_fault(BROKEN, None)
+    await operator.cycle("p")
+
+    def node_events() -> list[tuple[str, str]]:
+        events = operator.cluster.store.list("v1", "events", namespace="default")
+        return [(e["type"], e["reason"]) for e in events if e["involvedObject"].get("name") == BROKEN]
+
+    assert await eventually(lambda: len(node_events()) >= 2 and node_events())
+    assert node_events() == [("Warning", "ScrapeFailed"), ("Normal", "ScrapeRecovered")]

@@ -52,7 +52,8 @@ def scrape_errors(text: str, policy: str) -> dict[tuple[str, str], float]:
 
 class RequestCounter:
     """Counts API server requests matching a method and path pattern, without changing their answers
-    (a fault with no status and no delay lets each request through)."""
+    (a fault with no status and no delay lets each request through; it hides faults injected after it
+    for the same requests, as only the first matching fault applies)."""
 
     def __init__(self, cluster: Cluster, method: str, path: str) -> None:
         self._handle = cluster.apiserver.inject_fault(method=method, path=path)

@@ -13,15 +13,12 @@ Run: .venv/bin/python bench/bench_api_load.py [--profile short|full]
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from common import Request, RequestLog, Row, bench_main, report
-from kubemeter import GROUP, VERSION
-from kubemeter.sim.cluster import Cluster
-from steady import KEY_FIELDS, Phase, StatusWrite, run_session
+from steady import KEY_FIELDS, Phase, StatusWrite, creations_done, run_session
 
 PROFILES = {
     "full": {"nodes": 300, "pods_per_node": 30, "cycles": 4, "write_qps": 20.0},
@@ -31,7 +28,6 @@ INTERVAL = 15
 THRESHOLD = 0.05
 MAX_AGE_SECONDS = 300
 BURST = 50
-SETTLE_INTERVALS = 40
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 WATCHED_ONLY = ("/pods", "/nodes")
 
@@ -83,19 +79,6 @@ def peak_per_second(times: list[float]) -> int:
             first += 1
         peak = max(peak, index - first + 1)
     return peak
-
-
-async def creations_done(cluster: Cluster) -> None:
-    """Wait (bounded) until the WorkloadMetrics stop growing for an interval: the creation backlog is done."""
-    rtype = cluster.store.resource(f"{GROUP}/{VERSION}", "workloadmetrics")
-    before = -1
-    for _ in range(SETTLE_INTERVALS):
-        count = len(cluster.store.select(rtype)[0])
-        if count == before:
-            return
-        before = count
-        await asyncio.sleep(INTERVAL)
-    raise TimeoutError(f"WorkloadMetrics still being created after {SETTLE_INTERVALS} intervals")
 
 
 async def run(profile: str) -> bool:

@@ -1,9 +1,10 @@
 """Target 2: the operator process's CPU and memory per node, at several cluster sizes.
 
 For each size: a fresh simulated cluster (this process) and ``kubemeter run`` (its own process), one
-policy with a 15 s interval (10 s in the short profile). After two warm-up cycles, CPU = utime + stime of
-the operator over whole intervals / wall time / nodes; memory = its largest VmRSS in that window / nodes.
-Status writes and one /metrics scrape per cycle are inside the window.
+policy with a 15 s interval (10 s in the short profile). After two warm-up cycles and once every
+WorkloadMetrics was created (steady state), CPU = utime + stime of the operator over whole intervals /
+wall time / nodes; memory = its largest VmRSS in that window / nodes. Status writes and one /metrics
+scrape per cycle are inside the window.
 Run: .venv/bin/python bench/bench_operator.py [--profile short|full]
 """
 
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from common import Row, bench_main, report
-from steady import Phase, run_session
+from steady import Phase, creations_done, run_session
 
 PROFILES = {
     "full": {"sizes": (100, 300, 1000), "pods_per_node": 30, "interval": 15, "cycles": 4},
@@ -28,7 +29,8 @@ LINEAR = 1.25
 async def measure(nodes: int, pods_per_node: int, interval: int, cycles: int) -> dict:
     spec = {"interval": f"{interval}s", "source": {"timeout": f"{max(2, interval // 3)}s"}}
     with tempfile.TemporaryDirectory(prefix="kubemeter-bench-") as workdir:
-        session = await run_session(nodes, pods_per_node, spec, [Phase("steady", cycles)], Path(workdir))
+        session = await run_session(nodes, pods_per_node, spec, [Phase("steady", cycles, creations_done)],
+                                    Path(workdir))
     phase = session.phases[0]
     return {
         "nodes": nodes, "pods": session.pods, "containers": session.containers, "interval": interval,

@@ -19,9 +19,12 @@ from common import (
     OperatorProcess, Request, RequestLog, container_count, counting_requests, create_policy, metric_sum,
     operator_process, simulated_cluster, wait_until,
 )
+from kubemeter import GROUP, VERSION
 from kubemeter.sim.cluster import Cluster
 
 POLICY = "bench"
+SETTLE_CHECKS = 60
+SETTLE_CHECK_SECONDS = 15.0
 KEY_FIELDS = ("pods", "podsReporting", "stale", "cpuRequests", "cpuLimits", "memoryRequests", "memoryLimits")
 
 
@@ -92,6 +95,20 @@ class Session:
     phases: list[PhaseResult] = field(default_factory=list)
     status_history: list[StatusWrite] = field(default_factory=list)
     requests: RequestLog = field(default_factory=RequestLog)
+
+
+async def creations_done(cluster: Cluster) -> None:
+    """Wait (bounded) until the number of WorkloadMetrics is stable over an interval: the creation backlog of
+    the first cycles (two requests per workload, at the operator's QPS) is over, steady state begins."""
+    rtype = cluster.store.resource(f"{GROUP}/{VERSION}", "workloadmetrics")
+    before = -1
+    for _ in range(SETTLE_CHECKS):
+        count = len(cluster.store.select(rtype)[0])
+        if count == before:
+            return
+        before = count
+        await asyncio.sleep(SETTLE_CHECK_SECONDS)
+    raise TimeoutError(f"WorkloadMetrics still being created after {SETTLE_CHECKS * SETTLE_CHECK_SECONDS:.0f}s")
 
 
 async def _measure(operator: OperatorProcess, interval: float, cycles: int) -> tuple[float, list[float], str, int]:

@@ -94,6 +94,8 @@ class Runtime:
         self._http: web.AppRunner | None = None
         self.elector: LeaderElector | None = None
         self._elector_task: asyncio.Task | None = None
+        self._seed_task: asyncio.Task | None = None
+        self._watch_counters: dict[tuple[str, str | None], prometheus_client.Counter] = {}
         if settings.leader_election:
             self.elector = LeaderElector(
                 self.api,
@@ -108,12 +110,23 @@ class Runtime:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        """Serve /metrics and the probes, and seed the model in the background: kopf starts its watches at
+        once, and policy cycles wait for the seed (``synced``)."""
         await self._start_http()
-        await self.relister.seed()
+        self._seed_task = asyncio.create_task(self._seed(), name="seed")
         if self.elector is None:
             self.deps.active.set()
         else:
             self._elector_task = asyncio.create_task(self.elector.run(), name="leader-election")
+
+    async def _seed(self) -> None:
+        while True:
+            try:
+                await self.relister.seed()
+                break
+            except Exception:  # RBAC or a restarting API server: not ready until it works
+                log.exception("initial listing failed; retrying in 5s")
+                await asyncio.sleep(5)
         log.info(
             "model synced: %d nodes, %d pods, %d namespaces",
             len(self.model.nodes),
@@ -124,8 +137,9 @@ class Runtime:
     async def stop(self) -> None:
         for name in list(self.policies):
             await self.stop_policy(name)
-        if self._elector_task is not None:
-            await cancel_and_wait(self._elector_task)
+        for task in (self._elector_task, self._seed_task):
+            if task is not None:
+                await cancel_and_wait(task)
         await self.relister.close()
         await self.kubelets.close()
         if self._http is not None:
@@ -165,7 +179,12 @@ class Runtime:
     # ---- watch events --------------------------------------------------------------------------
     def watch_event(self, resource: str, event: Mapping) -> None:
         event_type = event.get("type")
-        self.metrics.watch_events.labels(resource=resource, type=event_type or "LISTED").inc()
+        counter = self._watch_counters.get((resource, event_type))
+        if counter is None:
+            counter = self._watch_counters[(resource, event_type)] = self.metrics.watch_events.labels(
+                resource=resource, type=event_type or "LISTED"
+            )
+        counter.inc()
         self.model.apply(resource, event_type, event["object"])
         self.relister.saw_event(resource, event_type)
 

@@ -113,7 +113,40 @@ class LeaderElector:
         return True
 
     async def run(self) -> None:
-        """Campaign forever; ``leading`` is set while this replica holds the lease."""
+        """Campaign forever; ``leading`` is set while this replica holds the lease.
+
+        Cancelled while leading (a clean shutdown: the caller has stopped publishing first), it gives the
+        lease up, as client-go's ReleaseOnCancel does, so a standby takes over at once rather than after
+        the lease expires.
+        """
+        try:
+            await self._campaign()
+        except asyncio.CancelledError:
+            if self.leading.is_set():
+                self.leading.clear()
+                await self._release()
+            raise
+
+    async def _release(self) -> None:
+        """Write the lease with no holder and a one-second duration (client-go's release)."""
+        try:
+            async with asyncio.timeout(self.renew_deadline):
+                lease = await self.api.call(
+                    self.coordination.read_namespaced_lease, self.name, self.namespace, _preload_content=False
+                )
+                current = json.loads(lease.data)
+                spec = current.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity:
+                    return
+                now, transitions = self.clock(), int(spec.get("leaseTransitions") or 0)
+                body = self._body(now, now, transitions, current["metadata"].get("resourceVersion"))
+                body["spec"].update(holderIdentity="", leaseDurationSeconds=1)
+                await self.api.call(self.coordination.replace_namespaced_lease, self.name, self.namespace, body)
+            log.info("leader election: %s released lease %s/%s", self.identity, self.namespace, self.name)
+        except (ApiException, TimeoutError, OSError) as exc:  # it expires on its own
+            log.warning("leader election: lease %s/%s not released: %s", self.namespace, self.name, exc)
+
+    async def _campaign(self) -> None:
         last_renewal = 0.0
         while True:
             try:

@@ -114,17 +114,32 @@ class ClusterModel:
         self._resolved_at: dict[tuple[str, str], int] = {}
         # Keys changed by watch events while a re-list of that resource is in flight (see replace()).
         self._touched: dict[str, set[tuple[str, str]]] = {}
+        # The resourceVersion last applied per object, so listings of unchanged objects cost one lookup.
+        self._versions: dict[str, dict[tuple[str, str], str | None]] = {
+            resource: {} for resource in (PODS, NODES, NAMESPACES, REPLICASETS, JOBS)
+        }
 
     # ---- ingest -------------------------------------------------------------------------------
     def apply(self, resource: str, event_type: str | None, obj: Mapping) -> None:
         """One watch event (``event_type`` None is kopf's initial listing)."""
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
         touched = self._touched.get(resource)
         if touched is not None:
-            meta = obj["metadata"]
-            touched.add((meta.get("namespace", ""), meta["name"]))
-        self._apply(resource, event_type == "DELETED", obj)
+            touched.add(key)
+        self._apply(resource, event_type == "DELETED", obj, key)
 
-    def _apply(self, resource: str, deleted: bool, obj: Mapping) -> None:
+    def _apply(self, resource: str, deleted: bool, obj: Mapping, key: tuple[str, str]) -> None:
+        versions = self._versions.get(resource)
+        if versions is None:
+            raise ValueError(f"the model does not track {resource!r}")
+        if deleted:
+            versions.pop(key, None)
+        else:
+            version = obj["metadata"].get("resourceVersion")
+            if version is not None and versions.get(key) == version:
+                return  # the same object again: kopf's listing after the seed, or a re-list
+            versions[key] = version
         if resource == PODS:
             self._apply_pod(obj, deleted)
         elif resource == NODES:
@@ -135,11 +150,9 @@ class ClusterModel:
                 self.namespaces.pop(name, None)
             else:
                 self.namespaces[name] = obj["metadata"].get("labels") or {}
-        elif resource in self._owners:
-            meta = obj["metadata"]
-            key = (meta.get("namespace", ""), meta["name"])
+        else:
             owners = self._owners[resource]
-            refs = list(meta.get("ownerReferences") or ())
+            refs = list(obj["metadata"].get("ownerReferences") or ())
             if deleted:
                 owners.pop(key, None)
             elif owners.get(key) != refs:
@@ -147,8 +160,6 @@ class ClusterModel:
             else:
                 return
             self._owners_version += 1
-        else:
-            raise ValueError(f"the model does not track {resource!r}")
 
     def _apply_pod(self, obj: Mapping, deleted: bool) -> None:
         meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
@@ -219,10 +230,10 @@ class ClusterModel:
             listed[(meta.get("namespace", ""), meta["name"])] = obj
         stale = [k for k in self._keys(resource) if k not in listed and k not in touched]
         for namespace, name in stale:
-            self._apply(resource, True, {"metadata": {"namespace": namespace, "name": name}})
+            self._apply(resource, True, {"metadata": {"namespace": namespace, "name": name}}, (namespace, name))
         for key, obj in listed.items():
             if key not in touched:
-                self._apply(resource, False, obj)
+                self._apply(resource, False, obj, key)
         return len(stale)
 
     def _keys(self, resource: str) -> list[tuple[str, str]]:

@@ -1,10 +1,10 @@
 """Keeping the ClusterModel complete: the initial paged LIST, and a re-list whenever kopf re-lists.
 
 kopf feeds the model with watch events, but after an expired resourceVersion (410) kopf lists again and
-never reports the objects deleted during the gap. Its re-listing shows up as events of type None after
-the initial sync; when they stop for ``debounce`` seconds, the Relister sends its own paged LIST of that
-resource and drops what is gone. The same rule covers objects deleted between the seed LIST and kopf's
-first listing. These LISTs happen only at start-up and after a watch gap, never per cycle.
+never reports the objects deleted during the gap. Its listings show up as events of type None; when they
+stop for ``debounce`` seconds, the Relister sends its own paged LIST of that resource and drops what is
+gone. The same rule covers objects deleted between the seed LIST and kopf's first listing. These LISTs
+happen only at start-up and after a watch gap, never per cycle.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import kubernetes
@@ -48,8 +49,9 @@ class Relister:
         self.relists = 0
         self.dropped = 0
         self._list = _list_functions(api)
-        self._pending: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._listing_seen: dict[str, float] = {}
+        """Resource -> when kopf last delivered one of its listed objects (an event of type None)."""
+        self._watcher: asyncio.Task | None = None
 
     async def list_all(self, resource: str) -> list[dict]:
         """A consistent paged LIST (raw JSON, no model classes: 30,000 pods must stay cheap)."""
@@ -88,25 +90,30 @@ class Relister:
         return dropped
 
     async def seed(self) -> None:
+        """The first full listing. It runs while kopf makes its own, so neither waits for the other."""
         for resource in RESOURCES:
             await self.relist(resource)
         self.synced.set()
+        self._watcher = asyncio.create_task(self._watch_listings(), name="relist-watcher")
 
     def saw_event(self, resource: str, event_type: str | None) -> None:
-        """Called for every watch event: listings (type None) after the sync schedule a re-list."""
-        if event_type is not None or not self.synced.is_set():
-            return
-        pending = self._pending.pop(resource, None)
-        if pending is not None:
-            pending.cancel()
-        loop = asyncio.get_running_loop()
-        self._pending[resource] = loop.call_later(self.debounce, self._start_relist, resource)
+        """Called for every watch event; costs one dict write, as it runs for every pod of a listing."""
+        if event_type is None:
+            self._listing_seen[resource] = time.monotonic()
 
-    def _start_relist(self, resource: str) -> None:
-        self._pending.pop(resource, None)
-        task = asyncio.create_task(self._relist_logged(resource))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _watch_listings(self) -> None:
+        """Re-list a resource once kopf's listing of it (type None events) has been quiet for ``debounce``.
+
+        This also covers kopf's first listing, which may end after the seed: an object deleted between
+        the two LISTs would otherwise stay in the model.
+        """
+        while True:
+            await asyncio.sleep(self.debounce / 3)
+            now = time.monotonic()
+            for resource, seen in list(self._listing_seen.items()):
+                if now - seen >= self.debounce:
+                    del self._listing_seen[resource]
+                    await self._relist_logged(resource)
 
     async def _relist_logged(self, resource: str) -> None:
         try:
@@ -115,8 +122,6 @@ class Relister:
             log.exception("re-list of %s failed; the next watch gap or restart repairs the model", resource)
 
     async def close(self) -> None:
-        for handle in self._pending.values():
-            handle.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)

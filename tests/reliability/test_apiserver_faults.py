@@ -120,10 +120,12 @@ async def test_a_name_taken_by_another_object_and_an_object_deleted_behind_its_b
     assert len(mine) == 1 and mine[0]["metadata"]["name"].startswith("pod-debug-shell-")
     assert "status" not in objects[("default", "pod-debug-shell")], "the other object is left alone"
 
+    # Deleted by someone else: re-created at its next write (here every cycle: maxStatusAge 1s).
     victim = next(o for o in objects.values() if o["spec"]["workload"]["name"] == "toolbox")
+    await operator.patch_policy("p", {"output": {"maxStatusAge": "1s"}})
     await operator.call(custom.delete_namespaced_custom_object, GROUP, VERSION, "default", "workloadmetrics",
                         victim["metadata"]["name"])
-    await operator.cycle("p")
+    await operator.cycle("p", pause=1.1)
     again = await operator.call(custom.get_namespaced_custom_object, GROUP, VERSION, "default", "workloadmetrics",
                                 victim["metadata"]["name"])
     assert again["metadata"]["uid"] != victim["metadata"]["uid"] and again["status"]["pods"] == 1

@@ -9,7 +9,7 @@ import logging
 from kubemeter.sim.scenario import container, template
 from tests.operator.conftest import stepped
 from tests.operator.test_e2e_metering import top_owner
-from tests.reliability.support import RequestCounter, events
+from tests.reliability.support import RequestCounter, events, node_events
 
 ROGUE = "sim-worker-1"  # serves a certificate from another CA
 
@@ -29,7 +29,7 @@ async def test_kubelet_certificates_are_verified_unless_a_policy_opts_out(operat
     assert any("insecureSkipTLSVerify" in w for w in lax["warnings"]), "opting out is visible in status"
 
 
-async def test_credentials_never_appear_in_logs_events_or_status(operator, caplog):
+async def test_credentials_never_appear_in_logs_events_status_or_metrics(operator, caplog):
     caplog.set_level(logging.DEBUG)
     cluster = operator.cluster
     await cluster.node_fault("sim-worker-1", "unauthorized")
@@ -43,8 +43,10 @@ async def test_credentials_never_appear_in_logs_events_or_status(operator, caplo
 
     status = (await operator.policy("direct"))["status"]
     assert {f["reason"] for f in status["failedNodes"]} == {"unauthorized", "forbidden", "server_error"}
+    await node_events(operator.client, "ScrapeFailed", {node: 2 for node in cluster.kubelets})  # both policies
     published = json.dumps([await operator.policy(p) for p in ("direct", "proxy")])
     published += json.dumps(await operator.workload_metrics()) + json.dumps(await events(operator.client))
+    published += await operator.scrape_metrics()
     assert "HTTP 401" in caplog.text and "HTTP 403" in published, "the failures were logged and published"
     assert cluster.token not in caplog.text
     assert cluster.token not in published

@@ -97,6 +97,7 @@ class PolicyLoop:
         self._node_times: dict[str, float] = {}
         """Each node's newest sample timestamp: the kubelet's clock must not step back between scrapes."""
         self.last_report: CycleReport | None = None
+        self.cycles_published = 0
         self._wake = asyncio.Event()
 
     def configure(self, spec: PolicySpec, generation: int) -> None:
@@ -172,6 +173,7 @@ class PolicyLoop:
         metrics.interval.labels(policy=self.name).set(spec.interval)
         self.last_report = report
         await self.publisher.publish(report, spec, self.generation)
+        self.cycles_published += 1
         return report
 
     async def _scrape_node(

@@ -208,32 +208,35 @@ class ClusterModel:
         )
 
     def begin_relist(self, resource: str) -> None:
-        """Call before sending a full LIST whose result will go to :meth:`replace`."""
+        """Call before sending a full LIST whose pages go to :meth:`apply_listed`."""
         self._touched[resource] = set()
 
     def replace_abandoned(self, resource: str) -> None:
         """The LIST begun with :meth:`begin_relist` failed: stop tracking changes for it."""
         self._touched.pop(resource, None)
 
-    def replace(self, resource: str, objects: Iterable[Mapping]) -> int:
-        """Make one resource match a full listing begun with :meth:`begin_relist`; returns how many stale
-        entries were dropped.
-
-        Repairs what a watch gap hides: objects deleted while the watch was expired never produce a
-        DELETED event, so a re-list is the only way to learn of them. Keys a watch event changed since the
-        LIST was sent are left alone: the event is newer than the listing.
-        """
-        touched = self._touched.pop(resource, set())
-        listed: dict[tuple[str, str], Mapping] = {}
+    def apply_listed(self, resource: str, objects: Iterable[Mapping], listed: set[tuple[str, str]]) -> None:
+        """One page of a LIST begun with :meth:`begin_relist`: applied at once (pages are not kept), their
+        keys added to ``listed`` for :meth:`finish_relist`. Keys a watch event changed since the LIST was
+        sent are left alone: the event is newer than the listing."""
+        touched = self._touched.get(resource, set())
         for obj in objects:
             meta = obj["metadata"]
-            listed[(meta.get("namespace", ""), meta["name"])] = obj
-        stale = [k for k in self._keys(resource) if k not in listed and k not in touched]
-        for namespace, name in stale:
-            self._apply(resource, True, {"metadata": {"namespace": namespace, "name": name}}, (namespace, name))
-        for key, obj in listed.items():
+            key = (meta.get("namespace", ""), meta["name"])
+            listed.add(key)
             if key not in touched:
                 self._apply(resource, False, obj, key)
+
+    def finish_relist(self, resource: str, listed: set[tuple[str, str]]) -> int:
+        """Drop what the full listing did not contain (and no watch event re-created); returns how many.
+
+        Repairs what a watch gap hides: objects deleted while the watch was expired never produce a
+        DELETED event, so a re-list is the only way to learn of them.
+        """
+        touched = self._touched.pop(resource, set())
+        stale = [k for k in self._keys(resource) if k not in listed and k not in touched]
+        for key in stale:
+            self._apply(resource, True, {"metadata": {"namespace": key[0], "name": key[1]}}, key)
         return len(stale)
 
     def _keys(self, resource: str) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -53,36 +53,43 @@ class Relister:
         """Resource -> when kopf last delivered one of its listed objects (an event of type None)."""
         self._watcher: asyncio.Task | None = None
 
-    async def list_all(self, resource: str) -> list[dict]:
-        """A consistent paged LIST (raw JSON, no model classes: 30,000 pods must stay cheap)."""
+    async def _pages(self, resource: str) -> AsyncIterator[list[dict]]:
+        """A paged LIST as raw JSON pages (no model classes: 30,000 pods must stay cheap)."""
         fn = self._list[resource]
+        token: str | None = None
         while True:
-            items: list[dict] = []
-            token: str | None = None
+            kwargs = {"limit": PAGE_SIZE, "_preload_content": False}
+            if token:
+                kwargs["_continue"] = token
+            response = await self.api.call(fn, **kwargs)
+            page = json.loads(response.data)
+            yield page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    async def relist(self, resource: str) -> int:
+        """List ``resource`` in full and make the model match; returns how many stale objects went.
+
+        Pages are applied as they come and only their keys are kept, so a LIST of 30,000 pods never holds
+        them all in memory at once (pymalloc keeps such a peak as resident memory for good).
+        """
+        while True:
+            self.model.begin_relist(resource)
+            listed: set[tuple[str, str]] = set()
             try:
-                while True:
-                    kwargs = {"limit": PAGE_SIZE, "_preload_content": False}
-                    if token:
-                        kwargs["_continue"] = token
-                    response = await self.api.call(fn, **kwargs)
-                    page = json.loads(response.data)
-                    items.extend(page.get("items") or ())
-                    token = (page.get("metadata") or {}).get("continue")
-                    if not token:
-                        return items
+                async for page in self._pages(resource):
+                    self.model.apply_listed(resource, page, listed)
+                break
             except ApiException as exc:
+                self.model.replace_abandoned(resource)
                 if exc.status != 410:  # an expired continue token: start the listing over
                     raise
                 log.info("listing %s: continue token expired, listing again", resource)
-
-    async def relist(self, resource: str) -> int:
-        self.model.begin_relist(resource)
-        try:
-            objects = await self.list_all(resource)
-        except BaseException:
-            self.model.replace_abandoned(resource)
-            raise
-        dropped = self.model.replace(resource, objects)
+            except BaseException:
+                self.model.replace_abandoned(resource)
+                raise
+        dropped = self.model.finish_relist(resource, listed)
         self.relists += 1
         self.dropped += dropped
         if dropped:

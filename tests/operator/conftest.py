@@ -84,7 +84,7 @@ class Operator:
 
     async def loop(self, name: str) -> PolicyLoop:
         """The policy's loop once its first cycle is done (and published)."""
-        loop = await eventually(lambda: (p := self.runtime.policies.get(name)) and p.loop and p.loop.last_report and p.loop)
+        loop = await eventually(lambda: (p := self.runtime.policies.get(name)) and p.loop and p.loop.cycles_published and p.loop)
         await self.thread.run(self.runtime.policies[name].publisher.flush())
         return loop
 

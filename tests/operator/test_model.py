@@ -113,7 +113,11 @@ def test_relist_drops_what_was_deleted_during_a_watch_gap_but_keeps_newer_events
     fresh["metadata"].update(name="fresh-pod", uid="fresh")
     model.apply(PODS, "ADDED", fresh)
     gone = live[1]["metadata"]["name"]
-    dropped = model.replace(PODS, [p for p in live if p["metadata"]["name"] != gone])
+    listed: set = set()
+    remaining = [p for p in live if p["metadata"]["name"] != gone]
+    model.apply_listed(PODS, remaining[:5], listed)  # the listing arrives in pages
+    model.apply_listed(PODS, remaining[5:], listed)
+    dropped = model.finish_relist(PODS, listed)
     names = {p.name for p in model.select(parse_policy({})).pods()}
     assert gone not in names and "fresh-pod" in names
     # The deleted pod, plus the two the model held that this Running-only listing leaves out (the pending

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import kubernetes
 
-from common import BENCH, PYTHON, Row, bench_main, report, simulated_cluster, stop_process, wait_until
+from common import (
+    BENCH, PYTHON, Row, bench_main, process_usage, report, simulated_cluster, stop_process, wait_until,
+)
 from ingest_probe import SENT_ANNOTATION
 from kubemeter.sim.cluster import Cluster
 
@@ -113,6 +115,7 @@ async def run_probe(mode: str, cluster: Cluster, pods: int, churn: Churn, churn_
     try:
         await wait_until(listed, STARTUP_TIMEOUT, f"{mode}: the initial listing", interval=0.2)
         ingest_seconds = max(messages[mark]["at"] for mark in wanted) - launched
+        listed_rss = process_usage(process.pid).rss_bytes
         print(f"  {mode}: {pods} pods handled in {ingest_seconds:.1f}s; churning ...", flush=True)
         achieved = await churn.run(churn_seconds)
         await asyncio.sleep(MAX_LAG_SECONDS)  # the last events' handling
@@ -120,7 +123,7 @@ async def run_probe(mode: str, cluster: Cluster, pods: int, churn: Churn, churn_
         await stop_process(process)
         await reader
     latencies = messages.get("latencies", {}).get("values", [])
-    return {"ingest_seconds": ingest_seconds, "pods_per_second": pods / ingest_seconds,
+    return {"ingest_seconds": ingest_seconds, "pods_per_second": pods / ingest_seconds, "rss_bytes": listed_rss,
             "churn_events_per_second": achieved, **lag_summary(latencies)}
 
 
@@ -165,6 +168,7 @@ async def run(profile: str) -> bool:
         Row(f"initial listing of {pods:,} pods", kube["pods_per_second"], bare["pods_per_second"],
             f"ratio >= {RATE_RATIO}", kube["pods_per_second"] >= RATE_RATIO * bare["pods_per_second"], "pods/s"),
         Row("time to handle the listing", kube["ingest_seconds"], bare["ingest_seconds"], "-", None, "s"),
+        Row("RSS once the listing was handled", kube["rss_bytes"] / 1e6, bare["rss_bytes"] / 1e6, "-", None, "MB"),
         Row("churn rate achieved", kube["churn_events_per_second"], bare["churn_events_per_second"],
             f">= {0.95 * settings['churn_rate']:.0f}/s",
             kube["churn_events_per_second"] >= 0.95 * settings["churn_rate"], "events/s"),

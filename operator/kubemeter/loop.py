@@ -28,6 +28,9 @@ from kubemeter.scrape.samples import DecodeError, NodeMetrics
 
 log = logging.getLogger(__name__)
 
+CYCLE_GRACE_SECONDS = 2.0
+"""A cycle's scrapes end at most this long after the per-node timeout (queueing for a slot included)."""
+
 EventPoster = Callable[[dict, str, str, str], None]
 """(involved object {apiVersion, kind, name, namespace?, uid}, type Normal|Warning, reason, message)."""
 
@@ -133,10 +136,11 @@ class PolicyLoop:
         extras: dict[str, PodExtras] = {}
         failures: dict[str, NodeFailure] = {}
         semaphore = asyncio.Semaphore(spec.concurrency)
+        deadline = started_mono + spec.timeout + CYCLE_GRACE_SECONDS
 
         async def one(node: NodeInfo) -> None:
             async with semaphore:
-                error = await self._scrape_node(spec, node, selection, usage, extras)
+                error = await self._scrape_node(spec, deadline, node, selection, usage, extras)
             if error is not None:
                 previous = self.failures.get(node.name)
                 failures[node.name] = NodeFailure(error.reason, error.message, previous.since if previous else started)
@@ -179,15 +183,21 @@ class PolicyLoop:
     async def _scrape_node(
         self,
         spec: PolicySpec,
+        deadline: float,
         node: NodeInfo,
         selection: Selection,
         usage: dict[str, dict[str, Usage]],
         extras: dict[str, PodExtras],
     ) -> ScrapeError | None:
         began = time.monotonic()
+        # Each node gets `timeout`, but no scrape runs past the cycle's deadline: a node that only got a
+        # concurrency slot late must not stretch the cycle (and the publication of all the others).
+        timeout = min(spec.timeout, deadline - began)
         try:
+            if timeout <= 0:
+                raise ScrapeError("timeout", f"the cycle's deadline passed before node {node.name} could be scraped")
             body = await self.deps.kubelets.fetch(
-                node, spec.endpoint, spec.via, spec.timeout, insecure=spec.insecure_skip_tls_verify
+                node, spec.endpoint, spec.via, timeout, insecure=spec.insecure_skip_tls_verify
             )
             scrape_time = self.deps.clock()
             metrics = decode(body, scrape_time, spec.endpoint)

@@ -117,7 +117,7 @@ async def run(profile: str) -> bool:
                "unjustified_examples": [{"name": w.name, "previous": p.values, "write": w.values}
                                         for p, w in unjustified[:5]],
                "forbidden_examples": [f"{r.verb} {r.resource}" for r in forbidden[:5]]}
-    return report("api_load", title, rows, details)
+    return report("api_load", profile, title, rows, details)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Target 4: cycle latency with 2% of the kubelets timing out.
 
 A simulated cluster (this process) and ``kubemeter run`` (its own process), one policy (interval 15 s,
-per-node timeout 5 s; 10 s and 3 s in the short profile). The cycle duration (kubemeter_cycle_duration_seconds) is measured over healthy
-cycles (the baseline), then again after 2% of the kubelets were made to hang (Cluster.node_fault
-"timeout"). Slow nodes must not hold back the others: in those cycles every healthy node is scraped
-(kubemeter_nodes{state="scraped"}) and published (a kubemeter_node_cpu_usage_cores series each).
+per-node timeout 5 s; 10 s and 3 s in the short profile). The cycle duration
+(kubemeter_cycle_duration_seconds) is measured over healthy cycles (the baseline), then again after 2% of
+the kubelets were made to hang (Cluster.node_fault "timeout"). Slow nodes must not hold back the others:
+in those cycles every healthy node is scraped (kubemeter_nodes{state="scraped"}) and published (a
+kubemeter_node_cpu_usage_cores series each).
 Run: .venv/bin/python bench/bench_cycle.py [--profile short|full]
 """
 
@@ -71,7 +72,7 @@ async def run(profile: str) -> bool:
     details = {"profile": profile, "nodes": session.nodes, "pods": session.pods, "faulty_nodes": chosen,
                "healthy_cycle_seconds": healthy.cycle_seconds, "faulty_cycle_seconds": faulty.cycle_seconds,
                "unpublished_healthy_nodes": missing[:20]}
-    return report("cycle", title, rows, details)
+    return report("cycle", profile, title, rows, details)
 
 
 def _published_nodes(text: str) -> list[str]:

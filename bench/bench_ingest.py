@@ -181,7 +181,7 @@ async def run(profile: str) -> bool:
     title = (f"Watch ingest ({profile} profile): {pods:,} pods on {settings['nodes']} nodes, then "
              f"{settings['churn_rate']} pod events/s for {settings['churn_seconds']}s; baseline: bare kopf "
              f"@kopf.on.event handler")
-    return report("ingest", title, rows, {"profile": profile, "pods": pods, **settings, "results": results})
+    return report("ingest", profile, title, rows, {"profile": profile, "pods": pods, **settings, "results": results})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from steady import Phase, creations_done, run_session
 
 PROFILES = {
     "full": {"sizes": (100, 300, 1000), "pods_per_node": 30, "interval": 15, "cycles": 4},
-    "short": {"sizes": (30, 120), "pods_per_node": 30, "interval": 10, "cycles": 2},
+    "short": {"sizes": (20, 60), "pods_per_node": 30, "interval": 10, "cycles": 2},
 }
 MILLICORES_PER_NODE = 0.5
 MB_PER_NODE = 1.0
@@ -35,9 +35,11 @@ async def measure(nodes: int, pods_per_node: int, interval: int, cycles: int) ->
     return {
         "nodes": nodes, "pods": session.pods, "containers": session.containers, "interval": interval,
         "window_seconds": phase.seconds, "cycles": phase.cycles, "cycle_seconds": phase.cycle_seconds,
-        "cpu_seconds": phase.cpu_seconds, "cpu_seconds_per_cycle": phase.cpu_seconds / max(1, phase.cycles),
+        "cpu_seconds": phase.cpu_seconds, "cpu_seconds_per_cycle": phase.cpu_seconds * interval / phase.seconds,
         "millicores_per_node": phase.cpu_seconds / phase.seconds / nodes * 1000,
         "rss_bytes": phase.rss_max_bytes, "mb_per_node": phase.rss_max_bytes / nodes / 1e6,
+        "watch_events_per_second": phase.watch_events_per_second,
+        "status_writes_per_cycle": len(phase.status_writes) / max(1, phase.cycles),
     }
 
 
@@ -68,7 +70,7 @@ async def run(profile: str) -> bool:
     sizes = ", ".join(f"{p['nodes']} nodes/{p['containers']} containers" for p in points)
     title = (f"Operator process cost per node ({profile} profile: interval {settings['interval']}s, "
              f"{settings['cycles']} measured cycles after 2 warm-up cycles; {sizes})")
-    return report("operator", title, rows_for(points), {"profile": profile, "points": points})
+    return report("operator", profile, title, rows_for(points), {"profile": profile, "points": points})
 
 
 if __name__ == "__main__":

@@ -66,8 +66,9 @@ def _cell(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def report(name: str, title: str, rows: list[Row], details: dict[str, Any]) -> bool:
-    """Print the table, write results/<name>.json, and say whether every target passed."""
+def report(name: str, profile: str, title: str, rows: list[Row], details: dict[str, Any]) -> bool:
+    """Print the table, write results/<name>.json (<name>.short.json for the short profile, so `make bench`
+    keeps the figures of the last full run), and say whether every target passed."""
     header = ("what", "kubemeter", "baseline", "ratio", "target", "result")
     lines = [header] + [
         (r.what, _cell(r.kubemeter, r.unit), _cell(r.baseline, r.unit), _cell(r.ratio), r.target,
@@ -80,10 +81,11 @@ def report(name: str, title: str, rows: list[Row], details: dict[str, Any]) -> b
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
     passed = all(r.passed is not False for r in rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    document = {"name": name, "title": title, "passed": passed, "python": platform.python_version(),
+    document = {"name": name, "profile": profile, "title": title, "passed": passed, "python": platform.python_version(),
                 "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "rows": [{**asdict(r), "ratio": r.ratio} for r in rows], "details": details}
-    (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    path = RESULTS / (f"{name}.json" if profile == "full" else f"{name}.{profile}.json")
+    path.write_text(json.dumps(document, indent=2) + "\n")
     return passed
 
 

@@ -204,6 +204,7 @@ class StatusPublisher:
         self._writers = writers
         self._published: dict[WorkloadRef, _Published] = {}
         self._pending: dict[WorkloadRef | None, _Write] = {}
+        self._sending: dict[WorkloadRef | None, _Write] = {}
         self._wakeup = asyncio.Event()
         self._drain: asyncio.Task | None = None
         self._loaded = False
@@ -261,11 +262,19 @@ class StatusPublisher:
             if published is not None:
                 published.last_sample = last_sample
                 fresh = now - published.written_at < spec.max_status_age
-                if fresh and not moved(published.values, _key_values(status), spec.min_status_change):
+                if fresh and not moved(self._last_planned(ref, published), _key_values(status), spec.min_status_change):
                     continue
             self._queue(_Write(ref, status, now))
         for ref in self._published.keys() - snapshot.workloads.keys():
             self._queue(_Write(ref, None, now))
+
+    def _last_planned(self, ref: WorkloadRef, published: _Published) -> dict[str, object]:
+        """What the object will hold once the writes already planned for it are sent: under a full queue,
+        comparing with the last *sent* values would plan the same change again every cycle."""
+        for planned in (self._pending.get(ref), self._sending.get(ref)):
+            if planned is not None and planned.status is not None:
+                return _key_values(planned.status)
+        return published.values
 
     def _conditions_before(self) -> list[dict]:
         return list((self._policy_status or {}).get("conditions") or [])
@@ -307,6 +316,7 @@ class StatusPublisher:
             while self._pending:
                 ref = next(iter(self._pending))
                 write = self._pending.pop(ref)
+                self._sending[ref] = write
                 self._in_flight += 1
                 try:
                     await self._send(write)
@@ -318,6 +328,8 @@ class StatusPublisher:
                     self._on_write("error")
                 finally:
                     self._in_flight -= 1
+                    if self._sending.get(ref) is write:
+                        del self._sending[ref]
 
         while True:
             await self._wakeup.wait()

@@ -362,7 +362,10 @@ def metrics_policy_status() -> Schema:
                     "A node whose scrape failed.",
                     {
                         "name": string("The node name."),
-                        "reason": string("A CamelCase word for the failure, e.g. Timeout.", maxLength=64),
+                        "reason": string(
+                            "Why, as in kubemeter_scrape_errors_total{reason}: timeout, connection, tls, forbidden, ...",
+                            maxLength=64,
+                        ),
                         "message": string("The error in detail.", maxLength=1024),
                         "since": timestamp("When the node started failing."),
                     },

@@ -19,21 +19,13 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from kubemeter.publish.api import KubeApi
+from kubemeter.publish.status import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
 
 def _micro_time(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_micro_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 class LeaderElector:
@@ -100,7 +92,7 @@ class LeaderElector:
         if holder and holder != self.identity and not expired:
             return False
         mine = holder == self.identity
-        acquired = _parse_micro_time(spec.get("acquireTime")) if mine else now
+        acquired = parse_rfc3339(spec.get("acquireTime")) if mine else now
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
         body = self._body(now, acquired or now, transitions, current["metadata"].get("resourceVersion"))
         try:

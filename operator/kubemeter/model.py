@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from kubemeter.compute.owners import resolve_workload
+from kubemeter.compute.owners import controller_of, resolve_workload
 from kubemeter.compute.quantity import parse_bytes, parse_cpu
 from kubemeter.compute.types import ContainerSpec, PodInfo
 from kubemeter.policy import PolicySpec
@@ -48,13 +48,6 @@ class Selection:
     def pods(self) -> Iterator[PodInfo]:
         for pods in self.pods_by_node.values():
             yield from pods.values()
-
-
-def _controller(refs: Iterable[Mapping] | None) -> dict | None:
-    for ref in refs or ():
-        if ref.get("controller"):
-            return {k: ref.get(k) for k in ("apiVersion", "kind", "name", "uid")}
-    return None
 
 
 def _quantity(resources: Mapping, section: str, name: str, parse) -> float | None:
@@ -182,7 +175,7 @@ class ClusterModel:
             node=spec.get("nodeName"),
             phase=phase,
             labels=meta.get("labels") or {},
-            owner=_controller(meta.get("ownerReferences")),
+            owner=controller_of(meta.get("ownerReferences") or ()),
             containers=container_specs(spec),
         )
         if old is not None and old.uid == pod.uid and old.owner == pod.owner:

@@ -85,7 +85,7 @@ def _compact(d: dict) -> dict:
 def resource_status(fig: ResourceFigures, resource: str) -> dict:
     """CPU in cores (floats), memory in bytes (integers), plus a human quantity for printer columns."""
     if resource == "cpu":
-        number, fmt, unit = (lambda v: _round(v)), format_cpu, "Cores"
+        number, fmt, unit = _round, format_cpu, "Cores"
         usage_key = "usageCores"
     else:
         number, fmt, unit = _int, format_bytes, "Bytes"

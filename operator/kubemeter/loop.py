@@ -102,6 +102,9 @@ class PolicyLoop:
         self.last_report: CycleReport | None = None
         self.cycles_published = 0
         self._wake = asyncio.Event()
+        # Cycles share counter baselines and the window: one started from outside the loop (tests)
+        # must wait for the running one, or its rates would be taken against half-updated state.
+        self._cycle_lock = asyncio.Lock()
 
     def configure(self, spec: PolicySpec, generation: int) -> None:
         """A new spec; it applies from the next cycle, which starts at once when the interval changed."""
@@ -129,6 +132,10 @@ class PolicyLoop:
                 pass
 
     async def run_cycle(self) -> CycleReport:
+        async with self._cycle_lock:
+            return await self._cycle()
+
+    async def _cycle(self) -> CycleReport:
         spec, deps = self.spec, self.deps
         started_mono, started = time.monotonic(), deps.clock()
         selection = deps.model.select(spec)

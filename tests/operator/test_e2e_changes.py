@@ -122,9 +122,13 @@ async def test_policy_edits_apply_at_the_next_cycle(operator):
     await operator.cycle("p")
     assert {o["metadata"]["namespace"] for o in await operator.workload_metrics()} == {"data"}
     # Source: the summary endpoint through the API server proxy adds network figures.
+    loop = await operator.loop("p")
+    published = loop.cycles_published
     await operator.patch_policy("p", {"source": {"endpoint": "summary", "via": "proxy"}})
-    await eventually(lambda: operator.runtime.policies["p"].loop.spec.endpoint == "summary")
-    await operator.cycle("p", 2)
+    # A new endpoint starts a cycle at once (not after the hour).
+    await eventually(lambda: loop.spec.endpoint == "summary" and loop.cycles_published > published)
+    # /stats/summary times have second precision: samples more than a second apart give a rate.
+    await operator.cycle("p", 2, pause=1.1)
     status = (await operator.workload_metrics("data"))[0]["status"]
     assert status["network"]["receiveBytesPerSecond"] >= 0
     assert "usedBytes" in status["ephemeralStorage"]

@@ -191,8 +191,8 @@ class Runtime:
                 resource=resource, type=event_type or "LISTED"
             )
         counter.inc()
+        self.relister.saw_event(resource, event_type)  # first: a listing's audit must include its first object
         self.model.apply(resource, event_type, event["object"])
-        self.relister.saw_event(resource, event_type)
 
     async def policy_event(self, event_type: str | None, obj: Mapping) -> None:
         meta = obj["metadata"]

@@ -32,6 +32,24 @@ WATCHED = {
 }
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: the operator has event handlers only, and kopf computes the diff for change handlers.
+
+    kopf still builds one for every event (a deep copy of the object's essence, then a scan of it for
+    progress fields) and throws it away: about a fifth of the CPU of listing 30,000 pods. This storage
+    builds an empty essence, remembers nothing and never writes to the object.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     # Only the events the operator posts on purpose; per-object handler logs stay in the log.
     settings.posting.level = logging.WARNING
@@ -46,6 +64,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # the operator has no other use for. The resources are resolved once at start-up instead (the chart
     # installs the CRDs before the operator starts).
     settings.scanning.disabled = True
+    settings.persistence.diffbase_storage = NoDiffBase()
 
 
 def build_registry() -> kopf.OperatorRegistry:

@@ -107,6 +107,8 @@ class ClusterModel:
         self._resolved_at: dict[tuple[str, str], int] = {}
         # Keys changed by watch events while a re-list of that resource is in flight (see replace()).
         self._touched: dict[str, set[tuple[str, str]]] = {}
+        # Keys of every event (listed or watched) since kopf began listing a resource (see end_audit()).
+        self._seen: dict[str, set[tuple[str, str]]] = {}
         # The resourceVersion last applied per object, so listings of unchanged objects cost one lookup.
         self._versions: dict[str, dict[tuple[str, str], str | None]] = {
             resource: {} for resource in (PODS, NODES, NAMESPACES, REPLICASETS, JOBS)
@@ -120,6 +122,9 @@ class ClusterModel:
         touched = self._touched.get(resource)
         if touched is not None:
             touched.add(key)
+        seen = self._seen.get(resource)
+        if seen is not None:
+            seen.add(key)
         self._apply(resource, event_type == "DELETED", obj, key)
 
     def _apply(self, resource: str, deleted: bool, obj: Mapping, key: tuple[str, str]) -> None:
@@ -231,6 +236,19 @@ class ClusterModel:
         for key in stale:
             self._apply(resource, True, {"metadata": {"namespace": key[0], "name": key[1]}}, key)
         return len(stale)
+
+    def begin_audit(self, resource: str) -> None:
+        """kopf began listing ``resource``: from now on, remember the key of every event of it."""
+        self._seen.setdefault(resource, set())
+
+    def end_audit(self, resource: str) -> int:
+        """How many objects of ``resource`` the model holds that no event since :meth:`begin_audit` named.
+
+        After a complete listing by kopf that is the number of objects it no longer knows of: deleted
+        during a watch gap, or between the seed LIST and kopf's listing. Zero means the model matches.
+        """
+        seen = self._seen.pop(resource, set())
+        return sum(1 for key in self._keys(resource) if key not in seen)
 
     def _keys(self, resource: str) -> list[tuple[str, str]]:
         if resource == PODS:

@@ -1,10 +1,12 @@
-"""Keeping the ClusterModel complete: the initial paged LIST, and a re-list whenever kopf re-lists.
+"""Keeping the ClusterModel complete: the initial paged LIST, and a re-list when kopf's listings show a gap.
 
 kopf feeds the model with watch events, but after an expired resourceVersion (410) kopf lists again and
 never reports the objects deleted during the gap. Its listings show up as events of type None; when they
-stop for ``debounce`` seconds, the Relister sends its own paged LIST of that resource and drops what is
-gone. The same rule covers objects deleted between the seed LIST and kopf's first listing. These LISTs
-happen only at start-up and after a watch gap, never per cycle.
+stop for ``debounce`` seconds, the Relister checks whether the model holds objects that no event since
+the listing began has named. Only then (objects deleted during the gap, or between the seed LIST and
+kopf's first listing; or a listing that paused longer than ``debounce``) does it send its own paged LIST
+of that resource and drop what is gone. So a start-up costs one LIST of each resource besides kopf's,
+and a watch gap at most one more, never one per cycle.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import kubernetes
@@ -48,6 +51,8 @@ class Relister:
         self.synced = asyncio.Event()
         self.relists = 0
         self.dropped = 0
+        self.audits: Counter[str] = Counter()
+        """Resource -> kopf listings of it checked against the model."""
         self._list = _list_functions(api)
         self._listing_seen: dict[str, float] = {}
         """Resource -> when kopf last delivered one of its listed objects (an event of type None)."""
@@ -106,10 +111,13 @@ class Relister:
     def saw_event(self, resource: str, event_type: str | None) -> None:
         """Called for every watch event; costs one dict write, as it runs for every pod of a listing."""
         if event_type is None:
+            if resource not in self._listing_seen:
+                self.model.begin_audit(resource)
             self._listing_seen[resource] = time.monotonic()
 
     async def _watch_listings(self) -> None:
-        """Re-list a resource once kopf's listing of it (type None events) has been quiet for ``debounce``.
+        """Audit a resource once kopf's listing of it (type None events) has been quiet for ``debounce``,
+        and re-list it when the model holds objects that the listing did not contain.
 
         This also covers kopf's first listing, which may end after the seed: an object deleted between
         the two LISTs would otherwise stay in the model.
@@ -120,7 +128,11 @@ class Relister:
             for resource, seen in list(self._listing_seen.items()):
                 if now - seen >= self.debounce:
                     del self._listing_seen[resource]
-                    await self._relist_logged(resource)
+                    unlisted = self.model.end_audit(resource)
+                    self.audits[resource] += 1
+                    if unlisted:
+                        log.info("%d %s absent from kopf's listing: listing them to confirm", unlisted, resource)
+                        await self._relist_logged(resource)
 
     async def _relist_logged(self, resource: str) -> None:
         try:

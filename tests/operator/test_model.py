@@ -126,6 +126,26 @@ def test_relist_drops_what_was_deleted_during_a_watch_gap_but_keeps_newer_events
     assert model.pod_count == len(live) - 1 + 1
 
 
+def test_audit_counts_the_objects_a_complete_listing_no_longer_contains():
+    model = real_model()
+    live = [p for p in _items("pods-k8s-1.35.0-minikube.kubectl-get.json") if p["status"]["phase"] == "Running"]
+    # kopf lists everything the model holds, and a pod created meanwhile arrives by watch: nothing to repair.
+    model.begin_audit(PODS)
+    for pod in live:
+        model.apply(PODS, None, pod)
+    fresh = copy.deepcopy(live[0])
+    fresh["metadata"].update(name="fresh-pod", uid="fresh")
+    model.apply(PODS, "ADDED", fresh)
+    # Only the two pods this Running-only listing leaves out: the pending pod and the CronJob pod that
+    # real_model() made Running.
+    assert model.end_audit(PODS) == 2
+    # After a gap, kopf's listing lacks two pods deleted meanwhile: the audit finds exactly those.
+    model.begin_audit(PODS)
+    for pod in live[2:] + [fresh]:
+        model.apply(PODS, None, pod)
+    assert model.end_audit(PODS) == 2 + 2
+
+
 def test_node_removal_removes_its_kubelet_from_selection():
     model = real_model()
     model.apply(NODES, "DELETED", {"metadata": {"name": "datagen-1-35"}})

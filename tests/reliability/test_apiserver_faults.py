@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from kubemeter import GROUP, VERSION
 from kubemeter.compute.types import PodInfo
+from kubemeter.model import NODES, PODS, REPLICASETS
 from kubemeter.policy import parse_policy
 from kubemeter.publish.status import rfc3339
+from kubemeter.watch import RESOURCES
 from kubemeter.sim.scenario import container, template
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.support import samples
@@ -134,3 +136,11 @@ async def test_a_name_taken_by_another_object_and_an_object_deleted_behind_its_b
 
 async def _has_workloads(op, wanted: set[tuple[str, str]]) -> bool:
     return wanted <= {(p.namespace, p.workload.name) for p in (await model_pods(op)).values() if p.workload}
+
+
+async def test_start_up_lists_each_resource_once_besides_kopf(operator):
+    """kopf's first listing matches the seed: no confirming re-list (30,000 pods parsed again) at start-up."""
+    relister = operator.runtime.relister
+    await eventually(lambda: relister.audits[PODS] and relister.audits[NODES] and relister.audits[REPLICASETS])
+    assert relister.relists == len(RESOURCES), "only the seed's LISTs"
+    assert relister.dropped == 0

@@ -207,7 +207,10 @@ def metrics_policy_spec() -> Schema:
                         default="direct",
                     ),
                     "timeout": duration(
-                        "How long one node's scrape may take; must be shorter than interval.", "10s", positive_timeout
+                        "How long one node's scrape may take, and the whole scrape phase of a cycle at most (a node "
+                        "that waited for a connection slot gets what is left); must be shorter than interval.",
+                        "10s",
+                        positive_timeout,
                     ),
                     "concurrency": {
                         "type": "integer",

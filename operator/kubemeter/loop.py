@@ -28,9 +28,6 @@ from kubemeter.scrape.samples import DecodeError, NodeMetrics
 
 log = logging.getLogger(__name__)
 
-CYCLE_GRACE_SECONDS = 2.0
-"""A cycle's scrapes end at most this long after the per-node timeout (queueing for a slot included)."""
-
 EventPoster = Callable[[dict, str, str, str], None]
 """(involved object {apiVersion, kind, name, namespace?, uid}, type Normal|Warning, reason, message)."""
 
@@ -143,7 +140,9 @@ class PolicyLoop:
         extras: dict[str, PodExtras] = {}
         failures: dict[str, NodeFailure] = {}
         semaphore = asyncio.Semaphore(spec.concurrency)
-        deadline = started_mono + spec.timeout + CYCLE_GRACE_SECONDS
+        # The timeout bounds the whole scrape phase too: a node that waited for a slot gets what is left, so
+        # hanging kubelets never push the aggregation and publication of the others past start + timeout.
+        deadline = started_mono + spec.timeout
 
         async def one(node: NodeInfo) -> None:
             async with semaphore:

@@ -1,4 +1,4 @@
-"""A cycle is bounded: no scrape starts after the cycle's deadline (timeout + grace), whatever the queue."""
+"""A cycle is bounded: no scrape starts after the cycle's deadline (start + timeout), whatever the queue."""
 
 from __future__ import annotations
 

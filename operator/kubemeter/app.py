@@ -6,7 +6,6 @@ Free of kopf so it can be driven directly in tests; handlers.py is the thin kopf
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from kubemeter import GROUP, VERSION
 from kubemeter.kube import credentials, load_configuration
 from kubemeter.leader import LeaderElector
 from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop, cancel_and_wait
+from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
 from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter
@@ -28,6 +28,9 @@ from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient
 from kubemeter.watch import Relister
 
 log = logging.getLogger(__name__)
+
+LISTING_SETTLE_TIMEOUT = 300.0
+"""How long start-up waits for kopf's first listing of pods before settling memory anyway (no pods at all)."""
 
 
 @dataclass(slots=True)
@@ -113,6 +116,7 @@ class Runtime:
     async def start(self) -> None:
         """Serve /metrics and the probes, and seed the model in the background: kopf starts its watches at
         once, and policy cycles wait for the seed (``synced``)."""
+        shrink_tls_read_buffers()  # before the first kubelet (and API server) connection opens
         await self._start_http()
         self._seed_task = asyncio.create_task(self._seed(), name="seed")
         if self.elector is None:
@@ -128,11 +132,12 @@ class Runtime:
             except Exception:  # RBAC or a restarting API server: not ready until it works
                 log.exception("initial listing failed; retrying in 5s")
                 await asyncio.sleep(5)
-        # Everything alive now (modules, kopf, the model of every pod) lives as long as the process: move it
-        # out of the cyclic collector's reach, so the full collections that per-cycle allocations trigger
-        # do not walk the whole heap every cycle.
-        gc.collect()
-        gc.freeze()
+        # The start-up's peak is kopf's listing (every listed pod queued at once): settle after it.
+        try:
+            await asyncio.wait_for(self.relister.pods_listed.wait(), timeout=LISTING_SETTLE_TIMEOUT)
+        except TimeoutError:
+            pass
+        settle_long_lived()
         log.info(
             "model synced: %d nodes, %d pods, %d namespaces",
             len(self.model.nodes),

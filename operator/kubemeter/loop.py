@@ -18,6 +18,7 @@ from typing import Protocol
 from kubemeter.compute.aggregate import Aggregator, Snapshot
 from kubemeter.compute.rates import CounterRates
 from kubemeter.compute.types import PodExtras, PodInfo, Usage
+from kubemeter.memory import release_free_memory
 from kubemeter.model import ClusterModel, NodeInfo, Selection
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.prometheus import OperatorMetrics, SnapshotCollector
@@ -121,6 +122,7 @@ class PolicyLoop:
                 await self.run_cycle()
             except Exception:  # the loop must outlive any bug in one cycle
                 log.exception("policy %s: cycle failed", self.name)
+            release_free_memory()  # the cycle's payloads and snapshot: not kept as resident memory until the next
             next_start = max(next_start + self.spec.interval, time.monotonic() + 0.1)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_start - time.monotonic()))

@@ -53,6 +53,8 @@ class Relister:
         self.dropped = 0
         self.audits: Counter[str] = Counter()
         """Resource -> kopf listings of it checked against the model."""
+        self.pods_listed = asyncio.Event()
+        """kopf's first listing of pods (the largest) has been handled and checked."""
         self._list = _list_functions(api)
         self._listing_seen: dict[str, float] = {}
         """Resource -> when kopf last delivered one of its listed objects (an event of type None)."""
@@ -130,6 +132,8 @@ class Relister:
                     del self._listing_seen[resource]
                     unlisted = self.model.end_audit(resource)
                     self.audits[resource] += 1
+                    if resource == PODS:
+                        self.pods_listed.set()
                     if unlisted:
                         log.info("%d %s absent from kopf's listing: listing them to confirm", unlisted, resource)
                         await self._relist_logged(resource)

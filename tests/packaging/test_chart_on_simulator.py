@@ -77,7 +77,8 @@ async def test_chart_installs_on_the_simulated_cluster(render: Render, tmp_path:
         await kubectl.apply([m for m in manifests if m["kind"] in RBAC_KINDS])
 
         _, explained, _ = await kubectl("explain", "metricspolicy.spec.source.timeout")
-        assert "must be shorter than interval" in explained and "Defaults to 10s." in " ".join(explained.split())
+        explained = " ".join(explained.split())  # kubectl wraps descriptions at its terminal width
+        assert "must be shorter than interval" in explained and "Defaults to 10s." in explained
 
         # The command NOTES.txt suggests for creating a first policy works as printed.
         helm_install = ("helm", "install", "km", CHART, "--dry-run=client", "--namespace", "kubemeter")

@@ -163,8 +163,7 @@ class PolicyLoop:
         live = {pod.uid for pod in selection.pods()}
         horizon = now - 3 * spec.interval - spec.timeout
         for rates in (self.cpu_rates, self.network_rates):
-            rates.retain(lambda key: key[0] in live)
-            rates.prune(horizon)
+            rates.prune(horizon, lambda key: key[0] in live)
         if spec.prometheus:
             deps.collector.set_snapshot(self.name, snapshot, spec.levels)
         else:

@@ -95,6 +95,16 @@ def test_prune_forgets_keys_not_seen_since_and_uses_the_callers_clock():
     assert rates.observe(("gone", "app"), 5.0, 1040.0) is None
 
 
+def test_prune_also_forgets_the_keys_the_caller_rejects():
+    rates = CounterRates()
+    for pod in ("left-the-cluster", "running"):
+        rates.observe((pod, "app"), 1.0, 1000.0)
+    rates.observe(("stale", "app"), 1.0, 900.0)
+    rates.prune(older_than=950.0, keep=lambda key: key[0] != "left-the-cluster")
+    assert len(rates) == 1
+    assert rates.observe(("running", "app"), 2.0, 1010.0) == 0.1
+
+
 samples = st.lists(
     st.tuples(
         st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none()),

@@ -73,13 +73,13 @@ class CounterRates:
             return None
         return _bounded((value - prev_value) / (timestamp - prev_timestamp))
 
-    def retain(self, keep: Callable[[Hashable], bool]) -> None:
-        """Forget the keys ``keep`` rejects (e.g. containers of pods that left the cluster)."""
-        self._last = {key: state for key, state in self._last.items() if keep(key)}
-
-    def prune(self, older_than: float) -> None:
-        """Forget keys last observed (``seen_at``) before ``older_than``: pods and containers that went away."""
-        self._last = {key: state for key, state in self._last.items() if state[3] >= older_than}
+    def prune(self, older_than: float, keep: Callable[[Hashable], bool] | None = None) -> None:
+        """Forget keys last observed (``seen_at``) before ``older_than`` (pods and containers that went away)
+        and, in the same pass, those ``keep`` rejects (e.g. containers of pods that left the cluster)."""
+        if keep is None:
+            self._last = {key: state for key, state in self._last.items() if state[3] >= older_than}
+        else:
+            self._last = {key: state for key, state in self._last.items() if state[3] >= older_than and keep(key)}
 
     def __len__(self) -> int:
         return len(self._last)

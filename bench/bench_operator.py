@@ -4,7 +4,7 @@ For each size: a fresh simulated cluster (this process) and ``kubemeter run`` (i
 policy with a 15 s interval (10 s in the short profile). After two warm-up cycles and once every
 WorkloadMetrics was created (steady state), CPU = utime + stime of the operator over whole intervals /
 wall time / nodes; memory = its largest VmRSS in that window / nodes. Status writes and one /metrics
-scrape per cycle are inside the window.
+scrape per cycle are inside the window. The limits are judged at 1,000 nodes; smaller sizes give the curve.
 Run: .venv/bin/python bench/bench_operator.py [--profile short|full]
 """
 
@@ -20,6 +20,8 @@ PROFILES = {
     "full": {"sizes": (100, 300, 1000), "pods_per_node": 30, "interval": 15, "cycles": 4},
     "short": {"sizes": (20, 60), "pods_per_node": 30, "interval": 10, "cycles": 2},
 }
+TARGET_NODES = 1000
+"""The size the limits are set for (issue 5: 1,000 nodes x 30 pods); the short profile only shows the curve."""
 MILLICORES_PER_NODE = 0.5
 MB_PER_NODE = 1.0
 LINEAR = 1.25
@@ -46,10 +48,14 @@ async def measure(nodes: int, pods_per_node: int, interval: int, cycles: int) ->
 def rows_for(points: list[dict]) -> list[Row]:
     rows: list[Row] = []
     for p in points:
-        rows.append(Row(f"CPU per node @{p['nodes']} nodes", p["millicores_per_node"], None,
-                        f"<= {MILLICORES_PER_NODE} mCPU", p["millicores_per_node"] <= MILLICORES_PER_NODE, "mCPU"))
-        rows.append(Row(f"RSS per node @{p['nodes']} nodes", p["mb_per_node"], None,
-                        f"<= {MB_PER_NODE} MB", p["mb_per_node"] <= MB_PER_NODE, "MB"))
+        # The limits hold at the target's size; smaller clusters show the curve (fixed costs weigh more there).
+        judged = p["nodes"] >= TARGET_NODES
+        cpu, mb = p["millicores_per_node"], p["mb_per_node"]
+        rows.append(Row(f"CPU per node @{p['nodes']} nodes", cpu, None,
+                        f"<= {MILLICORES_PER_NODE} mCPU" if judged else "- (curve)",
+                        cpu <= MILLICORES_PER_NODE if judged else None, "mCPU"))
+        rows.append(Row(f"RSS per node @{p['nodes']} nodes", mb, None,
+                        f"<= {MB_PER_NODE} MB" if judged else "- (curve)", mb <= MB_PER_NODE if judged else None, "MB"))
     small, large = points[0], points[-1]
     growth = (large["rss_bytes"] - small["rss_bytes"]) / (large["nodes"] - small["nodes"]) / 1e6
     rows.append(Row("RSS per added node (marginal)", growth, None, "-", None, "MB"))

@@ -132,18 +132,18 @@ class Runtime:
             except Exception:  # RBAC or a restarting API server: not ready until it works
                 log.exception("initial listing failed; retrying in 5s")
                 await asyncio.sleep(5)
-        # The start-up's peak is kopf's listing (every listed pod queued at once): settle after it.
-        try:
-            await asyncio.wait_for(self.relister.pods_listed.wait(), timeout=LISTING_SETTLE_TIMEOUT)
-        except TimeoutError:
-            pass
-        settle_long_lived()
         log.info(
             "model synced: %d nodes, %d pods, %d namespaces",
             len(self.model.nodes),
             self.model.pod_count,
             len(self.model.namespaces),
         )
+        # The start-up's peak is kopf's listing (every listed pod queued at once): settle after it.
+        try:
+            await asyncio.wait_for(self.relister.pods_listed.wait(), timeout=LISTING_SETTLE_TIMEOUT)
+        except TimeoutError:
+            pass
+        settle_long_lived()
 
     async def stop(self) -> None:
         for name in list(self.policies):

@@ -2,14 +2,20 @@
 
 import pytest
 
+from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.snapshot import ResourceFigures
-from kubemeter.compute.types import WorkloadRef
+from kubemeter.compute.types import ContainerSpec, PodInfo, Usage, WorkloadRef
+from kubemeter.policy import parse_policy
 from kubemeter.publish.api import RateLimiter
 from kubemeter.publish.status import (
+    StatusPublisher,
+    _key_values,
+    _Published,
     merge_conditions,
     moved,
     policy_label_value,
     resource_status,
+    workload_status,
     workloadmetrics_name,
 )
 
@@ -91,3 +97,25 @@ async def test_rate_limiter_allows_the_burst_then_paces_at_qps():
     for _ in range(4):
         await limiter.acquire()
     assert slept == pytest.approx([0.1])
+
+
+def _snapshot(ref: WorkloadRef, cpu: float, now: float):
+    pod = PodInfo("uid-1", ref.namespace, "api-0", "node-1", "Running", {}, None,
+                  (ContainerSpec("app", 0.5, None, 256e6, None),), workload=ref)
+    return Aggregator(3600, (50,)).cycle(now, [pod], {"uid-1": {"app": Usage(cpu, 100e6, now)}})
+
+
+def test_a_queued_write_is_dropped_when_the_value_returns_to_what_the_object_holds():
+    """Under a saturated writer a write can wait a cycle; if the value has come back meanwhile, sending it
+    would be a write that moves nothing compared with what the object holds."""
+    ref, spec, now = WorkloadRef("web", "Deployment", "api", "apps/v1"), parse_policy({}), 1_700_000_000.0
+    publisher = StatusPublisher(None, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
+    held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
+    publisher._published[ref] = _Published("deployment-api", _key_values(held), now, now)
+
+    publisher._plan_workloads(_snapshot(ref, 0.20, now + 15), spec, now + 15)  # moved: queued
+    assert publisher._pending[ref].status["cpu"]["usageCores"] == pytest.approx(0.20)
+    publisher._plan_workloads(_snapshot(ref, 0.30, now + 30), spec, now + 30)  # moved again: replaced in place
+    assert publisher._pending[ref].status["cpu"]["usageCores"] == pytest.approx(0.30)
+    publisher._plan_workloads(_snapshot(ref, 0.101, now + 45), spec, now + 45)  # back to what is held
+    assert ref not in publisher._pending

@@ -38,6 +38,7 @@ MAX_FAILED_NODES = 50
 # Below these, a relative change is noise (1 millicore, 1 MiB), not worth a write.
 _ABSOLUTE_FLOOR = {"cpu": 0.001, "memory": 1024.0 * 1024.0}
 _JSON_PATCH = "application/json-patch+json"
+_NONE_READY = object()  # no queued write whose object has none in flight (None is the policy's own key)
 
 
 def rfc3339(t: float) -> str:
@@ -262,18 +263,22 @@ class StatusPublisher:
             if published is not None:
                 published.last_sample = last_sample
                 fresh = now - published.written_at < spec.max_status_age
-                if fresh and not moved(self._last_planned(ref, published), _key_values(status), spec.min_status_change):
+                if fresh and not moved(self._stored_next(ref, published), _key_values(status), spec.min_status_change):
+                    # What the object holds (or is being sent) is close enough: a queued write, planned
+                    # for a value since gone back, would now be a write that moves nothing.
+                    self._pending.pop(ref, None)
                     continue
             self._queue(_Write(ref, status, now))
         for ref in self._published.keys() - snapshot.workloads.keys():
             self._queue(_Write(ref, None, now))
 
-    def _last_planned(self, ref: WorkloadRef, published: _Published) -> dict[str, object]:
-        """What the object will hold once the writes already planned for it are sent: under a full queue,
-        comparing with the last *sent* values would plan the same change again every cycle."""
-        for planned in (self._pending.get(ref), self._sending.get(ref)):
-            if planned is not None and planned.status is not None:
-                return _key_values(planned.status)
+    def _stored_next(self, ref: WorkloadRef, published: _Published) -> dict[str, object]:
+        """What the object holds once the write in flight for it (if any) lands. Not a queued write: that
+        one is replaced or dropped by this very planning, so comparing with it could queue a value the
+        object already holds."""
+        sending = self._sending.get(ref)
+        if sending is not None and sending.status is not None:
+            return _key_values(sending.status)
         return published.values
 
     def _conditions_before(self) -> list[dict]:
@@ -313,8 +318,11 @@ class StatusPublisher:
 
     async def _run_drain(self) -> None:
         async def writer() -> None:
-            while self._pending:
-                ref = next(iter(self._pending))
+            while True:
+                # One write per object at a time, so writes of one object land in the order planned.
+                ref = next((r for r in self._pending if r not in self._sending), _NONE_READY)
+                if ref is _NONE_READY:
+                    return
                 write = self._pending.pop(ref)
                 self._sending[ref] = write
                 self._in_flight += 1
@@ -330,6 +338,8 @@ class StatusPublisher:
                     self._in_flight -= 1
                     if self._sending.get(ref) is write:
                         del self._sending[ref]
+                    if ref in self._pending:
+                        self._wakeup.set()  # its next write waited for this one
 
         while True:
             await self._wakeup.wait()

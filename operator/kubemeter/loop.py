@@ -197,9 +197,9 @@ class PolicyLoop:
         extras: dict[str, PodExtras],
     ) -> ScrapeError | None:
         began = time.monotonic()
-        # Each node gets `timeout`, but no scrape runs past the cycle's deadline: a node that only got a
-        # concurrency slot late must not stretch the cycle (and the publication of all the others).
-        timeout = min(spec.timeout, deadline - began)
+        # What is left of the cycle's scrape phase: all of `timeout` for a node that got a slot at once, less
+        # for one that waited, so none stretches the cycle (and the publication of all the others).
+        timeout = deadline - began
         try:
             if timeout <= 0:
                 raise ScrapeError("timeout", f"the cycle's deadline passed before node {node.name} could be scraped")

@@ -50,6 +50,12 @@ class Selection:
             yield from pods.values()
 
 
+def _object_key(obj: Mapping) -> tuple[str, str]:
+    """(namespace, name); the namespace is "" for cluster-scoped objects."""
+    meta = obj["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
 def _quantity(resources: Mapping, section: str, name: str, parse) -> float | None:
     value = (resources.get(section) or {}).get(name)
     if value is None:
@@ -117,8 +123,7 @@ class ClusterModel:
     # ---- ingest -------------------------------------------------------------------------------
     def apply(self, resource: str, event_type: str | None, obj: Mapping) -> None:
         """One watch event (``event_type`` None is kopf's initial listing)."""
-        meta = obj["metadata"]
-        key = (meta.get("namespace", ""), meta["name"])
+        key = _object_key(obj)
         touched = self._touched.get(resource)
         if touched is not None:
             touched.add(key)
@@ -139,7 +144,7 @@ class ClusterModel:
                 return  # the same object again: kopf's listing after the seed, or a re-list
             versions[key] = version
         if resource == PODS:
-            self._apply_pod(obj, deleted)
+            self._apply_pod(obj, deleted, key)
         elif resource == NODES:
             self._apply_node(obj, deleted)
         elif resource == NAMESPACES:
@@ -159,9 +164,8 @@ class ClusterModel:
                 return
             self._owners_version += 1
 
-    def _apply_pod(self, obj: Mapping, deleted: bool) -> None:
+    def _apply_pod(self, obj: Mapping, deleted: bool, key: tuple[str, str]) -> None:
         meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-        key = (meta.get("namespace", ""), meta["name"])
         old = self._pods.pop(key, None)
         if old is not None and old.node is not None:
             on_node = self._pods_by_node.get(old.node)
@@ -219,8 +223,7 @@ class ClusterModel:
         sent are left alone: the event is newer than the listing."""
         touched = self._touched.get(resource, set())
         for obj in objects:
-            meta = obj["metadata"]
-            key = (meta.get("namespace", ""), meta["name"])
+            key = _object_key(obj)
             listed.add(key)
             if key not in touched:
                 self._apply(resource, False, obj, key)

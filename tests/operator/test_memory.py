@@ -7,11 +7,11 @@ import asyncio
 import asyncio.sslproto
 import ssl
 
-from kubemeter.memory import TLS_READ_BUFFER_BYTES, shrink_tls_read_buffers
 from kubemeter.kube import credentials, load_configuration
+from kubemeter.memory import TLS_READ_BUFFER_BYTES, shrink_tls_read_buffers
 from kubemeter.model import NodeInfo, node_endpoint
-from kubemeter.scrape.decode import decode
 from kubemeter.scrape.client import KubeletClient
+from kubemeter.scrape.decode import decode
 from kubemeter.sim.cluster import Cluster
 
 

@@ -76,10 +76,11 @@ class CounterRates:
     def prune(self, older_than: float, keep: Callable[[Hashable], bool] | None = None) -> None:
         """Forget keys last observed (``seen_at``) before ``older_than`` (pods and containers that went away)
         and, in the same pass, those ``keep`` rejects (e.g. containers of pods that left the cluster)."""
-        if keep is None:
-            self._last = {key: state for key, state in self._last.items() if state[3] >= older_than}
-        else:
-            self._last = {key: state for key, state in self._last.items() if state[3] >= older_than and keep(key)}
+        self._last = {
+            key: state
+            for key, state in self._last.items()
+            if state[3] >= older_than and (keep is None or keep(key))
+        }
 
     def __len__(self) -> int:
         return len(self._last)

@@ -488,7 +488,9 @@ def workload_metrics_status() -> Schema:
             "window": string("The window the statistics cover, a Go duration such as 5m.", maxLength=32),
             "samples": integer("Samples in the window.", minimum=0),
             "lastUpdated": timestamp("When the operator last wrote this status."),
-            "lastSampleTime": timestamp("When the newest sample was taken by a kubelet."),
+            "lastSampleTime": timestamp(
+                "When a cycle last measured this workload (at least one of its pods reported), as of lastUpdated."
+            ),
             "stale": {
                 "type": "boolean",
                 "description": "True when no pod reported in the last cycle; the figures are the last known.",

@@ -15,6 +15,7 @@ from kubemeter.publish.status import (
     moved,
     policy_label_value,
     resource_status,
+    rfc3339,
     workload_status,
     workloadmetrics_name,
 )
@@ -99,10 +100,12 @@ async def test_rate_limiter_allows_the_burst_then_paces_at_qps():
     assert slept == pytest.approx([0.1])
 
 
-def _snapshot(ref: WorkloadRef, cpu: float, now: float):
+def _snapshot(ref: WorkloadRef, cpu: float | None, now: float):
+    """One pod of ``ref`` using ``cpu`` cores; ``None``: its node was not scraped (the pod reported nothing)."""
     pod = PodInfo("uid-1", ref.namespace, "api-0", "node-1", "Running", {}, None,
                   (ContainerSpec("app", 0.5, None, 256e6, None),), workload=ref)
-    return Aggregator(3600, (50,)).cycle(now, [pod], {"uid-1": {"app": Usage(cpu, 100e6, now)}})
+    usage = {} if cpu is None else {"uid-1": {"app": Usage(cpu, 100e6, now)}}
+    return Aggregator(3600, (50,)).cycle(now, [pod], usage)
 
 
 def test_a_queued_write_is_dropped_when_the_value_returns_to_what_the_object_holds():
@@ -119,3 +122,19 @@ def test_a_queued_write_is_dropped_when_the_value_returns_to_what_the_object_hol
     assert publisher._pending[ref].status["cpu"]["usageCores"] == pytest.approx(0.30)
     publisher._plan_workloads(_snapshot(ref, 0.101, now + 45), spec, now + 45)  # back to what is held
     assert ref not in publisher._pending
+
+
+def test_a_stale_workload_reports_its_last_measurement_even_if_that_cycle_wrote_nothing():
+    """A cycle whose values did not move writes nothing, so the object keeps an older lastSampleTime; once the
+    workload goes stale, the time written is the last cycle that measured it, not the older one it showed."""
+    ref, spec, now = WorkloadRef("web", "Deployment", "api", "apps/v1"), parse_policy({}), 1_700_000_000.0
+    publisher = StatusPublisher(None, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
+    held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
+    publisher._published[ref] = _Published("deployment-api", _key_values(held), now, now)
+
+    publisher._plan_workloads(_snapshot(ref, 0.10, now + 15), spec, now + 15)  # measured, nothing moved
+    assert ref not in publisher._pending
+    publisher._plan_workloads(_snapshot(ref, None, now + 30), spec, now + 30)  # no pod reported: stale
+    status = publisher._pending[ref].status
+    assert status["stale"] and status["podsReporting"] == 0 and "usageCores" not in status["cpu"]
+    assert status["lastSampleTime"] == rfc3339(now + 15)

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(CURDIR)/.cache/tools
 export PATH := $(TOOLS)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install tools test demo bench lint clean
+.PHONY: install tools test demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

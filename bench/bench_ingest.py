@@ -144,7 +144,7 @@ def lag_summary(latencies: list[list[float]]) -> dict:
 
 def _warm_listing(client: kubernetes.client.ApiClient) -> None:
     """One full LIST first, so neither operator pays the simulator's first encoding of every pod."""
-    kubernetes.client.CoreV1Api(client).list_pod_for_all_namespaces(_preload_content=False).data
+    _ = kubernetes.client.CoreV1Api(client).list_pod_for_all_namespaces(_preload_content=False).data  # the whole body
 
 
 def keeps_up(result: dict) -> bool:

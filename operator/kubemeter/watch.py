@@ -104,11 +104,16 @@ class Relister:
         return dropped
 
     async def seed(self) -> None:
-        """The first full listing. It runs while kopf makes its own, so neither waits for the other."""
+        """The first full listing. It runs while kopf makes its own, so neither waits for the other.
+
+        Audits start before it: kopf's listings are checked even while the seed fails (missing RBAC, an API
+        server still starting), so the keys they collect never pile up; their re-lists wait for the seed.
+        """
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_listings(), name="relist-watcher")
         for resource in RESOURCES:
             await self.relist(resource)
         self.synced.set()
-        self._watcher = asyncio.create_task(self._watch_listings(), name="relist-watcher")
 
     def saw_event(self, resource: str, event_type: str | None) -> None:
         """Called for every watch event; costs one dict write, as it runs for every pod of a listing."""
@@ -124,6 +129,7 @@ class Relister:
         This also covers kopf's first listing, which may end after the seed: an object deleted between
         the two LISTs would otherwise stay in the model.
         """
+        gaps: set[str] = set()  # resources to re-list, once the seed is done (never alongside its LIST)
         while True:
             await asyncio.sleep(self.debounce / 3)
             now = time.monotonic()
@@ -136,7 +142,10 @@ class Relister:
                         self.pods_listed.set()
                     if unlisted:
                         log.info("%d %s absent from kopf's listing: listing them to confirm", unlisted, resource)
-                        await self._relist_logged(resource)
+                        gaps.add(resource)
+            if self.synced.is_set():
+                while gaps:
+                    await self._relist_logged(gaps.pop())
 
     async def _relist_logged(self, resource: str) -> None:
         try:

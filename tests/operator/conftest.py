@@ -123,7 +123,11 @@ async def sim_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
-async def start_operator(cluster: Cluster, kubeconfig: Path | None = None, **settings) -> OperatorThread:
+async def start_operator(
+    cluster: Cluster, kubeconfig: Path | None = None, *, wait_synced: bool = True, **settings
+) -> OperatorThread:
+    """Start the operator on its own thread; return once its model is seeded (or, with ``wait_synced``
+    false, once it serves HTTP: for tests of a start-up that cannot complete)."""
     runtime = Runtime(
         RunSettings(
             kubeconfig=str(kubeconfig or cluster.kubeconfig),
@@ -135,7 +139,8 @@ async def start_operator(cluster: Cluster, kubeconfig: Path | None = None, **set
     )
     thread = OperatorThread(runtime)
     thread.start()
-    await eventually(lambda: runtime.relister.synced.is_set() or not thread.alive)
+    started = runtime.relister.synced.is_set if wait_synced else lambda: runtime.metrics_port is not None
+    await eventually(lambda: started() or not thread.alive)
     if not thread.alive:
         await thread.stop()  # surfaces the start-up error
     return thread

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 from collections import defaultdict
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter.compute.quantity import parse_bytes, parse_cpu

@@ -3,6 +3,8 @@ status writes, name conflicts. The operator's view and its published objects sta
 
 from __future__ import annotations
 
+import asyncio
+
 from kubemeter import GROUP, VERSION
 from kubemeter.compute.types import PodInfo
 from kubemeter.model import NODES, PODS, REPLICASETS
@@ -11,6 +13,7 @@ from kubemeter.publish.status import rfc3339
 from kubemeter.watch import RESOURCES
 from kubemeter.sim.scenario import container, template
 from tests.operator.conftest import eventually, stepped
+from tests.reliability.conftest import StartOperator
 from tests.reliability.support import samples
 
 LIVE = stepped(output={"minStatusChange": "0"})
@@ -144,3 +147,34 @@ async def test_start_up_lists_each_resource_once_besides_kopf(operator):
     await eventually(lambda: relister.audits[PODS] and relister.audits[NODES] and relister.audits[REPLICASETS])
     assert relister.relists == len(RESOURCES), "only the seed's LISTs"
     assert relister.dropped == 0
+
+
+async def readiness(op) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{op.runtime.metrics_port}/readyz") as response:
+            return response.status
+
+
+async def test_a_failing_initial_listing_keeps_the_operator_unready_until_it_succeeds(sim_cluster, start: StartOperator):
+    """Jobs cannot be listed at start-up (an API server still starting, say): the operator is alive but not
+    ready, checks kopf's listings of what it can read meanwhile, and is ready with a full model once the
+    listing works."""
+    jobs_unavailable = sim_cluster.apiserver.inject_fault(status=503, method="GET", path=r"^/apis/batch/v1/jobs$")
+    op = await start(wait_synced=False)
+    relister = op.runtime.relister
+    await eventually(lambda: relister.audits[PODS] and relister.audits[NODES] and jobs_unavailable.hits > 2)
+    assert not relister.synced.is_set() and op.thread.alive
+    assert await readiness(op) == 503
+    await op.create_policy("p", LIVE)
+    loop = await eventually(lambda: (p := op.runtime.policies.get("p")) and p.loop)
+    await asyncio.sleep(1)
+    assert loop.cycles_published == 0 and await op.workload_metrics() == [], "no cycle on a partial model"
+
+    jobs_unavailable.remove()
+    await eventually(relister.synced.is_set, timeout=30)
+    assert await readiness(op) == 200
+    await op.cycle("p")
+    published = keys(await op.workload_metrics())
+    assert ("batch", "CronJob", "nightly-report") in published, "pods resolve through the Jobs listed late"

@@ -180,7 +180,7 @@ def test_stats_summary_has_the_key_sets_of_the_real_capture(version: str, fixtur
     assert _summary_key_sets(json.loads(body)) == _summary_key_sets(json.loads(real_text))
     # go-restful's MarshalIndent with one space, no trailing newline.
     text = body.decode()
-    assert text.splitlines()[:3] == ['{', ' "node": {', f'  "nodeName": "node-a",']
+    assert text.splitlines()[:3] == ['{', ' "node": {', '  "nodeName": "node-a",']
     assert real_text.splitlines()[:2] == text.splitlines()[:2] and text.endswith("\n}")
 
 

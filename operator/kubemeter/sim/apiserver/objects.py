@@ -81,7 +81,3 @@ class Collection:
 
 def object_key(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
-
-
-def object_key(namespace: str | None, name: str) -> str:
-    return f"{namespace}/{name}" if namespace else name

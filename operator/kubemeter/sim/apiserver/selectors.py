@@ -55,12 +55,12 @@ def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
         if match := _SET_RE.match(rest):
             values = tuple(v.strip() for v in match.group(4).split(",") if v.strip())
             if not values:
-                raise _bad_selector(f"for 'in', 'notin' operators, values set can't be empty")
+                raise _bad_selector("for 'in', 'notin' operators, values set can't be empty")
             requirements.append(Requirement(match.group(1), match.group(3), values))
         elif match := _CMP_RE.match(rest):
             op = "=" if match.group(3) == "==" else match.group(3)
             if op in (">", "<") and not match.group(4).isdigit():
-                raise _bad_selector(f"for 'Gt', 'Lt' operators, the value must be an integer")
+                raise _bad_selector("for 'Gt', 'Lt' operators, the value must be an integer")
             requirements.append(Requirement(match.group(1), op, (match.group(4),)))
         elif match := _EXISTS_RE.match(rest):
             requirements.append(Requirement(match.group(2), "!" if match.group(1) else "exists", ()))

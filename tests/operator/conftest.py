@@ -124,13 +124,15 @@ async def sim_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 async def start_operator(
-    cluster: Cluster, kubeconfig: Path | None = None, *, wait_synced: bool = True, **settings
+    cluster: Cluster, kubeconfig: Path | None = None, *, wait_synced: bool = True, in_cluster: bool = False,
+    **settings,
 ) -> OperatorThread:
     """Start the operator on its own thread; return once its model is seeded (or, with ``wait_synced``
-    false, once it serves HTTP: for tests of a start-up that cannot complete)."""
+    false, once it serves HTTP: for tests of a start-up that cannot complete). ``in_cluster``: no kubeconfig,
+    as in a pod (the caller provides the service-account files and environment)."""
     runtime = Runtime(
         RunSettings(
-            kubeconfig=str(kubeconfig or cluster.kubeconfig),
+            kubeconfig=None if in_cluster else str(kubeconfig or cluster.kubeconfig),
             metrics_host="127.0.0.1",
             metrics_port=0,
             relist_debounce=0.5,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes
 import pytest
 import yaml
+from kubernetes.config import incluster_config
 
 from kubemeter.demo import install_crds
 from kubemeter.kube import load_configuration
@@ -32,18 +34,36 @@ def kubeconfig_with_token(cluster: Cluster, token: str, path: Path) -> Path:
     return path
 
 
+def mount_service_account(cluster: Cluster, token: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pod sees: the service-account token and CA files, and KUBERNETES_SERVICE_HOST/PORT (no KUBECONFIG)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(cluster.ca.pem)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(directory / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(directory / "ca.crt"))
+    url = urlsplit(cluster.apiserver.url)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", url.hostname)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(url.port))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+
 @pytest.fixture
-async def restricted(tmp_path: Path, render):
-    """A cluster, its CRDs (applied as admin), and a factory for operators running under chart rules."""
+async def restricted(tmp_path: Path, render, monkeypatch: pytest.MonkeyPatch):
+    """A cluster, its CRDs (applied as admin), and a factory for operators running under chart rules, with a
+    kubeconfig or (``in_cluster``) as in a pod."""
     async with Cluster(nodes=2, pods_per_node=5, seed=3, workdir=tmp_path / "sim", housekeeping_interval=0.5) as cluster:
         admin = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
         await asyncio.to_thread(install_crds, admin, CRDS_DIR)
         threads = []
 
-        async def operator_for(values: dict, **settings) -> Operator:
+        async def operator_for(values: dict, *, in_cluster: bool = False, **settings) -> Operator:
             token = cluster.token_for(chart_rules(render(values)))
-            kubeconfig = kubeconfig_with_token(cluster, token, tmp_path / f"kubeconfig-{len(threads)}")
-            thread = await start_operator(cluster, kubeconfig, **settings)
+            kubeconfig = None
+            if in_cluster:
+                mount_service_account(cluster, token, tmp_path / f"serviceaccount-{len(threads)}", monkeypatch)
+            else:
+                kubeconfig = kubeconfig_with_token(cluster, token, tmp_path / f"kubeconfig-{len(threads)}")
+            thread = await start_operator(cluster, kubeconfig, in_cluster=in_cluster, **settings)
             threads.append(thread)
             return Operator(cluster, thread, admin)
 
@@ -59,8 +79,10 @@ def forbidden_writes(operator: Operator) -> float:
     return sum(s.value for m in counter.collect() for s in m.samples if s.labels.get("result") == "forbidden")
 
 
-async def test_operator_works_under_exactly_the_chart_cluster_role(restricted):
-    operator = await restricted({})
+async def test_operator_works_in_a_pod_under_exactly_the_chart_cluster_role(restricted):
+    """As the chart deploys it: in-cluster configuration from the service account's token, bound to the rules."""
+    operator = await restricted({}, in_cluster=True)
+    assert operator.runtime.config.refresh_api_key_hook is not None, "the rotating token file is read again"
     await operator.create_policy("p", stepped())
     report = await operator.cycle("p")
     assert report.failures == {}, report.failures

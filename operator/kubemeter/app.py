@@ -17,7 +17,7 @@ from aiohttp import web
 from kubemeter import GROUP, VERSION
 from kubemeter.kube import credentials, load_configuration
 from kubemeter.leader import LeaderElector
-from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop, cancel_and_wait
+from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
@@ -25,6 +25,7 @@ from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter
 from kubemeter.publish.prometheus import build_registry, exposition
 from kubemeter.publish.status import StatusPublisher
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient
+from kubemeter.tasks import cancel_and_wait
 from kubemeter.watch import Relister
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,7 @@ class Runtime:
         for name in list(self.policies):
             await self.stop_policy(name)
         for task in (self._elector_task, self._seed_task):
-            if task is not None:
-                await cancel_and_wait(task)
+            await cancel_and_wait(task)
         await self.relister.close()
         await self.kubelets.close()
         if self._http is not None:

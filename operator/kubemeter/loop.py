@@ -307,10 +307,3 @@ class PolicyLoop:
         self.deps.metrics.forget_policy(self.name)
         await self.publisher.close()
 
-
-async def cancel_and_wait(task: asyncio.Task) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS, ClusterModel
 from kubemeter.publish.api import KubeApi
+from kubemeter.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,4 @@ class Relister:
             log.exception("re-list of %s failed; the next watch gap or restart repairs the model", resource)
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        await cancel_and_wait(self._watcher)

@@ -3,13 +3,14 @@
 "Clean" means the ``kubemeter parse`` document of the result is strict JSON: no NaN or infinity leaks
 into the samples. Inputs are random bytes, text made of the characters the text format cares about,
 JSON trees built from the summary's own keys, and real captures mutated (cut, bytes flipped, lines
-dropped or repeated, numbers made huge).
+dropped or repeated, numbers made huge). Decoding allocates in proportion to the body, never more.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tracemalloc
 from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
@@ -114,6 +115,23 @@ def test_mutated_summary_captures(body: bytes) -> None:
 @given(mutated_capture(RESOURCE_FILES + SUMMARY_FILES))
 def test_mutated_captures_through_detection(body: bytes) -> None:
     assert_decodes_or_raises(decode, body)
+
+
+@settings(FUZZ, max_examples=60)
+@given(mutated_capture(RESOURCE_FILES + SUMMARY_FILES))
+def test_memory_stays_proportional_to_the_body(body: bytes) -> None:
+    """The body is already capped when it is read (max_body_bytes); decoding must not multiply it without bound.
+
+    Intact captures peak at 2-4 times their size (json.loads' objects, the samples); 16 times leaves room
+    for mutations without admitting anything that grows with a number's value or a repetition count.
+    """
+    tracemalloc.start()
+    try:
+        assert_decodes_or_raises(decode, body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 16 * len(body) + 256 * 1024, (len(body), peak)
 
 
 def test_pathological_long_lines_stay_linear() -> None:

@@ -27,6 +27,7 @@ from kubemeter.durations import format_duration
 from kubemeter.loop import CycleReport
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.api import KubeApi
+from kubemeter.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -472,9 +473,7 @@ class StatusPublisher:
         raise RuntimeError(f"no free WorkloadMetrics name for {ref} in policy {self.policy}")
 
     async def close(self) -> None:
-        if self._drain is not None:
-            self._drain.cancel()
-            await asyncio.gather(self._drain, return_exceptions=True)
+        await cancel_and_wait(self._drain)
 
 
 # ---- MetricsPolicy status ------------------------------------------------------------------------

@@ -81,7 +81,7 @@ async def test_deletions_missed_during_an_expired_watch_are_repaired_by_a_relist
     assert not samples(text, "kubemeter_workload_pods", policy="p", workload="debug-shell")
 
 
-async def test_throttled_and_failing_status_writes_are_retried_and_none_is_lost(operator):
+async def test_throttled_failing_and_conflicting_status_writes_are_retried_and_none_is_lost(operator):
     cluster = operator.cluster
     await operator.create_policy("p", LIVE)
     await operator.cycle("p")
@@ -89,11 +89,13 @@ async def test_throttled_and_failing_status_writes_are_retried_and_none_is_lost(
     requests_before = operator.runtime.api.requests
     throttled = cluster.apiserver.inject_fault(status=429, retry_after=0, method="PATCH", path=r"/status$", count=6)
     failing = cluster.apiserver.inject_fault(status=503, method="PATCH", path=r"/status$", count=4)
+    # 409 on a patch without preconditions: the API server's own conflict retries ran out under contention.
+    conflicting = cluster.apiserver.inject_fault(status=409, method="PATCH", path=r"/status$", count=3)
     report = await operator.cycle("p")
 
-    assert throttled.hits == 6 and failing.hits == 4
+    assert throttled.hits == 6 and failing.hits == 4 and conflicting.hits == 3
     # Every attempt, retries included, took a token from the operator's one rate limiter.
-    assert operator.runtime.api.requests - requests_before >= throttled.hits + failing.hits
+    assert operator.runtime.api.requests - requests_before >= throttled.hits + failing.hits + conflicting.hits
     after = await operator.workload_metrics()
     assert keys(after) == keys(objects)
     # minStatusChange 0: every workload's published usage is this cycle's (written now, or unchanged).

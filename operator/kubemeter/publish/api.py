@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+CONFLICT = frozenset({409})
+"""Retryable too for a patch without preconditions (no resourceVersion): the API server retries such a patch on
+its own conflicts and answers 409 only once those retries ran out under contention, so sending it again is safe.
+Never for a create, where 409 means AlreadyExists."""
 
 
 class RateLimiter:
@@ -74,6 +78,7 @@ class KubeApi:
         max_attempts: int = 6,
         base_backoff: float = 0.2,
         on_call: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, concurrency)
         self.client = kubernetes.client.ApiClient(config)
@@ -84,10 +89,15 @@ class KubeApi:
         self._max_attempts = max_attempts
         self._base_backoff = base_backoff
         self._on_call = on_call or (lambda result: None)
+        self._sleep = sleep
         self.requests = 0
         """Requests sent, retries included (for the benchmarks' requests-per-cycle figure)."""
 
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(
+        self, fn: Callable[..., T], *args: Any, also_retry: frozenset[int] = frozenset(), **kwargs: Any
+    ) -> T:
+        """Run the blocking client call ``fn`` off the event loop; retry 429, 5xx and connection errors (and
+        ``also_retry``) with jittered exponential backoff or the server's Retry-After, each attempt taking a token."""
         attempt = 0
         while True:
             attempt += 1
@@ -97,7 +107,9 @@ class KubeApi:
                 async with self._slots:
                     result = await asyncio.to_thread(fn, *args, **kwargs)
             except ApiException as exc:
-                if exc.status not in RETRYABLE_STATUS or attempt == self._max_attempts:
+                if (exc.status not in RETRYABLE_STATUS and exc.status not in also_retry) or (
+                    attempt == self._max_attempts
+                ):
                     self._on_call(_result_label(exc.status))
                     raise
                 delay = _retry_after(exc)
@@ -113,7 +125,8 @@ class KubeApi:
                 self._on_call("success")
                 return result
             backoff = self._base_backoff * 2 ** (attempt - 1)
-            await asyncio.sleep(delay if delay is not None else backoff * (0.5 + random.random()))
+            # Jitter spreads the retries of writes that failed together, so they do not come back together.
+            await self._sleep(delay if delay is not None else backoff * (0.5 + random.random()))
 
     def close(self) -> None:
         self.client.close()

@@ -26,7 +26,7 @@ from kubemeter.compute.types import WorkloadRef
 from kubemeter.durations import format_duration
 from kubemeter.loop import CycleReport
 from kubemeter.policy import PolicySpec
-from kubemeter.publish.api import KubeApi
+from kubemeter.publish.api import CONFLICT, KubeApi
 from kubemeter.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -370,6 +370,7 @@ class StatusPublisher:
                 self.policy,
                 [{"op": "add", "path": "/status", "value": write.status}],
                 _content_type=_JSON_PATCH,
+                also_retry=CONFLICT,
             )
         except ApiException as exc:
             if exc.status != 404:  # a policy deleted meanwhile: nothing to report on
@@ -420,6 +421,7 @@ class StatusPublisher:
             name,
             [{"op": "add", "path": "/status", "value": status}],
             _content_type=_JSON_PATCH,
+            also_retry=CONFLICT,
         )
 
     def _body(self, ref: WorkloadRef, name: str) -> dict:

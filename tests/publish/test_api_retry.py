@@ -1,0 +1,112 @@
+"""KubeApi's retries: what is retried, how long it waits, and that every attempt goes through the rate limiter.
+
+The sleeps are recorded instead of slept, so the backoff is checked by value, not by the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from kubemeter.publish.api import CONFLICT, KubeApi, RateLimiter
+
+
+class CountingLimiter(RateLimiter):
+    def __init__(self) -> None:
+        super().__init__(qps=1e9, burst=1_000_000)
+        self.tokens = 0
+
+    async def acquire(self) -> None:
+        self.tokens += 1
+        await super().acquire()
+
+
+def api_with(limiter: RateLimiter, delays: list[float], results: list[str] | None = None, **options) -> KubeApi:
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+
+    config = kubernetes.client.Configuration()
+    config.host = "https://127.0.0.1:1"  # never contacted: the calls below are plain functions
+    on_call = results.append if results is not None else None
+    return KubeApi(config, limiter, sleep=record, on_call=on_call, **options)
+
+
+def failing(*statuses: int, retry_after: str | None = None):
+    """A call that fails with these statuses in turn, then returns "done"."""
+    pending = list(statuses)
+
+    def call() -> str:
+        if pending:
+            exc = ApiException(status=pending.pop(0), reason="injected")
+            exc.headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            raise exc
+        return "done"
+
+    return call
+
+
+async def test_each_attempt_takes_a_token_and_the_backoff_doubles_with_jitter():
+    limiter, delays, results = CountingLimiter(), [], []
+    api = api_with(limiter, delays, results, base_backoff=1.0, max_attempts=6)
+    assert await api.call(failing(503, 500, 502, 504, 429)) == "done"
+    assert limiter.tokens == 6 and api.requests == 6
+    assert results == ["retried"] * 5 + ["success"]
+    for attempt, delay in enumerate(delays):
+        assert 0.5 * 2**attempt <= delay < 1.5 * 2**attempt, (attempt, delay)
+
+
+async def test_writes_that_fail_together_do_not_retry_together():
+    delays: list[float] = []
+    api = api_with(CountingLimiter(), delays, base_backoff=1.0)
+    assert await asyncio.gather(*(api.call(failing(503)) for _ in range(50))) == ["done"] * 50
+    assert len(delays) == 50 and all(0.5 <= d < 1.5 for d in delays)
+    assert max(delays) - min(delays) > 0.5  # spread over the jitter range, not one instant
+
+
+async def test_retry_after_from_the_server_is_obeyed():
+    delays: list[float] = []
+    api = api_with(CountingLimiter(), delays)
+    assert await api.call(failing(429, retry_after="3")) == "done"
+    assert delays == [3.0]
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
+async def test_client_errors_are_not_retried(status):
+    limiter, delays, results = CountingLimiter(), [], []
+    api = api_with(limiter, delays, results)
+    with pytest.raises(ApiException) as raised:
+        await api.call(failing(status))
+    assert raised.value.status == status and limiter.tokens == 1 and delays == []
+    assert len(results) == 1 and results[0] != "retried"
+
+
+async def test_a_conflict_is_retried_only_where_the_caller_says_it_is_safe():
+    delays: list[float] = []
+    api = api_with(CountingLimiter(), delays)
+    assert await api.call(failing(409, 409), also_retry=CONFLICT) == "done"
+    assert len(delays) == 2
+
+
+async def test_it_gives_up_after_max_attempts_and_says_so():
+    limiter, delays, results = CountingLimiter(), [], []
+    api = api_with(limiter, delays, results, max_attempts=3)
+    with pytest.raises(ApiException):
+        await api.call(failing(503, 503, 503, 503))
+    assert limiter.tokens == 3 and len(delays) == 2 and results == ["retried", "retried", "error"]
+
+
+async def test_connection_errors_are_retried():
+    delays: list[float] = []
+    attempts = []
+
+    def refused() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionRefusedError("connection refused")
+        return "done"
+
+    api = api_with(CountingLimiter(), delays)
+    assert await api.call(refused) == "done" and len(delays) == 2

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import prometheus_client
 from aiohttp import web
+from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
 from kubemeter.kube import credentials, load_configuration
@@ -23,7 +24,7 @@ from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
 from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter
 from kubemeter.publish.prometheus import build_registry, exposition
-from kubemeter.publish.status import StatusPublisher
+from kubemeter.publish.status import METRICSPOLICIES, WORKLOADMETRICS, StatusPublisher
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient
 from kubemeter.tasks import cancel_and_wait
 from kubemeter.watch import Relister
@@ -56,6 +57,10 @@ class RunSettings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     """client-go's leader election timings (seconds); a standby takes over within lease_duration + retry_period."""
+
+
+class MissingCRDs(RuntimeError):
+    """The API server does not serve kubemeter's custom resources."""
 
 
 @dataclass(slots=True)
@@ -114,6 +119,24 @@ class Runtime:
             self.deps.active = self.elector.leading
 
     # ---- lifecycle ---------------------------------------------------------------------------
+    async def check_crds(self) -> None:
+        """Fail fast if the CRDs are missing. kopf resolves its resources once at start-up (it may not watch
+        CRDs, see handlers.configure), so an operator started before them would wait silently forever; exiting
+        instead gets it restarted, and it works once they are installed."""
+        try:
+            served = await self.api.call(self.api.custom.get_api_resources, GROUP, VERSION)
+            names = {resource.name for resource in served.resources}
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            names = set()
+        missing = [f"{plural}.{GROUP}/{VERSION}" for plural in (METRICSPOLICIES, WORKLOADMETRICS) if plural not in names]
+        if missing:
+            raise MissingCRDs(
+                f"the API server does not serve {', '.join(missing)}: install the CRDs "
+                "(kubectl apply -f crds/, or the Helm chart) and the operator starts with its next restart"
+            )
+
     async def start(self) -> None:
         """Serve /metrics and the probes, and seed the model in the background: kopf starts its watches at
         once, and policy cycles wait for the seed (``synced``)."""

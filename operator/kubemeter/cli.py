@@ -115,7 +115,10 @@ async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kubemeter.app import Runtime
+    import yaml
+    from kubernetes.config import ConfigException
+
+    from kubemeter.app import MissingCRDs, Runtime
     from kubemeter.handlers import run_operator
 
     setup_logging(args.log_format, args.log_level)
@@ -124,7 +127,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> None:
         await run_operator(Runtime(settings), stop_flag=stop)
 
-    asyncio.run(_until_signalled(main))
+    try:
+        asyncio.run(_until_signalled(main))
+    except MissingCRDs as exc:
+        logging.getLogger("kubemeter").error("%s", exc)
+        return 1
+    except (ConfigException, yaml.YAMLError) as exc:
+        logging.getLogger("kubemeter").error(
+            "no usable cluster configuration (%s): pass --kubeconfig, set KUBECONFIG, or run in a pod",
+            " ".join(str(exc).split()),
+        )
+        return 1
     return 0
 
 

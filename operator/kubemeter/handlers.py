@@ -116,7 +116,10 @@ T = TypeVar("T")
 async def run_operator(
     runtime: Runtime, stop_flag: asyncio.Event | threading.Event | None = None, **kwargs: object
 ) -> None:
-    """Run kopf with kubemeter's handlers until ``stop_flag`` is set (or the task is cancelled)."""
+    """Run kopf with kubemeter's handlers until ``stop_flag`` is set (or the task is cancelled).
+
+    Raises MissingCRDs at once if kubemeter's CRDs are not installed."""
+    await runtime.check_crds()
     try:
         await kopf.operator(
             registry=build_registry(),

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import kubernetes
 import pytest
 
+from kubemeter.demo import install_crds
+from kubemeter.kube import load_configuration
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kubelet"
+CRDS = Path(__file__).parents[2] / "crds"
 
 
 def kubemeter(*args: str) -> subprocess.CompletedProcess[str]:
@@ -57,3 +63,40 @@ def test_run_reads_its_settings_from_the_environment(monkeypatch):
     assert settings.metrics_port == 9999 and settings.write_qps == 5.0
     flagged = run_settings(build_parser().parse_args(["run", "--metrics-port", "7000"]))
     assert flagged.metrics_port == 7000  # a flag wins over the environment
+
+
+async def test_run_without_the_crds_exits_at_once_saying_what_to_install(sim_cluster, tmp_path):
+    async def run() -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kubemeter", "run", "--kubeconfig", str(sim_cluster.kubeconfig),
+            "--metrics-host", "127.0.0.1", "--metrics-port", "0",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        return process.returncode, output.decode()
+
+    code, output = await run()
+    assert code == 1, output
+    assert "metricspolicies.kubemeter.io/v1alpha1, workloadmetrics.kubemeter.io/v1alpha1" in output
+    assert "kubectl apply -f crds/" in output and "Traceback" not in output
+
+    # Only one of the two installed: the message names the other.
+    policy_crd = tmp_path / "crds"
+    policy_crd.mkdir()
+    (policy_crd / "policy.yaml").write_text((CRDS / "metricspolicies.kubemeter.io.yaml").read_text())
+    client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
+    await asyncio.to_thread(install_crds, client, policy_crd)
+    client.close()
+    code, output = await run()
+    assert code == 1 and "does not serve workloadmetrics.kubemeter.io/v1alpha1:" in output, output
+
+
+@pytest.mark.parametrize("content", [None, "clusters: [\n", "apiVersion: v1\nkind: Config\n"])
+def test_run_without_a_usable_kubeconfig_says_so_without_a_traceback(tmp_path, content):
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    result = kubemeter("run", "--kubeconfig", str(path))
+    assert result.returncode == 1
+    assert "no usable cluster configuration" in result.stderr and "--kubeconfig" in result.stderr
+    assert "Traceback" not in result.stderr

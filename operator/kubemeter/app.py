@@ -115,8 +115,14 @@ class Runtime:
                 lease_duration=settings.lease_duration,
                 renew_deadline=settings.renew_deadline,
                 retry_period=settings.retry_period,
+                on_stopped_leading=self._step_down,
             )
             self.deps.active = self.elector.leading
+
+    def _step_down(self) -> None:
+        for policy in self.policies.values():
+            if policy.loop is not None:
+                policy.loop.step_down()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def check_crds(self) -> None:

@@ -40,6 +40,7 @@ class LeaderElector:
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
         clock: Callable[[], float] = time.time,
+        on_stopped_leading: Callable[[], None] = lambda: None,
     ) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
@@ -48,6 +49,7 @@ class LeaderElector:
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
         self.clock = clock
+        self.on_stopped_leading = on_stopped_leading
         self.leading = asyncio.Event()
         self.transitions = 0
         # What this replica last saw of the lease, and when (its own clock: other replicas' clocks may differ).
@@ -156,4 +158,5 @@ class LeaderElector:
             elif self.leading.is_set() and now - last_renewal > self.renew_deadline:
                 log.warning("leader election: %s lost the lease; stepping down", self.identity)
                 self.leading.clear()
+                self.on_stopped_leading()
             await asyncio.sleep(self.retry_period)

@@ -57,6 +57,8 @@ class Publisher(Protocol):
 
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None: ...
 
+    def step_down(self) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -164,10 +166,6 @@ class PolicyLoop:
         horizon = now - 3 * spec.interval - spec.timeout
         for rates in (self.cpu_rates, self.network_rates):
             rates.prune(horizon, lambda key: key[0] in live)
-        if spec.prometheus:
-            deps.collector.set_snapshot(self.name, snapshot, spec.levels)
-        else:
-            deps.collector.remove_policy(self.name)
         report = CycleReport(
             started=started,
             duration=time.monotonic() - started_mono,
@@ -176,6 +174,13 @@ class PolicyLoop:
             scraped=len(selection.nodes) - len(failures),
             failures=failures,
         )
+        if not deps.active.is_set():  # stepped down during the cycle: publishing would race the new leader
+            self.failures = {}
+            return report
+        if spec.prometheus:
+            deps.collector.set_snapshot(self.name, snapshot, spec.levels)
+        else:
+            deps.collector.remove_policy(self.name)
         metrics = deps.metrics
         metrics.cycle_duration.labels(policy=self.name).observe(report.duration)
         for state, count in (("selected", len(selection.nodes)), ("scraped", report.scraped), ("failed", len(failures))):
@@ -301,6 +306,13 @@ class PolicyLoop:
                 self.deps.post_event(
                     _node_ref(nodes[name]), "Normal", "ScrapeRecovered", f"policy {self.name}: kubelet answers again"
                 )
+
+    def step_down(self) -> None:
+        """This replica lost the lease: its gauges would go stale next to the new leader's, and its queued writes
+        would race them. A later term starts afresh, as after a restart (objects adopted again, Events anew)."""
+        self.deps.collector.remove_policy(self.name)
+        self.failures = {}
+        self.publisher.step_down()
 
     async def close(self) -> None:
         self.deps.collector.remove_policy(self.name)

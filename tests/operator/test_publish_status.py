@@ -1,5 +1,8 @@
 """Status planning: names, change thresholds, conditions, the rate limiter (no API server needed)."""
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
 
 from kubemeter.compute.aggregate import Aggregator
@@ -138,3 +141,36 @@ def test_a_stale_workload_reports_its_last_measurement_even_if_that_cycle_wrote_
     status = publisher._pending[ref].status
     assert status["stale"] and status["podsReporting"] == 0 and "usageCores" not in status["cpu"]
     assert status["lastSampleTime"] == rfc3339(now + 15)
+
+
+async def test_a_replica_that_steps_down_drops_its_queued_and_retried_writes():
+    """Writes still queued or being retried when the lease is lost would land after the new leader's newer ones;
+    and what the objects hold is re-read when this replica leads again."""
+    ref, spec, now = WorkloadRef("web", "Deployment", "api", "apps/v1"), parse_policy({}), 1_700_000_000.0
+
+    class OutageApi:
+        """Every write hangs, as one being retried through an API server outage does."""
+
+        custom = SimpleNamespace(patch_namespaced_custom_object_status="patch")
+
+        def __init__(self) -> None:
+            self.started, self.finished = 0, 0
+
+        async def call(self, fn, *args, **kwargs):
+            self.started += 1
+            await asyncio.Event().wait()
+            self.finished += 1
+
+    api = OutageApi()
+    publisher = StatusPublisher(api, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
+    held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
+    publisher._published[ref] = _Published("deployment-api", _key_values(held), now, now)
+    publisher._plan_workloads(_snapshot(ref, 0.20, now + 15), spec, now + 15)
+    publisher._ensure_drain()
+    while api.started == 0:
+        await asyncio.sleep(0)
+
+    publisher.step_down()
+    await asyncio.wait_for(publisher.flush(), timeout=10)  # nothing is pending or in flight any more
+    assert api.finished == 0 and publisher._drain is not None and publisher._drain.cancelled()
+    assert not publisher._published and not publisher._loaded  # adopted again from the server next term

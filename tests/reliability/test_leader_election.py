@@ -8,7 +8,7 @@ import kubernetes
 
 from kubemeter.publish.status import rfc3339
 from tests.operator.conftest import eventually, stepped
-from tests.reliability.support import first_cycle
+from tests.reliability.support import first_cycle, samples
 
 LEASE = {"leader_election": True, "lease_namespace": "default", "lease_duration": 2.0, "renew_deadline": 1.5,
          "retry_period": 0.2}
@@ -53,3 +53,32 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(start, admin):
     assert (await eventually(published_by_second))["nodes"]["scraped"] == 3
     assert await holder() == "replica-b"
 
+
+
+async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until_it_leads_again(start):
+    op = await start(identity="replica-a", **LEASE)
+    await eventually(lambda: op.runtime.deps.active.is_set())
+    await op.create_policy("p", stepped())
+    await first_cycle(op, "p")
+    assert samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p")
+    before = {o["metadata"]["uid"]: o["status"]["lastUpdated"] for o in await op.workload_metrics()}
+    publisher = op.runtime.policies["p"].publisher
+
+    # The API server refuses every Lease request: the renewal fails past renew_deadline.
+    outage = op.cluster.apiserver.inject_fault(status=503, path=r"/leases/")
+    await eventually(lambda: not op.runtime.deps.active.is_set(), timeout=3 * LEASE["lease_duration"] + 5)
+    assert not samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p"), "no stale gauges"
+    loop = op.runtime.policies["p"].loop
+    planned, published = publisher.writes_planned, loop.cycles_published
+    await op.thread.run(loop.run_cycle())  # a cycle that ends after the step-down
+    assert (publisher.writes_planned, loop.cycles_published) == (planned, published)
+    assert not samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p")
+
+    # Leading again: it adopts the objects anew (same uids, no re-creation) and publishes at once.
+    outage.remove()
+    await eventually(lambda: op.runtime.deps.active.is_set(), timeout=3 * LEASE["lease_duration"] + 5)
+    report = await op.cycle("p")
+    after = {o["metadata"]["uid"]: o for o in await op.workload_metrics()}
+    assert after.keys() == before.keys()
+    assert samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p")
+    assert (await op.policy("p"))["status"]["lastScrapeTime"] == rfc3339(report.started)

@@ -474,6 +474,16 @@ class StatusPublisher:
             return published
         raise RuntimeError(f"no free WorkloadMetrics name for {ref} in policy {self.policy}")
 
+    def step_down(self) -> None:
+        """Another replica leads now: drop what is queued or being retried (it would overwrite the new leader's
+        newer values) and forget what we believe the objects hold, so a later term adopts them again."""
+        self._pending.clear()
+        if self._drain is not None:
+            self._drain.cancel()
+        self._published.clear()
+        self._loaded = False
+        self._policy_written = None
+
     async def close(self) -> None:
         await cancel_and_wait(self._drain)
 

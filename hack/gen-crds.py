@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
 from kubemeter.durations import DURATION_PATTERN  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
+from kubemeter.policy import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN  # noqa: E402
 
 Schema = dict[str, Any]
 
@@ -88,11 +89,15 @@ def duration(description: str, default: str, *rules: dict[str, str]) -> Schema:
 
 
 def label_selector(description: str) -> Schema:
-    """A metav1.LabelSelector, with the API server's own rules on operator and values written as CEL."""
+    """A metav1.LabelSelector, with the API server's own rules on operator and values written as CEL.
+
+    Keys of matchLabels are checked by the operator (an Invalid condition), not here: a CEL rule over map keys,
+    whose length a schema cannot bound, would exceed the API server's cost budget."""
+    label_value = string("A label value.", maxLength=63, pattern=LABEL_VALUE_PATTERN)
     requirement = obj(
         "A label selector requirement: a key, an operator and, for In and NotIn, the values.",
         {
-            "key": string("The label key the requirement applies to.", maxLength=317),
+            "key": string("The label key the requirement applies to.", maxLength=317, pattern=LABEL_KEY_PATTERN),
             "operator": enum(
                 "How the key relates to the values: In, NotIn, Exists or DoesNotExist.",
                 ["In", "NotIn", "Exists", "DoesNotExist"],
@@ -101,7 +106,7 @@ def label_selector(description: str) -> Schema:
                 "type": "array",
                 "description": "Label values: non-empty for In and NotIn, empty for Exists and DoesNotExist.",
                 "maxItems": 100,
-                "items": string("A label value.", maxLength=63),
+                "items": label_value,
                 "x-kubernetes-list-type": "atomic",
             },
         },
@@ -124,7 +129,7 @@ def label_selector(description: str) -> Schema:
                 "type": "object",
                 "description": "Labels that must all be present with exactly these values.",
                 "maxProperties": 64,
-                "additionalProperties": string("A label value.", maxLength=63),
+                "additionalProperties": label_value,
             },
             "matchExpressions": {
                 "type": "array",

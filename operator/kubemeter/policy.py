@@ -8,6 +8,7 @@ and an operator that trusts its input crashes on it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,30 @@ VIAS = ("direct", "proxy")
 LEVELS = ("workload", "namespace", "node", "cluster")
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+# Kubernetes' label syntax (apimachinery validation.IsQualifiedName / IsValidLabelValue): a name of up to 63
+# characters, alphanumeric at both ends, with "-", "_" and "." inside; a key may carry a DNS-subdomain prefix.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+LABEL_KEY_PATTERN = rf"^({_DNS_LABEL}(\.{_DNS_LABEL})*/)?{_LABEL_NAME}$"
+LABEL_VALUE_PATTERN = rf"^({_LABEL_NAME})?$"
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+_LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
+_NAME_RULE = '1-63 letters, digits, "-", "_" or ".", alphanumeric at both ends'
+
+
+def _label_problems(key_field: str, keys: list[object], value_field: str, values: list[object]) -> list[str]:
+    problems = [
+        f'{key_field}: {key!r} is not a valid label key (an optional DNS-subdomain prefix and "/", then {_NAME_RULE})'
+        for key in keys
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key) or len(key.partition("/")[0]) > 253
+    ]
+    problems += [
+        f"{value_field}: {value!r} is not a valid label value (empty, or {_NAME_RULE})"
+        for value in values
+        if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value)
+    ]
+    return problems
 
 
 class PolicyError(ValueError):
@@ -40,8 +65,13 @@ class LabelSelector:
             problems.append(f"{field}: must be a label selector object")
             return cls()
         labels = raw.get("matchLabels") or {}
-        if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
-            problems.append(f"{field}.matchLabels: must map label names to string values")
+        if not isinstance(labels, Mapping):
+            problems.append(f"{field}.matchLabels: must map label keys to values")
+            labels = {}
+        where = f"{field}.matchLabels"
+        label_problems = _label_problems(where, list(labels), where, list(labels.values()))
+        if label_problems:
+            problems += label_problems
             labels = {}
         expressions = []
         for i, expr in enumerate(raw.get("matchExpressions") or ()):
@@ -50,7 +80,12 @@ class LabelSelector:
                 problems.append(f"{where}: needs a key")
                 continue
             op, values = expr.get("operator"), expr.get("values") or []
-            if op not in _OPERATORS:
+            label_problems = _label_problems(
+                f"{where}.key", [expr["key"]], f"{where}.values", values if isinstance(values, list) else [values]
+            )
+            if label_problems:
+                problems += label_problems
+            elif op not in _OPERATORS:
                 problems.append(f"{where}.operator: {op!r} is not one of {', '.join(_OPERATORS)}")
             elif op in ("In", "NotIn") and not values:
                 problems.append(f"{where}.values: must be non-empty for operator {op}")

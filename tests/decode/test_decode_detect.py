@@ -78,17 +78,26 @@ def test_decode_with_explicit_format() -> None:
 def test_parse_json_shape_for_text() -> None:
     document = parse_file(str(KUBELET / RESOURCE_128))
     assert set(document) == {"node", "pods"}
+    # The capture's own numbers (its lines 3, 15, 27, 39, 42, 45 and 57); timestamps from milliseconds.
     assert document["node"] == {
         "name": None,
         "cpuSeconds": 197.853363,
         "cpuNanoCores": None,
         "memoryWorkingSetBytes": 686260224,
+        "timestamp": 1703301509.002,
     }
     assert document["pods"][0] == {
         "namespace": "kube-system",
         "name": "coredns-5dd5756b68-8x9tl",
+        "uid": None,
+        "cpuSeconds": 2.496484,
+        "memoryWorkingSetBytes": 13352960,
+        "networkRxBytes": None,
+        "networkTxBytes": None,
+        "ephemeralStorageBytes": None,
+        "timestamp": 1703301516.29,
         "containers": [{"name": "coredns", "cpuSeconds": 2.49133, "cpuNanoCores": None,
-                        "memoryWorkingSetBytes": 13225984}],
+                        "memoryWorkingSetBytes": 13225984, "timestamp": 1703301518.127, "startTime": 1700125940}],
     }
 
 
@@ -99,12 +108,24 @@ def test_parse_json_shape_for_summary(tmp_path: Path) -> None:
     assert document["node"]["name"] == "ip-172-29-160-189.ec2.internal"
     assert document["node"]["cpuSeconds"] == 452.8
     pod = document["pods"][0]
-    assert set(pod) == {"namespace", "name", "containers"}
+    assert {key: value for key, value in pod.items() if key != "containers"} == {
+        "namespace": "default",
+        "name": "dd-datadog-lbvkl",
+        "uid": "8ddf0e3f-ac6c-4d44-87d7-0bc41f6729ec",
+        "cpuSeconds": 33.109375,
+        "memoryWorkingSetBytes": 264912896,
+        "networkRxBytes": 694636,
+        "networkTxBytes": 163670,
+        "ephemeralStorageBytes": 919980,
+        "timestamp": 1587743581,
+    }
     assert pod["containers"][0] == {
         "name": "process-agent",
         "cpuSeconds": 9.359375,
         "cpuNanoCores": None,
         "memoryWorkingSetBytes": 65474560,
+        "timestamp": 1587743654,
+        "startTime": 1587743620,
     }
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from kubemeter.scrape.decode import decode, parse_json
 from kubemeter.scrape.resource import decode_resource, kubelet_scrape_error
-from kubemeter.scrape.samples import DecodeError, NodeMetrics
+from kubemeter.scrape.samples import MAX_QUANTITY, DecodeError, NodeMetrics
 from kubemeter.scrape.summary import decode_summary
 
 from .decode_fixtures import RESOURCE_FILES, SUMMARY_FILES, read
@@ -41,7 +41,22 @@ def assert_decodes_or_raises(decoder: Callable[[bytes, float], NodeMetrics], bod
     except DecodeError:
         return
     assert isinstance(metrics, NodeMetrics)
-    json.dumps(parse_json(metrics), allow_nan=False)  # raises ValueError on NaN/inf
+    document = parse_json(metrics)
+    json.dumps(document, allow_nan=False)  # raises ValueError on NaN/inf
+    assert all(0 <= value <= MAX_QUANTITY for value in quantities(document)), "negative or absurd values kept"
+
+
+def quantities(document: object):
+    """Every counter and gauge of a parse document (not names, not timestamps)."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key.endswith(("Seconds", "Bytes", "Cores")) and value is not None:
+                yield value
+            else:
+                yield from quantities(value)
+    elif isinstance(document, list):
+        for item in document:
+            yield from quantities(item)
 
 
 @st.composite

@@ -265,3 +265,18 @@ def test_invalid_utf8_raises_decode_error() -> None:
 def test_byte_order_mark_does_not_hide_the_first_sample() -> None:
     metrics = decode_resource(b"\xef\xbb\xbfnode_cpu_usage_seconds_total 4\n", SCRAPE_TIME)
     assert metrics.node.cpu_seconds == 4
+
+
+def test_negative_and_absurd_values_are_no_value() -> None:
+    """No kubelet counts negative bytes or CPU time, nor 2^70 bytes: such a value is corruption, and kept it
+    would become a negative rate or a sum beyond the int64 a WorkloadMetrics holds."""
+    text = (
+        'container_cpu_usage_seconds_total{container="c",namespace="n",pod="p"} -12.5 1700000000000\n'
+        'container_memory_working_set_bytes{container="c",namespace="n",pod="p"} 1.2e21\n'
+        "node_cpu_usage_seconds_total 1e308\n"
+        "node_memory_working_set_bytes 0\n"
+    )
+    metrics = decode_text(text)
+    container = container_of(metrics, "n", "p", "c")
+    assert (container.cpu_seconds, container.memory_working_set_bytes, container.timestamp) == (None, None, 1.7e9)
+    assert (metrics.node.cpu_seconds, metrics.node.memory_working_set_bytes) == (None, 0)

@@ -210,3 +210,17 @@ def test_numbers_beyond_float_range_are_no_value() -> None:
     body = b'{"node": {"cpu": {"usageCoreNanoSeconds": 1' + b"0" * 400 + b'}, "memory": {"workingSetBytes": 1e999}}}'
     node = decode_summary(body, SCRAPE_TIME).node
     assert (node.cpu_seconds, node.memory_working_set_bytes) == (None, None)
+
+
+def test_negative_and_absurd_values_are_no_value() -> None:
+    metrics = decode_document(
+        {
+            "node": {"cpu": {"usageNanoCores": 1e30, "usageCoreNanoSeconds": -5}, "memory": {"workingSetBytes": 2**70}},
+            "pods": [{"podRef": {"namespace": "n", "name": "p"}, "memory": {"workingSetBytes": -1},
+                      "network": {"rxBytes": 10, "txBytes": -3}, "containers": [{"name": "c", "memory": {"workingSetBytes": 7}}]}],
+        }
+    )
+    node, pod = metrics.node, metrics.pods[0]
+    assert (node.cpu_nano_cores, node.cpu_seconds, node.memory_working_set_bytes) == (None, None, None)
+    assert (pod.memory_working_set_bytes, pod.network_rx_bytes, pod.network_tx_bytes) == (None, 10, None)
+    assert pod.containers[0].memory_working_set_bytes == 7

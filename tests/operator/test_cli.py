@@ -31,10 +31,13 @@ def test_parse_prints_the_documented_shape(fixture):
     assert result.returncode == 0, result.stderr
     parsed = json.loads(result.stdout)
     assert set(parsed) == {"node", "pods"}
-    assert set(parsed["node"]) == {"name", "cpuSeconds", "cpuNanoCores", "memoryWorkingSetBytes"}
-    assert parsed["pods"] and all(set(p) == {"namespace", "name", "containers"} for p in parsed["pods"])
+    assert set(parsed["node"]) == {"name", "cpuSeconds", "cpuNanoCores", "memoryWorkingSetBytes", "timestamp"}
+    pod_keys = {"namespace", "name", "uid", "cpuSeconds", "memoryWorkingSetBytes", "networkRxBytes", "networkTxBytes",
+                "ephemeralStorageBytes", "timestamp", "containers"}
+    assert parsed["pods"] and all(set(p) == pod_keys for p in parsed["pods"])
     containers = [c for p in parsed["pods"] for c in p["containers"]]
-    assert containers and all(set(c) == {"name", "cpuSeconds", "cpuNanoCores", "memoryWorkingSetBytes"} for c in containers)
+    container_keys = {"name", "cpuSeconds", "cpuNanoCores", "memoryWorkingSetBytes", "timestamp", "startTime"}
+    assert containers and all(set(c) == container_keys for c in containers)
 
 
 def test_parse_rejects_what_is_not_a_metrics_payload(tmp_path):

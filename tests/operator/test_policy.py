@@ -49,12 +49,32 @@ def test_full_spec_is_read():
         ({"aggregation": {"levels": ["pod"]}}, "spec.aggregation.levels"),
         ({"selector": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}}, "must be non-empty"),
         ({"selector": "all"}, "spec.selector: must be an object"),
+        ({"selector": {"podSelector": {"matchLabels": {"a b": "x"}}}},
+         "spec.selector.podSelector.matchLabels: 'a b' is not a valid label key"),
+        ({"selector": {"nodeSelector": {"matchLabels": {"zone": "-x"}}}},
+         "spec.selector.nodeSelector.matchLabels: '-x' is not a valid label value"),
+        ({"selector": {"podSelector": {"matchLabels": {"x" * 64: "y"}}}}, "is not a valid label key"),
+        ({"selector": {"podSelector": {"matchLabels": {"app\n": "y"}}}}, "is not a valid label key"),
+        ({"selector": {"namespaceSelector": {"matchExpressions": [{"key": "/x", "operator": "Exists"}]}}},
+         "spec.selector.namespaceSelector.matchExpressions[0].key: '/x' is not a valid label key"),
+        ({"selector": {"podSelector": {"matchExpressions": [{"key": "k", "operator": "In", "values": ["a b"]}]}}},
+         "spec.selector.podSelector.matchExpressions[0].values: 'a b' is not a valid label value"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_field_named(spec, message):
     with pytest.raises(PolicyError) as caught:
         parse_policy(spec)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{"app.kubernetes.io/name": "web"}, {"topology.kubernetes.io/zone": ""}, {"A_b.c-9": "X_y.z-0"},
+     {"example.com/" + "n" * 63: "v" * 63}],
+)
+def test_valid_label_keys_and_values_are_accepted(labels):
+    spec = parse_policy({"selector": {"podSelector": {"matchLabels": labels}}})
+    assert spec.pod_selector.matches(labels)
 
 
 def test_every_problem_is_reported_at_once():

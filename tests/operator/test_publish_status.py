@@ -1,9 +1,12 @@
 """Status planning: names, change thresholds, conditions, the rate limiter (no API server needed)."""
 
 import asyncio
+import re
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.snapshot import ResourceFigures
@@ -24,6 +27,8 @@ from kubemeter.publish.status import (
 )
 
 WEB = WorkloadRef("shop", "Deployment", "web", "apps/v1")
+# What the API server requires of an object name (apimachinery IsDNS1123Subdomain).
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def test_names_are_readable_and_hashed_only_when_needed():
@@ -174,3 +179,30 @@ async def test_a_replica_that_steps_down_drops_its_queued_and_retried_writes():
     await asyncio.wait_for(publisher.flush(), timeout=10)  # nothing is pending or in flight any more
     assert api.finished == 0 and publisher._drain is not None and publisher._drain.cancelled()
     assert not publisher._published and not publisher._loaded  # adopted again from the server next term
+
+
+@pytest.mark.parametrize(
+    ("percentiles", "keys"),
+    [
+        ((50, 95), ["p50", "p95"]),
+        ((99.9, 99.99999, 100), ["p99.9", "p99.99999", "p100"]),  # ":g" made 99.99999 "p100", overwriting p100
+        ((50, 50.00000001), ["p50", "p50.00000001"]),
+        ((1e-9, 0.5), ["p0.000000001", "p0.5"]),  # plain decimals, never "p1e-09"
+    ],
+)
+def test_every_percentile_gets_its_own_readable_key(percentiles, keys):
+    values = {float(p): (i + 1) / 10 for i, p in enumerate(percentiles)}
+    shown = resource_status(ResourceFigures(0.2, 0.2, 0.2, values, None, None, None), "cpu")["percentileCores"]
+    assert shown == dict(zip(keys, values.values(), strict=True))
+
+
+@given(kind=st.text(min_size=1, max_size=40), name=st.text(min_size=1, max_size=300))
+def test_any_owner_kind_and_name_give_a_valid_object_name(kind, name):
+    """An ownerReference's kind and name are not validated by the API server: a name built from them must
+    still be one it accepts (a DNS subdomain), and differ from the names of other workloads."""
+    ref = WorkloadRef("ns", kind, name, "example.com/v1")
+    for hashed in (False, True):
+        built = workloadmetrics_name("p", ref, hashed)
+        assert len(built) <= 253 and DNS_SUBDOMAIN.fullmatch(built), built
+    if workloadmetrics_name("p", ref) != f"{kind.lower()}-{name}":
+        assert workloadmetrics_name("p", ref) != workloadmetrics_name("p", WorkloadRef("ns", kind, name + "x", "v1"))

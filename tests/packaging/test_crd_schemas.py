@@ -185,6 +185,21 @@ INVALID_POLICIES = [
     ({"selector": {"excludeNamespaces": ["a" * 64]}}, "spec.selector.excludeNamespaces[0]", "may not be more than 63 bytes"),
     ({"selector": {"namespaces": [f"ns-{i}" for i in range(501)]}}, "spec.selector.namespaces", "at most 500 items"),
     (
+        {"selector": {"podSelector": {"matchLabels": {"app": "-web"}}}},
+        "spec.selector.podSelector.matchLabels.app",
+        "should match",
+    ),
+    (
+        {"selector": {"nodeSelector": {"matchExpressions": [{"key": "a b", "operator": "Exists"}]}}},
+        "spec.selector.nodeSelector.matchExpressions[0].key",
+        "should match",
+    ),
+    (
+        {"selector": {"podSelector": {"matchExpressions": [{"key": "k", "operator": "In", "values": ["a b"]}]}}},
+        "spec.selector.podSelector.matchExpressions[0].values[0]",
+        "should match",
+    ),
+    (
         {"selector": {"podSelector": {"matchLabels": {"app": 7}}}},
         "spec.selector.podSelector.matchLabels.app",
         "must be of type string",
@@ -231,6 +246,14 @@ VALID_POLICIES = [
             "excludeNamespaces": ["kube-system"],
             "podSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["batch"]}]},
             "nodeSelector": {"matchLabels": {"kubernetes.io/os": "linux"}},
+        }
+    },
+    {
+        "selector": {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "web", "tier": ""},
+                "matchExpressions": [{"key": "example.com/team", "operator": "In", "values": ["a_b.c-1", ""]}],
+            }
         }
     },
 ]

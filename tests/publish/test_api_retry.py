@@ -11,7 +11,7 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from kubemeter.publish.api import CONFLICT, KubeApi, RateLimiter
+from kubemeter.publish.api import CONFLICT, KubeApi, RateLimiter, describe
 
 
 class CountingLimiter(RateLimiter):
@@ -110,3 +110,10 @@ async def test_connection_errors_are_retried():
 
     api = api_with(CountingLimiter(), delays)
     assert await api.call(refused) == "done" and len(delays) == 2
+
+
+def test_a_failed_call_is_described_with_the_api_servers_message():
+    exc = ApiException(status=422, reason="Unprocessable Entity")
+    exc.body = '{"kind":"Status","message":"WorkloadMetrics.kubemeter.io \\"x\\" is invalid: metadata.name: Invalid"}'
+    assert describe(exc) == '422 Unprocessable Entity: WorkloadMetrics.kubemeter.io "x" is invalid: metadata.name: Invalid'
+    assert describe(ApiException(status=503, reason="Service Unavailable")) == "503 Service Unavailable"

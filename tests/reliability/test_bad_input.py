@@ -4,7 +4,8 @@ and the other policies keep running."""
 from __future__ import annotations
 
 from kubemeter.publish.status import POLICY_LABEL
-from tests.operator.conftest import stepped
+from tests.operator.conftest import eventually, stepped
+from tests.reliability.support import events
 
 BROKEN = "sim-worker-1"
 HEALTHY_NODES = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [BROKEN]}]}
@@ -48,3 +49,19 @@ async def test_policies_that_select_nothing_reachable_are_reported_not_crashed_o
     fine = (await operator.policy("fine"))["status"]
     assert fine["workloads"] > 0 and fine["nodes"] == {"selected": 3, "scraped": 2, "failed": 1}
     assert all(not p.task.done() for p in operator.runtime.policies.values()), "every loop still runs"
+
+
+async def test_a_label_key_the_schema_cannot_check_is_reported_invalid_in_status(operator):
+    """matchLabels keys are map keys, which a CRD schema cannot constrain: the operator checks them."""
+    await operator.create_policy("bad-key", stepped(selector={"podSelector": {"matchLabels": {"app name": "web"}}}))
+
+    async def invalid() -> dict | None:
+        status = (await operator.policy("bad-key")).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == "Invalid"), None)
+
+    condition = await eventually(invalid)
+    assert (condition["status"], condition["reason"], condition["observedGeneration"]) == ("True", "InvalidSpec", 1)
+    assert "spec.selector.podSelector.matchLabels: 'app name' is not a valid label key" in condition["message"]
+    assert operator.runtime.policies["bad-key"].loop is None, "nothing runs on a spec that cannot be understood"
+    [event] = await eventually(lambda: events(operator.client, "InvalidPolicy"))  # posted in the background
+    assert event["involvedObject"]["name"] == "bad-key" and "'app name'" in event["message"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import random
 import time
@@ -130,6 +131,15 @@ class KubeApi:
 
     def close(self) -> None:
         self.client.close()
+
+
+def describe(exc: ApiException) -> str:
+    """``422 Unprocessable Entity: <the API server's message>``: the reason phrase alone says nothing of why."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
 
 
 def _result_label(status: int) -> str:

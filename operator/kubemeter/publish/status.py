@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import decimal
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -26,7 +28,7 @@ from kubemeter.compute.types import WorkloadRef
 from kubemeter.durations import format_duration
 from kubemeter.loop import CycleReport
 from kubemeter.policy import PolicySpec
-from kubemeter.publish.api import CONFLICT, KubeApi
+from kubemeter.publish.api import CONFLICT, KubeApi, describe
 from kubemeter.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,18 @@ def policy_label_value(policy: str) -> str:
     return policy if len(policy) <= 63 else f"h-{_short_hash(policy, length=20)}"
 
 
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
 def workloadmetrics_name(policy: str, workload: WorkloadRef, hashed: bool = False) -> str:
-    """``deployment-web``; with a hash of (policy, workload) when too long or when the short name is taken
-    (another policy, or another API group's kind of the same name, already uses it)."""
-    base = f"{workload.kind.lower()}-{workload.name}"
-    if not hashed and len(base) <= 253:
+    """``deployment-web``; with a hash of (policy, workload) when too long, when the short name is taken
+    (another policy, or another API group's kind of the same name, already uses it), or when the owner's
+    kind or name had characters an object name may not have (an ownerReference's are not validated)."""
+    base = readable = f"{workload.kind.lower()}-{workload.name}"
+    if not _DNS_SUBDOMAIN.fullmatch(readable):
+        base = _NOT_ALPHANUMERIC.sub("-", readable.lower()).strip("-") or "workload"
+    if not hashed and len(base) <= 253 and base == readable:
         return base
     suffix = _short_hash(policy, workload.api_version, workload.kind, workload.name)
     return f"{base[: 253 - len(suffix) - 1].rstrip('-.')}-{suffix}"
@@ -84,6 +93,13 @@ def _compact(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None and v != {}}
 
 
+def percentile_key(percentile: float) -> str:
+    """p50, p99.9, p99.99999, p0.001: each distinct percentile its own key, in plain decimal notation (``:g``
+    would make 99.99999 "p100", colliding with p100, and 1e-9 "p1e-09")."""
+    text = format(decimal.Decimal(repr(float(percentile))), "f")
+    return "p" + (text.rstrip("0").rstrip(".") if "." in text else text)
+
+
 def resource_status(fig: ResourceFigures, resource: str) -> dict:
     """CPU in cores (floats), memory in bytes (integers), plus a human quantity for printer columns."""
     if resource == "cpu":
@@ -98,7 +114,7 @@ def resource_status(fig: ResourceFigures, resource: str) -> dict:
             usage_key: number(fig.usage),
             f"avg{unit}": number(fig.avg),
             f"max{unit}": number(fig.max),
-            f"percentile{unit}": {f"p{p:g}": number(v) for p, v in sorted(fig.percentiles.items())},
+            f"percentile{unit}": {percentile_key(p): number(v) for p, v in sorted(fig.percentiles.items())},
             f"requests{unit}": number(fig.requests),
             f"limits{unit}": number(fig.limits),
             "requestUtilization": _round(fig.request_utilization, 4),
@@ -330,7 +346,7 @@ class StatusPublisher:
                 try:
                     await self._send(write)
                 except ApiException as exc:
-                    log.warning("policy %s: status write for %s failed: %s %s", self.policy, ref, exc.status, exc.reason)
+                    log.warning("policy %s: status write for %s failed: %s", self.policy, ref, describe(exc))
                     self._on_write("error")
                 except Exception:
                     log.exception("policy %s: status write for %s failed", self.policy, ref)
@@ -537,7 +553,10 @@ def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before
     snapshot, now = report.snapshot, report.snapshot.time
     checks, warnings = _readiness(report)
     if spec.insecure_skip_tls_verify and spec.via == "direct":
-        warnings.append("insecureSkipTLSVerify is set: kubelet certificates are not verified")
+        warnings.append((
+            "insecureSkipTLSVerify is set: kubelet certificates are not verified, so the operator's "
+            "service-account token goes to whoever answers at a node's address"
+        ))
     cluster = snapshot.cluster
     failed = sorted(report.failures.items())
     return _compact(

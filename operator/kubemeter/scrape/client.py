@@ -107,7 +107,11 @@ class KubeletClient:
             return await self._get_once(url, headers, context)
 
     async def _get_once(self, url: str, headers: dict, context: ssl.SSLContext) -> bytes:
-        async with self._session_now().get(url, headers=headers, ssl=context) as response:
+        # Never follow a redirect: the node would choose where the bearer token and the request go, and what
+        # another host answered would be used (or quoted in status) as the kubelet's.
+        async with self._session_now().get(url, headers=headers, ssl=context, allow_redirects=False) as response:
+            if 300 <= response.status < 400:
+                raise ScrapeError("redirect", f"HTTP {response.status} from {url}: kubelet redirects are not followed")
             if response.status != 200:
                 raise _http_error(url, response.status, await response.content.read(512))
             if (response.content_length or 0) > self._max_body_bytes:

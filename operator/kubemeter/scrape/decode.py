@@ -49,9 +49,10 @@ def decode(body: bytes, scrape_time: float, fmt: str | None = None) -> NodeMetri
 
 
 def parse_json(metrics: NodeMetrics) -> dict[str, Any]:
-    """The ``kubemeter parse`` document: node and container values, ``None`` (null) where absent.
+    """The ``kubemeter parse`` document: every value the operator uses, ``None`` (null) where absent.
 
-    ``cpuSeconds`` is the cumulative counter in core-seconds.
+    ``cpuSeconds`` is the cumulative counter in core-seconds; ``timestamp`` (when the kubelet took the sample)
+    and ``startTime`` are unix seconds.
     """
     node = metrics.node
     return {
@@ -60,17 +61,27 @@ def parse_json(metrics: NodeMetrics) -> dict[str, Any]:
             "cpuSeconds": node.cpu_seconds,
             "cpuNanoCores": node.cpu_nano_cores,
             "memoryWorkingSetBytes": node.memory_working_set_bytes,
+            "timestamp": node.timestamp,
         },
         "pods": [
             {
                 "namespace": pod.namespace,
                 "name": pod.name,
+                "uid": pod.uid,
+                "cpuSeconds": pod.cpu_seconds,
+                "memoryWorkingSetBytes": pod.memory_working_set_bytes,
+                "networkRxBytes": pod.network_rx_bytes,
+                "networkTxBytes": pod.network_tx_bytes,
+                "ephemeralStorageBytes": pod.ephemeral_storage_bytes,
+                "timestamp": pod.timestamp,
                 "containers": [
                     {
                         "name": container.name,
                         "cpuSeconds": container.cpu_seconds,
                         "cpuNanoCores": container.cpu_nano_cores,
                         "memoryWorkingSetBytes": container.memory_working_set_bytes,
+                        "timestamp": container.timestamp,
+                        "startTime": container.start_time,
                     }
                     for container in pod.containers
                 ],

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from kubemeter.scrape.samples import ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample
+from kubemeter.scrape.samples import ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample, plausible
 
 _CONTAINER, _POD, _NODE, _SCRAPE_ERROR = 0, 1, 2, 3
 _CPU, _MEMORY, _START = 0, 1, 2
@@ -118,7 +118,7 @@ def decode_resource(body: bytes | str, scrape_time: float) -> NodeMetrics:
             timestamp = float(tokens[1]) / divisor if len(tokens) > 1 and tokens[1] != "#" else None
         except (IndexError, ValueError):
             raise DecodeError(f"malformed sample value in {_excerpt(line)}") from None
-        if not negative_inf < value < inf:  # type: ignore[operator]  # NaN fails every comparison
+        if not plausible(value):  # type: ignore[arg-type]
             value = None
         if timestamp is not None and not negative_inf < timestamp < inf:
             timestamp = None

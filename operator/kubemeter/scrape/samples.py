@@ -1,12 +1,23 @@
 """The typed output of the decoders: what one kubelet reported at one scrape.
 
 Every numeric field is ``None`` when the payload has no value for it, never a made-up zero: a missing
-value and a real zero mean different things to the rate computation and to the user.
+value and a real zero mean different things to the rate computation and to the user. A value no kubelet can
+mean (negative, NaN, infinite, or beyond MAX_QUANTITY) counts as missing too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+MAX_QUANTITY = 2.0**53
+"""The largest value kept: 8 PiB, or 285 million years of CPU time, and exact as a float. Sums of a few
+thousand of them stay within the int64 the WorkloadMetrics schema holds; a larger value is corruption."""
+
+
+def plausible(value: float) -> bool:
+    """Whether a decoded counter or gauge can be a real reading (NaN fails every comparison)."""
+    return 0.0 <= value <= MAX_QUANTITY
 
 
 class DecodeError(ValueError):

@@ -25,7 +25,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from kubemeter.scrape.samples import ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample
+from kubemeter.scrape.samples import ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample, plausible
 
 _INF = float("inf")
 _JSON_NUMBER_TYPES = (int, float)
@@ -151,7 +151,7 @@ def _number(value: Any) -> float | None:
         number = float(value)
     except OverflowError:  # an integer beyond float range is no more usable than +Inf
         return None
-    return number if -_INF < number < _INF else None
+    return number if plausible(number) else None
 
 
 def _core_seconds(nanoseconds: Any) -> float | None:

@@ -19,11 +19,11 @@ from kubemeter.durations import parse_duration
 
 FaultKind = Literal[
     "latency", "timeout", "http500", "refused", "garbage", "truncated", "oversized", "tls",
-    "unauthorized", "forbidden", "clock_skew", "backwards", "flapping",
+    "unauthorized", "forbidden", "redirect", "clock_skew", "backwards", "flapping",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "latency", "timeout", "http500", "refused", "garbage", "truncated", "oversized", "tls",
-    "unauthorized", "forbidden", "clock_skew", "backwards", "flapping",
+    "unauthorized", "forbidden", "redirect", "clock_skew", "backwards", "flapping",
 )
 
 _DEFAULT_SECONDS: dict[str, float] = {"latency": 2.0, "clock_skew": 300.0, "backwards": 600.0}
@@ -103,6 +103,9 @@ async def failure_response(fault: Fault, scrape_number: int, user: str, subresou
         return web.Response(status=401, text="Unauthorized")
     elif fault.kind == "forbidden":
         return web.Response(status=403, text=forbidden_text(user, "get", subresource))
+    elif fault.kind == "redirect":
+        # A compromised node sending the client elsewhere; followed, it would get the kubelet's "ok" as a payload.
+        return web.Response(status=302, headers={"Location": "/healthz"})
     return None
 
 

@@ -16,6 +16,7 @@ from kubemeter.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter.sim.cluster import Cluster
 from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
+from tests.reliability.support import events
 
 from .packaging_support import by_kind
 
@@ -90,7 +91,31 @@ async def test_operator_works_in_a_pod_under_exactly_the_chart_cluster_role(rest
     assert objects and all(o["status"].get("pods") for o in objects)
     status = (await operator.policy("p"))["status"]
     assert status["nodes"]["scraped"] == 2
-    assert forbidden_writes(operator) == 0
+
+    # The rest of its job: Events about a failing kubelet, an InvalidPolicy Event, the WorkloadMetrics of a
+    # deleted workload deleted, a restart adopting what it wrote.
+    cluster = restricted.cluster
+    node = next(iter(cluster.kubelets))
+    await cluster.node_fault(node, "http500")
+    await operator.cycle("p")
+    await eventually(lambda: events(operator.client, "ScrapeFailed"))
+    await operator.create_policy("bad", stepped(selector={"podSelector": {"matchLabels": {"a b": "c"}}}))
+    await eventually(lambda: events(operator.client, "InvalidPolicy"))
+    bare = next(o for o in objects if o["spec"]["workload"]["kind"] == "Pod")
+    core = kubernetes.client.CoreV1Api(operator.client)
+    await asyncio.to_thread(core.delete_namespaced_pod, bare["spec"]["workload"]["name"], bare["metadata"]["namespace"])
+
+    async def cleaned_up() -> bool:
+        await operator.cycle("p")
+        return bare["metadata"]["name"] not in {o["metadata"]["name"] for o in await operator.workload_metrics()}
+
+    await eventually(cleaned_up)
+    await operator.thread.stop()
+    again = await restricted({}, in_cluster=True)
+    await again.cycle("p")
+
+    assert forbidden_writes(operator) == forbidden_writes(again) == 0
+    assert cluster.apiserver.denied == [], "every request the operator made was allowed by the chart's rules"
 
 
 async def test_proxy_mode_needs_the_nodes_proxy_opt_in(restricted):

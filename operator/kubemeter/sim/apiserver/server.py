@@ -69,6 +69,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._parked: set[asyncio.Task] = set()        # requests hung by a fault
+        self.denied: list[tuple[str, Attributes]] = []  # every authorization refused (user, request), as audit logs show
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     @property
@@ -217,6 +218,7 @@ class ApiServer:
         attrs = Attributes(verb, group, target.rtype.plural, target.subresource, target.name, target.namespace or "")
         allowed, _ = self._auth.authorize(token, attrs)
         if not allowed:
+            self.denied.append((user, attrs))
             raise forbidden_error(user, attrs)
         if target.rtype.group == "authorization.k8s.io":
             return await self._access_review(request, target.rtype, token, user)
@@ -463,6 +465,7 @@ class ApiServer:
         verb = _PROXY_VERBS.get(request.method, "get")
         attrs = Attributes(verb, "", "nodes", "proxy", target.name)
         if not self._auth.authorize(token, attrs)[0]:
+            self.denied.append((user, attrs))
             raise forbidden_error(user, attrs)
         self.store.get_entry(target.rtype, target.name, None)
         if self.node_proxy is None:

@@ -24,8 +24,8 @@ from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
 from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter
 from kubemeter.publish.prometheus import build_registry, exposition
-from kubemeter.publish.status import METRICSPOLICIES, WORKLOADMETRICS, StatusPublisher
-from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient
+from kubemeter.publish.status import METRICSPOLICIES, WORKLOADMETRICS, StatusPublisher, failed_nodes
+from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.tasks import cancel_and_wait
 from kubemeter.watch import Relister
 
@@ -59,8 +59,8 @@ class RunSettings:
     """client-go's leader election timings (seconds); a standby takes over within lease_duration + retry_period."""
 
 
-class MissingCRDs(RuntimeError):
-    """The API server does not serve kubemeter's custom resources."""
+class StartupError(RuntimeError):
+    """The operator cannot work as configured (CRDs missing, an unreadable CA bundle): it exits saying why."""
 
 
 @dataclass(slots=True)
@@ -125,10 +125,18 @@ class Runtime:
                 policy.loop.step_down()
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    async def check_crds(self) -> None:
-        """Fail fast if the CRDs are missing. kopf resolves its resources once at start-up (it may not watch
-        CRDs, see handlers.configure), so an operator started before them would wait silently forever; exiting
-        instead gets it restarted, and it works once they are installed."""
+    async def preflight(self) -> None:
+        """Fail fast on what would otherwise fail silently or on every cycle.
+
+        The CRDs: kopf resolves its resources once at start-up (it may not watch CRDs, see handlers.configure),
+        so an operator started before them would wait forever; exiting gets it restarted, and it works once they
+        are installed. The kubelet CA bundle: unreadable, every scrape would fail. The metrics port: taken, kopf
+        would retry its start-up handler forever. Serving /metrics and the probes starts here.
+        """
+        try:
+            self.kubelets.check_kubelet_ca()
+        except ScrapeError as exc:
+            raise StartupError(f"--kubelet-ca: {exc.message}") from None
         try:
             served = await self.api.call(self.api.custom.get_api_resources, GROUP, VERSION)
             names = {resource.name for resource in served.resources}
@@ -138,16 +146,20 @@ class Runtime:
             names = set()
         missing = [f"{plural}.{GROUP}/{VERSION}" for plural in (METRICSPOLICIES, WORKLOADMETRICS) if plural not in names]
         if missing:
-            raise MissingCRDs(
+            raise StartupError(
                 f"the API server does not serve {', '.join(missing)}: install the CRDs "
                 "(kubectl apply -f crds/, or the Helm chart) and the operator starts with its next restart"
             )
+        try:
+            await self._start_http()
+        except OSError as exc:
+            address = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
+            raise StartupError(f"cannot serve /metrics on {address}: {exc.strerror or exc}") from None
 
     async def start(self) -> None:
-        """Serve /metrics and the probes, and seed the model in the background: kopf starts its watches at
-        once, and policy cycles wait for the seed (``synced``)."""
+        """Seed the model in the background (after preflight): kopf starts its watches at once, and policy
+        cycles wait for the seed (``synced``)."""
         shrink_tls_read_buffers()  # before the first kubelet (and API server) connection opens
-        await self._start_http()
         self._seed_task = asyncio.create_task(self._seed(), name="seed")
         if self.elector is None:
             self.deps.active.set()
@@ -253,7 +265,9 @@ class Runtime:
             self.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
             return
         if current.loop is None:
-            current.loop = PolicyLoop(name, spec, generation, self.deps, current.publisher)
+            current.loop = PolicyLoop(
+                name, spec, generation, self.deps, current.publisher, failures=failed_nodes(obj.get("status"))
+            )
             current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
             log.info("policy %s: started (every %ss, %s via %s)", name, spec.interval, spec.endpoint, spec.via)
         else:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 
 LOG_FORMATS = ("text", "json")
@@ -101,8 +102,14 @@ def run_settings(args: argparse.Namespace):
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
-        identity=os.environ.get("POD_NAME") or socket.gethostname(),
+        identity=replica_identity(),
     )
+
+
+def replica_identity() -> str:
+    """This replica's name in the Lease and on its Events: the pod (or host) name plus a random part, as client-go
+    does, so two replicas never share one (two processes on one host, hostNetwork pods, no POD_NAME set)."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
@@ -118,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import yaml
     from kubernetes.config import ConfigException
 
-    from kubemeter.app import MissingCRDs, Runtime
+    from kubemeter.app import Runtime, StartupError
     from kubemeter.handlers import run_operator
 
     setup_logging(args.log_format, args.log_level)
@@ -129,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(_until_signalled(main))
-    except MissingCRDs as exc:
+    except StartupError as exc:
         logging.getLogger("kubemeter").error("%s", exc)
         return 1
     except (ConfigException, yaml.YAMLError) as exc:

@@ -118,8 +118,8 @@ async def run_operator(
 ) -> None:
     """Run kopf with kubemeter's handlers until ``stop_flag`` is set (or the task is cancelled).
 
-    Raises MissingCRDs at once if kubemeter's CRDs are not installed."""
-    await runtime.check_crds()
+    Raises StartupError at once if the operator cannot work as configured (see Runtime.preflight)."""
+    await runtime.preflight()
     try:
         await kopf.operator(
             registry=build_registry(),

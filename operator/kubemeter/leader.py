@@ -18,7 +18,7 @@ from collections.abc import Callable
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from kubemeter.publish.api import KubeApi
+from kubemeter.publish.api import KubeApi, describe
 from kubemeter.publish.status import parse_rfc3339
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class LeaderElector:
                 await self.api.call(self.coordination.replace_namespaced_lease, self.name, self.namespace, body)
             log.info("leader election: %s released lease %s/%s", self.identity, self.namespace, self.name)
         except (ApiException, TimeoutError, OSError) as exc:  # it expires on its own
-            log.warning("leader election: lease %s/%s not released: %s", self.namespace, self.name, exc)
+            log.warning("leader election: lease %s/%s not released: %s", self.namespace, self.name, describe(exc))
 
     async def _campaign(self) -> None:
         last_renewal = 0.0
@@ -146,7 +146,7 @@ class LeaderElector:
             try:
                 ok = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=self.renew_deadline)
             except (ApiException, TimeoutError, OSError) as exc:
-                log.warning("leader election: lease %s/%s not updated: %s", self.namespace, self.name, exc)
+                log.warning("leader election: lease %s/%s not updated: %s", self.namespace, self.name, describe(exc))
                 ok = False
             now = time.monotonic()
             if ok:

@@ -59,6 +59,8 @@ class Publisher(Protocol):
 
     def step_down(self) -> None: ...
 
+    def cycle_failed(self, message: str, generation: int) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -88,7 +90,9 @@ class PolicyLoop:
         generation: int,
         deps: LoopDeps,
         publisher: Publisher,
+        failures: dict[str, NodeFailure] | None = None,
     ) -> None:
+        """``failures``: the failing nodes a previous run reported (see publish.status.failed_nodes)."""
         self.name = name
         self.spec, self.generation = spec, generation
         self.deps = deps
@@ -96,7 +100,7 @@ class PolicyLoop:
         self.aggregator = Aggregator(spec.window, spec.percentiles)
         self.cpu_rates = CounterRates()
         self.network_rates = CounterRates()
-        self.failures: dict[str, NodeFailure] = {}
+        self.failures: dict[str, NodeFailure] = dict(failures or {})
         self._node_times: dict[str, float] = {}
         """Each node's newest sample timestamp: the kubelet's clock must not step back between scrapes."""
         self.last_report: CycleReport | None = None
@@ -122,8 +126,11 @@ class PolicyLoop:
             self._wake.clear()  # before the cycle: a spec change arriving during it must still wake the next
             try:
                 await self.run_cycle()
-            except Exception:  # the loop must outlive any bug in one cycle
+            except Exception as exc:  # the loop must outlive any bug in one cycle, and say so in status
                 log.exception("policy %s: cycle failed", self.name)
+                self.deps.metrics.cycle_failures.labels(policy=self.name).inc()
+                if self.deps.active.is_set():
+                    self.publisher.cycle_failed(f"the last cycle failed: {type(exc).__name__}: {exc}", self.generation)
             release_free_memory()  # the cycle's payloads and snapshot: not kept as resident memory until the next
             next_start = max(next_start + self.spec.interval, time.monotonic() + 0.1)
             try:

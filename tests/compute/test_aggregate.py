@@ -92,7 +92,8 @@ def random_cluster(seed: int) -> tuple[list[PodInfo], dict]:
         pods.append(PodInfo(f"uid-{i}", namespace, f"p{i}", f"node-{rng.randrange(7)}", "Running", {}, None,
                             containers, ref))
         if rng.random() < 0.8:
-            usage[f"uid-{i}"] = {c.name: used(rng.choice([None, rng.random()]), rng.random() * 1e9)
+            # Some containers unreported; none reported without a rate (that makes sums unknown, tested below).
+            usage[f"uid-{i}"] = {c.name: used(rng.random(), rng.random() * 1e9)
                                  for c in containers if rng.random() < 0.9}
     return pods, usage
 
@@ -200,3 +201,35 @@ def test_two_cycles_at_the_same_time_do_not_double_count():
     assert app.cpu.usage == pytest.approx(0.1)
     assert app.cpu.requests == pytest.approx(0.1)
     assert snapshot.workloads[WEB].samples == 1
+
+
+def test_a_reported_container_without_a_rate_yet_makes_the_sums_unknown_not_smaller():
+    """After a restart the kubelets report every container, but only those started within an interval have a
+    CPU rate from one sample: a sum of those would show a 90% drop. Unknown until every rate exists; memory,
+    known for all, is published at once. A pod not reported at all (its node failing) is counted by
+    podsReporting instead and does not hide the others."""
+    aggregator = Aggregator(300, (50,))
+    other = WorkloadRef("shop", "Deployment", "api", "apps/v1")
+    pods = [pod("a"), pod("b"), pod("c", other, node="node-2"), pod("d", other, node="node-3")]
+    snapshot = aggregator.cycle(1000.0, pods, {
+        "a": {"app": used(0.05, 80e6), "sidecar": used(0.01, 5e6)},  # started within the interval
+        "b": {"app": used(None, 120e6), "sidecar": used(None, 6e6)},  # running for days: no rate yet
+        "c": {"app": used(0.2, 90e6), "sidecar": used(0.02, 4e6)},  # node-3's pod d: not reported
+    })
+    web, api = snapshot.workloads[WEB], snapshot.workloads[other]
+    assert web.cpu.usage is None and web.cpu.avg is None and web.cpu.request_utilization is None
+    assert web.memory.usage == pytest.approx(211e6) and web.pods_reporting == 2
+    assert web.containers["app"].cpu.usage is None
+    assert api.cpu.usage == pytest.approx(0.22) and api.pods_reporting == 1
+    assert snapshot.nodes["node-1"].cpu_cores is None and snapshot.nodes["node-2"].cpu_cores == pytest.approx(0.22)
+    assert snapshot.namespaces["shop"].cpu_cores is None and snapshot.cluster.cpu_cores is None
+    assert snapshot.cluster.memory_bytes == pytest.approx(305e6)
+
+    snapshot = aggregator.cycle(1015.0, pods, {
+        "a": {"app": used(0.05, 80e6), "sidecar": used(0.01, 5e6)},
+        "b": {"app": used(0.3, 120e6), "sidecar": used(0.03, 6e6)},
+        "c": {"app": used(0.2, 90e6), "sidecar": used(0.02, 4e6)},
+    })
+    assert snapshot.workloads[WEB].cpu.usage == pytest.approx(0.39)
+    assert snapshot.workloads[WEB].cpu.avg == pytest.approx(0.39), "the unknown cycle is not in the window"
+    assert snapshot.cluster.cpu_cores == pytest.approx(0.61)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -68,15 +69,32 @@ def test_run_reads_its_settings_from_the_environment(monkeypatch):
     assert flagged.metrics_port == 7000  # a flag wins over the environment
 
 
+def test_two_replicas_never_share_an_identity_even_with_one_pod_or_host_name(monkeypatch):
+    from kubemeter.cli import build_parser, run_settings
+
+    monkeypatch.setenv("POD_NAME", "kubemeter-0")
+    first, second = (run_settings(build_parser().parse_args(["run"])).identity for _ in range(2))
+    assert first.startswith("kubemeter-0_") and second.startswith("kubemeter-0_") and first != second
+
+
+async def run_until_exit(kubeconfig: Path, *args: str) -> tuple[int, str]:
+    """`kubemeter run` as its own process, expected to exit by itself (within a minute): its code and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubemeter", "run", "--kubeconfig", str(kubeconfig), "--metrics-host", "127.0.0.1",
+        *(args or ("--metrics-port", "0")), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return process.returncode, output.decode()
+
+
 async def test_run_without_the_crds_exits_at_once_saying_what_to_install(sim_cluster, tmp_path):
     async def run() -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kubemeter", "run", "--kubeconfig", str(sim_cluster.kubeconfig),
-            "--metrics-host", "127.0.0.1", "--metrics-port", "0",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-        return process.returncode, output.decode()
+        return await run_until_exit(sim_cluster.kubeconfig)
 
     code, output = await run()
     assert code == 1, output
@@ -103,3 +121,22 @@ def test_run_without_a_usable_kubeconfig_says_so_without_a_traceback(tmp_path, c
     assert result.returncode == 1
     assert "no usable cluster configuration" in result.stderr and "--kubeconfig" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_run_with_an_unusable_kubelet_ca_or_a_taken_port_exits_saying_so(sim_cluster, tmp_path):
+    """Both would otherwise fail quietly: every scrape with a TLS error, or kopf retrying its start-up forever."""
+    client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
+    await asyncio.to_thread(install_crds, client, CRDS)
+    client.close()
+    not_a_bundle = tmp_path / "ca.crt"
+    not_a_bundle.write_text("not a certificate\n")
+    for bundle in (tmp_path / "missing.crt", not_a_bundle):
+        code, output = await run_until_exit(sim_cluster.kubeconfig, "--metrics-port", "0", "--kubelet-ca", str(bundle))
+        assert code == 1 and f"--kubelet-ca: cannot load CA bundle {bundle}" in output and "Traceback" not in output
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = await run_until_exit(sim_cluster.kubeconfig, "--metrics-port", str(port))
+    assert code == 1 and f"cannot serve /metrics on 127.0.0.1:{port}" in output and "Traceback" not in output, output

@@ -76,3 +76,34 @@ async def test_scrape_failures_and_recoveries_become_node_events(operator):
 
     assert await eventually(lambda: len(node_events()) >= 2 and node_events())
     assert node_events() == [("Warning", "ScrapeFailed"), ("Normal", "ScrapeRecovered")]
+
+
+async def test_a_cycle_that_fails_says_so_in_status_and_the_loop_goes_on(operator):
+    """A bug in one cycle (here: the aggregation raising) must not leave the policy saying Ready over old figures."""
+    await operator.create_policy("p", stepped())
+    loop = await operator.loop("p")
+    healthy_cycle = loop.aggregator.cycle
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    loop.aggregator.cycle = broken
+    await operator.patch_policy("p", {"interval": "30m"})  # a new interval starts a cycle at once
+
+    async def ready() -> dict:
+        status = (await operator.policy("p")).get("status") or {}
+        return next(c for c in status.get("conditions", []) if c["type"] == "Ready")
+
+    failed = await eventually(lambda: _with_reason(ready(), "CycleFailed"))
+    assert failed["status"] == "False" and "RuntimeError: simulated bug" in failed["message"]
+    families = {f.name: f for f in text_string_to_metric_families(await operator.scrape_metrics())}
+    assert [s.value for s in families["kubemeter_cycle_failures"].samples if s.name.endswith("_total")] == [1.0]
+
+    loop.aggregator.cycle = healthy_cycle
+    await operator.cycle("p")
+    assert (await ready())["status"] == "True", "the next good cycle clears it"
+
+
+async def _with_reason(condition, reason: str) -> dict | None:
+    found = await condition
+    return found if found["reason"] == reason else None

@@ -206,3 +206,30 @@ def test_any_owner_kind_and_name_give_a_valid_object_name(kind, name):
         assert len(built) <= 253 and DNS_SUBDOMAIN.fullmatch(built), built
     if workloadmetrics_name("p", ref) != f"{kind.lower()}-{name}":
         assert workloadmetrics_name("p", ref) != workloadmetrics_name("p", WorkloadRef("ns", kind, name + "x", "v1"))
+
+
+async def test_a_workload_stale_from_its_second_cycle_keeps_the_sample_time_of_its_first():
+    """Its object was created by the first cycle's write; the stale status must name that measurement."""
+    ref, spec, now = WorkloadRef("web", "Deployment", "api", "apps/v1"), parse_policy({}), 1_700_000_000.0
+
+    class RecordingApi:
+        custom = SimpleNamespace(create_namespaced_custom_object="create", patch_namespaced_custom_object_status="patch")
+
+        def __init__(self) -> None:
+            self.statuses: list[dict] = []
+
+        async def call(self, fn, *args, **kwargs):
+            if fn == "patch":
+                self.statuses.append(args[-1][0]["value"])
+
+    api = RecordingApi()
+    publisher = StatusPublisher(api, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
+    publisher._loaded = True  # nothing to adopt
+    publisher._plan_workloads(_snapshot(ref, 0.10, now), spec, now)  # measured: created and written
+    publisher._ensure_drain()
+    await asyncio.wait_for(publisher.flush(), timeout=10)
+    publisher._plan_workloads(_snapshot(ref, None, now + 15), spec, now + 15)  # its node fails: stale
+    publisher._ensure_drain()
+    await asyncio.wait_for(publisher.flush(), timeout=10)
+    first, stale = api.statuses
+    assert stale["stale"] and stale["lastSampleTime"] == first["lastSampleTime"] == rfc3339(now)

@@ -117,3 +117,8 @@ def test_a_failed_call_is_described_with_the_api_servers_message():
     exc.body = '{"kind":"Status","message":"WorkloadMetrics.kubemeter.io \\"x\\" is invalid: metadata.name: Invalid"}'
     assert describe(exc) == '422 Unprocessable Entity: WorkloadMetrics.kubemeter.io "x" is invalid: metadata.name: Invalid'
     assert describe(ApiException(status=503, reason="Service Unavailable")) == "503 Service Unavailable"
+
+
+def test_other_errors_are_described_on_one_line():
+    assert describe(TimeoutError()) == "TimeoutError"
+    assert describe(OSError("connection\n  refused")) == "connection refused"

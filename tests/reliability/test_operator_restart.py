@@ -6,22 +6,23 @@ from __future__ import annotations
 from kubemeter.sim.cluster import Cluster
 from tests.operator.conftest import stepped
 from tests.operator.test_e2e_metering import top_owner
-from tests.reliability.support import RequestCounter, first_cycle
+from tests.reliability.support import RequestCounter, first_cycle, node_events
 
 GONE = ("shop", "Deployment")
 INTERVAL = 3600.0  # stepped(): 1h
 
 
 def started_within_interval(cluster: Cluster) -> set[tuple[str, str, str]]:
-    """Workloads with a container that started within an interval of the last scrape: those have a CPU rate
-    from a single sample (from a zero point at their start, as metrics-server does)."""
+    """Workloads whose every container started within an interval of the last scrape: only those have a CPU
+    rate from a single sample (from a zero point at the start, as metrics-server does); one container running
+    for longer makes the workload's CPU unknown until its second sample, rather than understated."""
     pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in cluster.store.list("v1", "pods")}
-    return {
-        top_owner(cluster.store, pods[(namespace, pod)])
-        for kubelet in cluster.kubelets.values()
-        for (namespace, pod, _), point in kubelet.snapshots[-1].containers.items()
-        if point.timestamp - point.start_time <= INTERVAL
-    }
+    young, old = set(), set()
+    for kubelet in cluster.kubelets.values():
+        for (namespace, pod, _), point in kubelet.snapshots[-1].containers.items():
+            owner = top_owner(cluster.store, pods[(namespace, pod)])
+            (young if point.timestamp - point.start_time <= INTERVAL else old).add(owner)
+    return young - old
 
 
 def by_workload(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
@@ -59,12 +60,36 @@ async def test_a_restarted_operator_adopts_its_objects_and_cleans_up_orphans(sim
         assert ("usageCores" in status.get("cpu", {})) == (key in young), key
         assert status["lastUpdated"] >= before[key]["status"]["lastUpdated"]
 
+    assert "cpuCores" not in (await second.policy("p"))["status"]["cluster"], "unknown, not a fraction"
+
     await second.cycle("p")
     second_cycle = by_workload(await second.workload_metrics())
     assert all(obj["status"].get("cpu", {}).get("usageCores", -1) >= 0 for obj in second_cycle.values()), "CPU now"
+    assert (await second.policy("p"))["status"]["cluster"]["cpuCores"] > 0
     assert creates.count == 0 and deletes.count == 1
 
     policy_after = (await second.policy("p"))["status"]
     transitions = {c["type"]: c["lastTransitionTime"] for c in policy_before["conditions"]}
     assert {c["type"]: c["lastTransitionTime"] for c in policy_after["conditions"]} == transitions
     assert policy_after["workloads"] == policy_before["workloads"] - 1
+
+
+async def test_a_restart_continues_a_node_failure_instead_of_reporting_it_anew(sim_cluster: Cluster, start, admin):
+    broken = "sim-worker-1"
+    await sim_cluster.node_fault(broken, "http500")
+    first = await start()
+    await first.create_policy("p", stepped())
+    await first_cycle(first, "p")
+    [before] = (await first.policy("p"))["status"]["failedNodes"]
+    assert await node_events(admin, "ScrapeFailed", {broken: 1}) == {broken: 1}
+    await first.thread.stop()
+
+    second = await start()
+    await first_cycle(second, "p")
+    [after] = (await second.policy("p"))["status"]["failedNodes"]
+    assert (after["name"], after["reason"], after["since"]) == (broken, "server_error", before["since"])
+    await sim_cluster.node_fault(broken, None)
+    await second.cycle("p")
+    # The recovery is reported (so the failure Event was not lost), and the failure was not reported twice.
+    assert await node_events(admin, "ScrapeRecovered", {broken: 1}) == {broken: 1}
+    assert await node_events(admin, "ScrapeFailed", {broken: 1}) == {broken: 1}

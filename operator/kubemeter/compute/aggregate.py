@@ -19,7 +19,7 @@ from kubemeter.compute.window import Window
 class _ResourceSum:
     """Running sums of one resource over containers; see snapshot.ResourceFigures for what the figures mean."""
 
-    __slots__ = ("usage", "measured", "measured_requests", "measured_unrequested",
+    __slots__ = ("usage", "measured", "pending", "measured_requests", "measured_unrequested",
                  "requests", "requested", "limits", "unlimited")
 
     def __init__(self) -> None:
@@ -28,6 +28,7 @@ class _ResourceSum:
     def reset(self) -> None:
         self.usage = 0.0
         self.measured = 0
+        self.pending = 0
         self.measured_requests = 0.0
         self.measured_unrequested = 0
         self.requests = 0.0
@@ -35,8 +36,11 @@ class _ResourceSum:
         self.limits = 0.0
         self.unlimited = 0
 
-    def add(self, request: float | None, limit: float | None, used: float | None) -> None:
-        """Count one container's request, limit and (when measured) usage."""
+    def add(self, request: float | None, limit: float | None, used: float | None, reported: bool = False) -> None:
+        """Count one container's request, limit and (when measured) usage. ``reported`` without ``used``: the
+        kubelet reported the container but there is no value yet (a CPU rate needs a second sample)."""
+        if used is None and reported:
+            self.pending += 1
         if request is not None:
             self.requests += request
             self.requested += 1
@@ -52,8 +56,9 @@ class _ResourceSum:
             else:
                 self.measured_unrequested += 1
 
-    def add_usage(self, used: float | None) -> None:
+    def add_usage(self, used: float | None, pending: int = 0) -> None:
         """Count usage whose requests and limits are counted elsewhere (see Aggregator._spec_sums)."""
+        self.pending += pending
         if used is not None:
             self.usage += used
             self.measured += 1
@@ -61,6 +66,7 @@ class _ResourceSum:
     def merge(self, other: _ResourceSum) -> None:
         self.usage += other.usage
         self.measured += other.measured
+        self.pending += other.pending
         self.measured_requests += other.measured_requests
         self.measured_unrequested += other.measured_unrequested
         self.requests += other.requests
@@ -70,7 +76,9 @@ class _ResourceSum:
 
     @property
     def current(self) -> float | None:
-        return self.usage if self.measured else None
+        """The sum, or None when nothing was measured or a reported container has no value yet: a sum of the
+        others would understate it (after a restart most CPU rates need a second sample; memory would not)."""
+        return self.usage if self.measured and not self.pending else None
 
     def raw_figures(self, window: array | None) -> tuple:
         """This cycle's raw figures (see snapshot.RAW_FIGURES)."""
@@ -145,10 +153,9 @@ class _Series:
     def record(self, now: float) -> tuple:
         """Add this cycle's usage to the windows; this cycle's CPU then memory raw figures."""
         cpu, memory = self.sums.cpu, self.sums.memory
-        if cpu.measured:
-            self.cpu.add(now, cpu.usage)
-        if memory.measured:
-            self.memory.add(now, memory.usage)
+        for sums, window in ((cpu, self.cpu), (memory, self.memory)):
+            if sums.current is not None:
+                window.add(now, sums.current)
         return cpu.raw_figures(self.cpu.values(now)) + memory.raw_figures(self.memory.values(now))
 
     def resize(self, window_seconds: float) -> None:
@@ -298,6 +305,7 @@ class Aggregator:
             measured_containers = reported if reported is not None else no_usage
             container_series = workload.containers
             pod_cpu = pod_memory = None
+            cpu_pending = memory_pending = 0
             for spec in pod.containers:
                 series = container_series.get(spec.name)
                 if series is None:
@@ -311,17 +319,19 @@ class Aggregator:
                     sums.memory.add(spec.memory_request, spec.memory_limit, None)
                 else:
                     cpu, memory = measured.cpu_cores, measured.memory_bytes
-                    sums.cpu.add(spec.cpu_request, spec.cpu_limit, cpu)
-                    sums.memory.add(spec.memory_request, spec.memory_limit, memory)
+                    sums.cpu.add(spec.cpu_request, spec.cpu_limit, cpu, reported=True)
+                    sums.memory.add(spec.memory_request, spec.memory_limit, memory, reported=True)
                     pod_cpu = _plus(pod_cpu, cpu)
                     pod_memory = _plus(pod_memory, memory)
+                    cpu_pending += cpu is None
+                    memory_pending += memory is None
             if pod.node is not None:
                 node = nodes.get(pod.node)
                 if node is None:
                     node = nodes[pod.node] = _Sums()
                 node.merge(self._spec_sums(pod, specs))
-                node.cpu.add_usage(pod_cpu)
-                node.memory.add_usage(pod_memory)
+                node.cpu.add_usage(pod_cpu, cpu_pending)
+                node.memory.add_usage(pod_memory, memory_pending)
             extras = pod_usage.get(pod.uid)
             if extras is not None:
                 workload.add_extras(extras)

@@ -133,8 +133,11 @@ class KubeApi:
         self.client.close()
 
 
-def describe(exc: ApiException) -> str:
-    """``422 Unprocessable Entity: <the API server's message>``: the reason phrase alone says nothing of why."""
+def describe(exc: BaseException) -> str:
+    """One line for a log: ``422 Unprocessable Entity: <the API server's message>`` for an ApiException (whose
+    own text spans lines, headers included, while its reason phrase alone says nothing of why)."""
+    if not isinstance(exc, ApiException):
+        return " ".join(str(exc).split()) or type(exc).__name__
     try:
         message = json.loads(exc.body or "{}").get("message")
     except (ValueError, AttributeError):

@@ -174,6 +174,9 @@ class OperatorMetrics:
         self.cycle_duration = Histogram(
             "kubemeter_cycle_duration_seconds", "Time of one policy cycle (scrape, compute, publish), in seconds.",
             ["policy"], registry=registry, buckets=_CYCLE_BUCKETS)
+        self.cycle_failures = Counter(
+            "kubemeter_cycle_failures_total", "Policy cycles that ended in an error (a bug; see the log) before publishing.",
+            ["policy"], registry=registry)
         self.watch_events = Counter(
             "kubemeter_watch_events_total", "Watch events received, by resource and event type.",
             ["resource", "type"], registry=registry)
@@ -193,8 +196,8 @@ class OperatorMetrics:
 
     def forget_policy(self, policy: str) -> None:
         """Drop a deleted policy's series (they would otherwise be exported until the operator restarts)."""
-        for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.nodes, self.last_cycle,
-                       self.interval):
+        for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,
+                       self.last_cycle, self.interval):
             metric.remove_by_labels({"policy": policy})
 
 

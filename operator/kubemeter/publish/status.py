@@ -26,7 +26,7 @@ from kubemeter.compute.quantity import format_bytes, format_cpu
 from kubemeter.compute.snapshot import ResourceFigures, Snapshot, WorkloadResult
 from kubemeter.compute.types import WorkloadRef
 from kubemeter.durations import format_duration
-from kubemeter.loop import CycleReport
+from kubemeter.loop import CycleReport, NodeFailure
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.api import CONFLICT, KubeApi, describe
 from kubemeter.tasks import cancel_and_wait
@@ -311,13 +311,18 @@ class StatusPublisher:
 
     def invalid(self, message: str, generation: int) -> None:
         """Report a spec the operator cannot run (the last valid one, if any, keeps running)."""
+        self._report("Invalid", "True", "InvalidSpec", message, generation)
+
+    def cycle_failed(self, message: str, generation: int) -> None:
+        """Report a cycle that ended in an error before publishing: the figures shown are no longer current."""
+        self._report("Ready", "False", "CycleFailed", message, generation)
+
+    def _report(self, type_: str, status_: str, reason: str, message: str, generation: int) -> None:
         now = self.clock()
         status = dict(self._policy_status or {})
         status["observedGeneration"] = generation
         status["conditions"] = merge_conditions(
-            self._conditions_before(),
-            [condition("Invalid", "True", "InvalidSpec", message, generation, now)],
-            now,
+            self._conditions_before(), [condition(type_, status_, reason, message, generation, now)], now
         )
         self._policy_status = status
         self._queue(_Write(None, status, now))
@@ -425,6 +430,10 @@ class StatusPublisher:
             await self._patch_status(ref.namespace, published.name, status)
         published.values = _key_values(status)
         published.written_at = write.at
+        # A new object's first write carries its first measurement: a stale status later must still show it.
+        sampled = parse_rfc3339(status.get("lastSampleTime"))
+        if sampled is not None and (published.last_sample is None or sampled > published.last_sample):
+            published.last_sample = sampled
         self._on_write("success")
 
     async def _patch_status(self, namespace: str, name: str, status: dict) -> None:
@@ -547,6 +556,17 @@ def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], li
     if report.selection.unresolved_pods:
         warnings.append(f"{report.selection.unresolved_pods} pods wait for their owner to be known")
     return [ready, degraded, invalid], warnings
+
+
+def failed_nodes(status: Mapping | None) -> dict[str, NodeFailure]:
+    """The failing nodes a policy status shows (a previous run's): a restart continues them, so ``since`` is kept
+    and no second ScrapeFailed Event is posted for a failure already reported."""
+    failures = {}
+    for entry in (status or {}).get("failedNodes") or []:
+        since = parse_rfc3339(entry.get("since"))
+        if entry.get("name") and entry.get("reason") and since is not None:
+            failures[entry["name"]] = NodeFailure(entry["reason"], entry.get("message", ""), since)
+    return failures
 
 
 def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before: list[dict]) -> dict:

@@ -48,14 +48,25 @@ class KubeletClient:
         key = (ca_path, creds.cert_path, creds.key_path, verify)
         context = self._contexts.get(key)
         if context is None:
-            context = ssl.create_default_context(cafile=ca_path)
+            try:
+                context = ssl.create_default_context(cafile=ca_path)
+            except OSError as exc:  # ssl.SSLError included: a file that holds no certificate
+                raise ScrapeError("tls", f"cannot load CA bundle {ca_path}: {exc}") from None
             if not verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             if creds.cert_path:
-                context.load_cert_chain(creds.cert_path, creds.key_path)
+                try:
+                    context.load_cert_chain(creds.cert_path, creds.key_path)
+                except OSError as exc:
+                    raise ScrapeError("tls", f"cannot load client certificate {creds.cert_path}: {exc}") from None
             self._contexts[key] = context
         return context
+
+    def check_kubelet_ca(self) -> None:
+        """Raise ScrapeError now if the configured kubelet CA bundle cannot be loaded (a start-up check)."""
+        if self._kubelet_ca_path is not None:
+            self._ssl(self._credentials(), self._kubelet_ca_path, True)
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

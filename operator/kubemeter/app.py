@@ -269,7 +269,8 @@ class Runtime:
                 name, spec, generation, self.deps, current.publisher, failures=failed_nodes(obj.get("status"))
             )
             current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
-            log.info("policy %s: started (every %ss, %s via %s)", name, spec.interval, spec.endpoint, spec.via)
+            standby = "" if self.deps.active.is_set() else "; a standby: it scrapes once it leads"
+            log.info("policy %s: started (every %ss, %s via %s%s)", name, spec.interval, spec.endpoint, spec.via, standby)
         else:
             current.loop.configure(spec, generation)
             log.info("policy %s: spec generation %s applies from the next cycle", name, generation)

@@ -280,3 +280,13 @@ def test_negative_and_absurd_values_are_no_value() -> None:
     container = container_of(metrics, "n", "p", "c")
     assert (container.cpu_seconds, container.memory_working_set_bytes, container.timestamp) == (None, None, 1.7e9)
     assert (metrics.node.cpu_seconds, metrics.node.memory_working_set_bytes) == (None, 0)
+
+
+def test_blanks_around_label_names_equals_signs_and_commas() -> None:
+    """Go's text parser (expfmt) skips them; a kubelet never writes them, a proxy or a hand-made file might."""
+    text = (
+        'container_cpu_usage_seconds_total{ container = "app" , namespace = "n" , pod = "p" } 1.5 1700000000000\n'
+        'container_memory_working_set_bytes{container ="app", namespace= "n",pod="p" } 100 1700000000000\n'
+    )
+    container = container_of(decode_text(text), "n", "p", "app")
+    assert (container.cpu_seconds, container.memory_working_set_bytes, container.timestamp) == (1.5, 100, 1.7e9)

@@ -15,6 +15,8 @@ IMPOSSIBLE = {
                      ("True", "Scraping"), ("True", "NothingSelected")),
     "no-such-namespace": ({"selector": {"namespaces": ["does-not-exist"], "nodeSelector": HEALTHY_NODES}},
                           ("True", "Scraping"), ("True", "NothingSelected")),
+    "no-such-namespace-and-a-failing-node": ({"selector": {"namespaces": ["does-not-exist"]}},
+                                            ("True", "Scraping"), ("True", "NodesFailing")),
     "no-such-nodes": ({"selector": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "nowhere"}}}},
                       ("False", "NoNodesSelected"), ("False", "AllNodesScraped")),
     "unreachable-nodes": ({"selector": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": BROKEN}}}},
@@ -46,6 +48,8 @@ async def test_policies_that_select_nothing_reachable_are_reported_not_crashed_o
         else:
             assert status.get("workloads", 0) == 0 and status.get("pods", 0) == 0 and owned == [], name
 
+    both = (await operator.policy("no-such-namespace-and-a-failing-node"))["status"]["conditions"]
+    assert "no running pod matches" in next(c["message"] for c in both if c["type"] == "Degraded"), "not hidden"
     fine = (await operator.policy("fine"))["status"]
     assert fine["workloads"] > 0 and fine["nodes"] == {"selected": 3, "scraped": 2, "failed": 1}
     assert all(not p.task.done() for p in operator.runtime.policies.values()), "every loop still runs"

@@ -117,3 +117,14 @@ async def test_custom_objects_api(kube_api_client, widget_crd: dict) -> None:
     listing = await asyncio.to_thread(custom.list_namespaced_custom_object, "example.com", "v1", "default",
                                       "widgets")
     assert listing["items"] == []
+
+
+async def test_an_integer_beyond_int64_is_rejected_as_invalid_not_a_server_error(kube_api_client, widget_crd) -> None:
+    extensions = kubernetes.client.ApiextensionsV1Api(kube_api_client)
+    await asyncio.to_thread(extensions.create_custom_resource_definition, widget_crd)
+    custom = kubernetes.client.CustomObjectsApi(kube_api_client)
+    with pytest.raises(ApiException) as invalid:
+        await asyncio.to_thread(custom.create_namespaced_custom_object, "example.com", "v1", "default", "widgets",
+                                {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+                                 "spec": {"size": 99999999999999999999}})
+    assert invalid.value.status == 422 and "spec.size in body must be of type integer" in invalid.value.body

@@ -235,3 +235,12 @@ def test_invalid_status_with_one_error_has_no_brackets_and_core_kinds_no_group()
     status = invalid_status("ConfigMap", "", "c", [FieldError("FieldValueRequired", "data", "Required value")])
     assert status["message"] == 'ConfigMap "c" is invalid: data: Required value'
     assert "group" not in status["details"]
+
+
+def test_an_integer_beyond_what_a_float_holds_exactly_is_not_an_integer() -> None:
+    """apimachinery decodes a JSON integer beyond int64 as a float64, and go-openapi counts a float as an
+    integer only within +-(2^53 - 1): such a value is a type error (422), whatever CEL rules follow."""
+    schema = spec_schema(count={"type": "integer", "maximum": 1000})
+    assert errors_of(schema, {"count": float(2**53 - 1)})[0][2].endswith("should be less than or equal to 1000")
+    assert errors_of(schema, {"count": 1e20}) == [(
+        "FieldValueTypeInvalid", "spec.count", 'Invalid value: "number": spec.count in body must be of type integer: "number"')]

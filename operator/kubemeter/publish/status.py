@@ -546,7 +546,8 @@ def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], li
     else:
         ready = ("Ready", "True", "Scraping", f"{selected - failed} of {selected} kubelets scraped")
     if failed:
-        degraded = ("Degraded", "True", "NodesFailing", f"{failed} of {selected} kubelets failed; see failedNodes")
+        nothing = "; and no running pod matches the policy's selectors" if pods == 0 else ""
+        degraded = ("Degraded", "True", "NodesFailing", f"{failed} of {selected} kubelets failed; see failedNodes{nothing}")
     elif selected and pods == 0:
         degraded = ("Degraded", "True", "NothingSelected", "no running pod matches the policy's selectors")
     else:

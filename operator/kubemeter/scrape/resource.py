@@ -201,9 +201,10 @@ def _labels_split(parts: list[str], line: str) -> tuple[dict[str, str], str]:
             if key_part[:close].strip(" ,"):
                 raise DecodeError(f"malformed labels in {_excerpt(line)}")
             return labels, key_part[close + 1 :]
+        key_part = key_part.rstrip(" ")  # blanks around "=" are allowed, as Go's text parser allows them
         if i + 2 > last or not key_part.endswith("="):  # a value needs a key part after it
             raise DecodeError(f"malformed labels in {_excerpt(line)}")
-        labels[key_part[:-1].lstrip(", ")] = parts[i + 1]
+        labels[key_part[:-1].strip(", ")] = parts[i + 1]
         i += 2
 
 

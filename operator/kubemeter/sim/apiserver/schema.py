@@ -75,6 +75,11 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+def _json_integer(number: float) -> bool:
+    """go-openapi's IsFloat64AJSONInteger: a whole float64 within +-(2^53 - 1), the integers a float holds exactly."""
+    return number.is_integer() and abs(number) <= 2**53 - 1
+
+
 def _go_float(number: float) -> str:
     """Go's %v for a float64: no trailing .0, exponent form only for very large or small values."""
     if number.is_integer() and abs(number) < 1e21:
@@ -463,7 +468,7 @@ class _StructuralValidator:
         else:
             expected = node.type
             ok = (actual == expected or (expected == "number" and actual == "integer")
-                  or (expected == "integer" and actual == "number" and float(value).is_integer()))
+                  or (expected == "integer" and actual == "number" and _json_integer(value)))
         if not ok:
             self.invalid(path, actual, f'must be of type {expected}: "{actual}"', "FieldValueTypeInvalid")
         return ok

@@ -570,23 +570,44 @@ def _wants_table(request: web.Request) -> bool:
     return False
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _json_int(text: str) -> int | float:
+    """An integer as apimachinery's JSON decoding keeps it: int64 when it fits, else float64 (so a schema's
+    ``integer`` check rejects it with a 422, never an overflow deeper down)."""
+    number = int(text)
+    return number if number in _INT64 else float(number)
+
+
+def _narrow_ints(document: Any) -> Any:
+    """The same for a YAML body."""
+    if isinstance(document, dict):
+        return {key: _narrow_ints(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_narrow_ints(value) for value in document]
+    if isinstance(document, int) and not isinstance(document, bool) and document not in _INT64:
+        return float(document)
+    return document
+
+
 def _decode_body(request: web.Request, body: bytes, rtype: ResourceType) -> Any:
     content_type = request.content_type
     if content_type == protobuf.MEDIA_TYPE and protobuf.supports(rtype.kind):
         return protobuf.decode(body)
     try:
         if content_type in ("application/yaml", "application/apply-patch+yaml"):
-            return yaml.safe_load(body)
+            return _narrow_ints(yaml.safe_load(body))
         if content_type not in (JSON, "application/octet-stream", "") and "json" not in content_type:
             raise unsupported_media_type(content_type, [JSON, "application/yaml"])
-        return json.loads(body)
+        return json.loads(body, parse_int=_json_int)
     except (ValueError, yaml.YAMLError) as error:
         raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
 
 
 def _decode_patch(body: bytes, patch_type: str) -> Any:
     try:
-        return yaml.safe_load(body) if patch_type == "apply" else json.loads(body)
+        return _narrow_ints(yaml.safe_load(body)) if patch_type == "apply" else json.loads(body, parse_int=_json_int)
     except (ValueError, yaml.YAMLError) as error:
         raise bad_request(f"error decoding patch: {error}") from None
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from kubemeter.scrape.samples import ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample, plausible
+from kubemeter.scrape.samples import MAX_QUANTITY, ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample
 
 _CONTAINER, _POD, _NODE, _SCRAPE_ERROR = 0, 1, 2, 3
 _CPU, _MEMORY, _START = 0, 1, 2
@@ -79,7 +79,7 @@ def decode_resource(body: bytes | str, scrape_time: float) -> NodeMetrics:
     # Without a backslash anywhere, every quote delimits a label value: the fast path may split on quotes.
     fast_heads = _FAST_HEADS if "\\" not in text else {}
     found = False
-    inf, negative_inf = _INF, -_INF
+    inf, negative_inf, most = _INF, -_INF, MAX_QUANTITY
     target: _Sample | None
     for line in text.split("\n"):
         # Fast path: the kubelet's own label sets (container,namespace,pod / namespace,pod) by position.
@@ -118,7 +118,7 @@ def decode_resource(body: bytes | str, scrape_time: float) -> NodeMetrics:
             timestamp = float(tokens[1]) / divisor if len(tokens) > 1 and tokens[1] != "#" else None
         except (IndexError, ValueError):
             raise DecodeError(f"malformed sample value in {_excerpt(line)}") from None
-        if not plausible(value):  # type: ignore[arg-type]
+        if not 0.0 <= value <= most:  # type: ignore[operator]  # samples.plausible, inlined on the hot path
             value = None
         if timestamp is not None and not negative_inf < timestamp < inf:
             timestamp = None

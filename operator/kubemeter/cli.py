@@ -174,9 +174,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from kubemeter import demo
+    from kubemeter.app import StartupError
 
     setup_logging("text", args.log_level)
-    return asyncio.run(demo.run(args))
+    try:
+        return asyncio.run(demo.run(args))
+    except StartupError as exc:
+        logging.getLogger("kubemeter").error("%s", exc)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

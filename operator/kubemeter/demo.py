@@ -165,6 +165,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
         runtime = Runtime(RunSettings(kubeconfig=str(cluster.kubeconfig), metrics_port=args.metrics_port,
                                       metrics_host="127.0.0.1"))
         operator = asyncio.create_task(run_operator(runtime, stop_flag=stop))
+        while runtime.metrics_port is None and not operator.done():  # its preflight: serving, or a StartupError
+            await asyncio.sleep(0.05)
+        if operator.done():
+            client.close()
+            operator.result()
         hint = _explore_hint(str(cluster.kubeconfig), args.metrics_port)
         deadline = time.monotonic() + args.duration if args.duration else None
         clear = "\033[2J\033[H" if sys.stdout.isatty() else ""

@@ -140,3 +140,31 @@ async def test_run_with_an_unusable_kubelet_ca_or_a_taken_port_exits_saying_so(s
         port = taken.getsockname()[1]
         code, output = await run_until_exit(sim_cluster.kubeconfig, "--metrics-port", str(port))
     assert code == 1 and f"cannot serve /metrics on 127.0.0.1:{port}" in output and "Traceback" not in output, output
+
+
+def test_demo_meters_the_simulated_cluster_and_stops_by_itself(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kubemeter", "demo", "--duration", "25", "--refresh", "5", "--metrics-port", "0",
+         "--workdir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.rsplit("kubemeter demo, ", 1)[-1]  # the final refresh of the table
+    assert "nodes 3/4 scraped, 1 failing" in last and "Ready=True" in last, last
+    rows = {line.split()[2]: line.split() for line in last.splitlines() if line.startswith(("shop ", "data "))}
+    assert rows["postgres"][1] == "StatefulSet" and rows["postgres"][4].endswith("m"), rows  # CPU in millicores
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_with_its_metrics_port_taken_says_so(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "kubemeter", "demo", "--duration", "20", "--metrics-port", str(port),
+             "--workdir", str(tmp_path / "demo")],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 1 and f"cannot serve /metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

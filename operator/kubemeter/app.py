@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import prometheus_client
+import urllib3
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
@@ -22,7 +23,7 @@ from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
-from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter
+from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter, describe
 from kubemeter.publish.prometheus import build_registry, exposition
 from kubemeter.publish.status import METRICSPOLICIES, WORKLOADMETRICS, StatusPublisher, failed_nodes
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
@@ -142,8 +143,10 @@ class Runtime:
             names = {resource.name for resource in served.resources}
         except ApiException as exc:
             if exc.status != 404:
-                raise
+                raise StartupError(f"cannot read the API server's discovery: {describe(exc)}") from None
             names = set()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # after KubeApi's retries
+            raise StartupError(f"cannot reach the API server at {self.config.host}: {describe(exc)}") from None
         missing = [f"{plural}.{GROUP}/{VERSION}" for plural in (METRICSPOLICIES, WORKLOADMETRICS) if plural not in names]
         if missing:
             raise StartupError(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+import yaml
 
 from kubemeter.demo import install_crds
 from kubemeter.kube import load_configuration
@@ -168,3 +169,19 @@ def test_demo_with_its_metrics_port_taken_says_so(tmp_path):
         )
     assert result.returncode == 1 and f"cannot serve /metrics on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_against_an_api_server_that_does_not_answer_says_so(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    result = kubemeter("run", "--kubeconfig", str(kubeconfig), "--metrics-port", "0")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"cannot reach the API server at https://127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr

@@ -640,6 +640,8 @@ WORKLOAD_METRICS = crd(
         column("CPU/Req", "number", ".status.cpu.requestUtilization", "CPU in use divided by CPU requests."),
         column("Memory", "string", ".status.memory.usage", "Memory working set."),
         column("Mem/Req", "number", ".status.memory.requestUtilization", "Working set divided by memory requests."),
+        # kubectl get wm -o wide: which policy measures it, when several cover one workload.
+        column("Policy", "string", ".spec.policy", "The MetricsPolicy this measurement belongs to.", priority=1),
     ],
 )
 

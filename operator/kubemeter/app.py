@@ -264,7 +264,7 @@ class Runtime:
         except PolicyError as exc:
             kept = " (the last valid spec keeps running)" if current.loop is not None else ""
             log.warning("policy %s is invalid: %s%s", name, exc, kept)
-            current.publisher.invalid(f"{exc}{kept}", generation)
+            current.publisher.invalid(f"{exc}{kept}", generation, running=current.loop is not None)
             self.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
             return
         if current.loop is None:

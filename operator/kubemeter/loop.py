@@ -316,8 +316,10 @@ class PolicyLoop:
 
     def step_down(self) -> None:
         """This replica lost the lease: its gauges would go stale next to the new leader's, and its queued writes
-        would race them. A later term starts afresh, as after a restart (objects adopted again, Events anew)."""
+        would race them, and its cycle health series (last cycle time, node counts) would look like a stalled
+        policy. A later term starts afresh, as after a restart (objects adopted again, Events anew)."""
         self.deps.collector.remove_policy(self.name)
+        self.deps.metrics.forget_policy(self.name)
         self.failures = {}
         self.publisher.step_down()
 

@@ -136,6 +136,17 @@ def test_operator_flags_come_from_values(render: Render) -> None:
     assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
 
 
+def test_a_kubelet_ca_from_a_config_map_is_mounted_and_passed(render: Render) -> None:
+    assert not any(a.startswith("--kubelet-ca") for a in container(render())["args"]), "default: the cluster CA"
+    manifests = render({"scrape": {"kubeletCA": {"configMap": "kubelet-serving-ca", "key": "bundle.pem"}}})
+    operator = container(manifests)
+    assert "--kubelet-ca=/etc/kubemeter/kubelet-ca/bundle.pem" in operator["args"]
+    mount = next(m for m in operator["volumeMounts"] if m["name"] == "kubelet-ca")
+    assert mount == {"name": "kubelet-ca", "mountPath": "/etc/kubemeter/kubelet-ca", "readOnly": True}
+    volumes = one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "kubelet-ca", "configMap": {"name": "kubelet-serving-ca"}} in volumes
+
+
 def test_image_tag_defaults_to_the_app_version(render: Render) -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert container(render())["image"] == f"kubemeter:{app_version}"

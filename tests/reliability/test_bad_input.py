@@ -67,5 +67,7 @@ async def test_a_label_key_the_schema_cannot_check_is_reported_invalid_in_status
     assert (condition["status"], condition["reason"], condition["observedGeneration"]) == ("True", "InvalidSpec", 1)
     assert "spec.selector.podSelector.matchLabels: 'app name' is not a valid label key" in condition["message"]
     assert operator.runtime.policies["bad-key"].loop is None, "nothing runs on a spec that cannot be understood"
+    conditions = {c["type"]: c for c in (await operator.policy("bad-key"))["status"]["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "InvalidSpec")
     [event] = await eventually(lambda: events(operator.client, "InvalidPolicy"))  # posted in the background
     assert event["involvedObject"]["name"] == "bad-key" and "'app name'" in event["message"]

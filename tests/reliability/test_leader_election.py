@@ -67,7 +67,10 @@ async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until
     # The API server refuses every Lease request: the renewal fails past renew_deadline.
     outage = op.cluster.apiserver.inject_fault(status=503, path=r"/leases/")
     await eventually(lambda: not op.runtime.deps.active.is_set(), timeout=3 * LEASE["lease_duration"] + 5)
-    assert not samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p"), "no stale gauges"
+    text = await op.scrape_metrics()
+    assert not samples(text, "kubemeter_workload_pods", policy="p"), "no stale gauges"
+    assert not samples(text, "kubemeter_policy_last_cycle_timestamp_seconds", policy="p"), "no stalled-policy alert"
+    assert not samples(text, "kubemeter_nodes", policy="p"), "nodes not counted twice next to the leader's"
     loop = op.runtime.policies["p"].loop
     planned, published = publisher.writes_planned, loop.cycles_published
     await op.thread.run(loop.run_cycle())  # a cycle that ends after the step-down

@@ -309,20 +309,24 @@ class StatusPublisher:
                 return
         self._queue(_Write(None, status, now))
 
-    def invalid(self, message: str, generation: int) -> None:
-        """Report a spec the operator cannot run (the last valid one, if any, keeps running)."""
-        self._report("Invalid", "True", "InvalidSpec", message, generation)
+    def invalid(self, message: str, generation: int, running: bool) -> None:
+        """Report a spec the operator cannot run. ``running``: the last valid spec keeps running (its Ready
+        stands); otherwise nothing runs, and Ready says so (a blank READY column would say nothing)."""
+        updates = [("Invalid", "True", "InvalidSpec", message)]
+        if not running:
+            updates.append(("Ready", "False", "InvalidSpec", "nothing runs until the spec is valid; see Invalid"))
+        self._report(updates, generation)
 
     def cycle_failed(self, message: str, generation: int) -> None:
         """Report a cycle that ended in an error before publishing: the figures shown are no longer current."""
-        self._report("Ready", "False", "CycleFailed", message, generation)
+        self._report([("Ready", "False", "CycleFailed", message)], generation)
 
-    def _report(self, type_: str, status_: str, reason: str, message: str, generation: int) -> None:
+    def _report(self, updates: list[tuple[str, str, str, str]], generation: int) -> None:
         now = self.clock()
         status = dict(self._policy_status or {})
         status["observedGeneration"] = generation
         status["conditions"] = merge_conditions(
-            self._conditions_before(), [condition(type_, status_, reason, message, generation, now)], now
+            self._conditions_before(), [condition(*update, generation, now) for update in updates], now
         )
         self._policy_status = status
         self._queue(_Write(None, status, now))
@@ -555,7 +559,9 @@ def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], li
     invalid = ("Invalid", "False", "ValidSpec", "the spec is valid")
     warnings = []
     if report.selection.unresolved_pods:
-        warnings.append(f"{report.selection.unresolved_pods} pods wait for their owner to be known")
+        count = report.selection.unresolved_pods
+        waiting = "1 pod waits for its owner" if count == 1 else f"{count} pods wait for their owners"
+        warnings.append(f"{waiting} to be known (not counted until then)")
     return [ready, degraded, invalid], warnings
 
 

@@ -33,11 +33,21 @@ def series(registry, collector, name):
 
 def workload_labels(policy, ref):
     return frozenset({"policy": policy, "namespace": ref.namespace, "workload_kind": ref.kind,
-                      "workload": ref.name}.items())
+                      "workload": ref.name, "workload_api_group": ref.api_version.rpartition("/")[0]}.items())
 
 
 WEB = WorkloadRef("shop", "Deployment", "web", "apps/v1")
 DB = WorkloadRef("shop", "StatefulSet", "db", "apps/v1")
+
+
+def test_kinds_of_one_name_from_two_api_groups_stay_two_series():
+    ours, argo = WorkloadRef("shop", "Rollout", "checkout", "example.com/v1"), WorkloadRef(
+        "shop", "Rollout", "checkout", "argoproj.io/v1alpha1")
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot_of([pod("a", ours), pod("b", argo), pod("c", argo)], {}), ["workload"])
+    pods = series(registry, collector, "kubemeter_workload_pods")
+    assert pods == {workload_labels("p", ours): 1.0, workload_labels("p", argo): 2.0}
+    assert dict(workload_labels("p", argo))["workload_api_group"] == "argoproj.io"
 
 
 def test_workload_namespace_node_and_cluster_gauges_carry_the_snapshot():

@@ -60,7 +60,8 @@ _HELP_WORDS = {
     },
 }
 _LABELS = {
-    "workload": ("policy", "namespace", "workload_kind", "workload"),
+    # The API group tells apart kinds of one name from two groups (two CRDs both called Rollout, say).
+    "workload": ("policy", "namespace", "workload_kind", "workload", "workload_api_group"),
     "namespace": ("policy", "namespace"),
     "node": ("policy", "node"),
     "cluster": ("policy",),
@@ -71,7 +72,7 @@ def _rows(level: str, policy: str, snapshot: Snapshot) -> Iterator[tuple[list[st
     """(label values, figures) of every series a snapshot has at one level."""
     if level == "workload":
         for ref, result in snapshot.workloads.items():
-            yield [policy, ref.namespace, ref.kind, ref.name], result
+            yield [policy, ref.namespace, ref.kind, ref.name, ref.api_version.rpartition("/")[0]], result
     elif level == "namespace":
         for namespace, totals in snapshot.namespaces.items():
             yield [policy, namespace], totals

@@ -263,3 +263,16 @@ async def test_controllers_act_on_workloads_created_through_the_api(cluster: Clu
         "spec": {"restartPolicy": "Never", "containers": [{"name": "sh", "image": "busybox"}]}})
     lonely = cluster.store.get("v1", "pods", "lonely", "default")
     assert lonely["status"]["phase"] == "Running" and lonely["spec"]["nodeName"] in cluster.kubelets
+
+
+async def test_a_pod_created_already_bound_to_a_node_is_started_by_that_nodes_kubelet(cluster: Cluster) -> None:
+    """As on a real cluster, where the kubelet of spec.nodeName runs it (static-pod style, or a bypassed
+    scheduler); bound to a node that does not exist, it stays Pending."""
+    node = sorted(cluster.kubelets)[0]
+    spec = {"containers": [{"name": "app", "image": "busybox"}]}
+    for name, node_name in (("bound", node), ("nowhere", "no-such-node")):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {**spec, "nodeName": node_name}}
+        cluster.store.create("v1", "pods", pod, namespace="default")
+    await asyncio.sleep(0.05)
+    assert cluster.store.get("v1", "pods", "bound", "default")["status"]["phase"] == "Running"
+    assert cluster.store.get("v1", "pods", "nowhere", "default").get("status", {}).get("phase", "Pending") == "Pending"

@@ -214,7 +214,7 @@ class Scenario:
             owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
             if event_type == "DELETED" and owner is not None and owner["kind"] in _RECONCILED:
                 self._reconcile_soon(owner["kind"], meta["namespace"], owner["name"])
-            elif event_type == "ADDED" and not (obj.get("spec") or {}).get("nodeName"):
+            elif event_type == "ADDED" and (obj.get("status") or {}).get("phase", "Pending") == "Pending":
                 self._reconcile_soon("Pod", meta["namespace"], meta["name"])
         elif rtype.kind in _RECONCILED and rtype.group in ("apps", "batch"):
             # Controllers act on creation and on spec changes (a new generation), not on status writes.
@@ -261,10 +261,18 @@ class Scenario:
             log.debug("reconcile %s %s/%s: %s", kind, namespace, name, error.message)
 
     def _bind_and_run(self, pod: dict[str, Any]) -> None:
-        """The scheduler binds an unscheduled pod, then its kubelet starts it."""
-        meta = pod["metadata"]
-        node = self._schedule(pod.get("spec") or {})
-        bound = self.store.patch("v1", "pods", meta["name"], {"spec": {"nodeName": node}}, "merge", meta["namespace"])
+        """The scheduler binds an unscheduled pod, then its kubelet starts it. A pod created with its nodeName
+        set skips the scheduler; on a node that does not exist it stays Pending, as no kubelet claims it."""
+        if (pod.get("status") or {}).get("phase", "Pending") != "Pending":
+            return  # started already (the scenario's own pods are running by the time this runs)
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if spec.get("nodeName"):
+            if spec["nodeName"] not in self.nodes:
+                return
+            bound = pod
+        else:
+            node = self._schedule(spec)
+            bound = self.store.patch("v1", "pods", meta["name"], {"spec": {"nodeName": node}}, "merge", meta["namespace"])
         self._mark_running(bound, self.clock())
 
     def _reconcile_deployment(self, deployment: dict[str, Any]) -> None:

@@ -190,3 +190,19 @@ async def test_leader_election_may_touch_only_its_own_lease(render: Render, tmp_
                           ["delete", "lease", "-n", "kubemeter", lease_name]):
             code, _, err = await as_candidate(*forbidden, check=False)
             assert code != 0 and "Error from server (Forbidden)" in err, (forbidden, err)
+
+
+async def test_helm_installs_and_uninstalls_the_release(tmp_path: Path) -> None:
+    """A real `helm install` and `helm uninstall` (client-go underneath: it deletes its release Secret with
+    protobuf DeleteOptions) leave nothing of the release behind."""
+    async with Cluster(nodes=1, pods_per_node=0, scenario="empty", workdir=tmp_path / "sim") as cluster:
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HELM_CACHE_HOME": str(tmp_path / "cache"),
+               "HELM_CONFIG_HOME": str(tmp_path / "config"), "HELM_DATA_HOME": str(tmp_path / "data")}
+        for command in (("install", "km", str(CHART), "--namespace", "default"), ("uninstall", "km", "--namespace", "default")):
+            helm = await asyncio.create_subprocess_exec("helm", *command, env=env, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            output, _ = await helm.communicate()
+            assert helm.returncode == 0, output.decode()
+        left = [s["metadata"]["name"] for s in cluster.store.list("v1", "secrets", namespace="default")]
+        assert not [name for name in left if name.startswith("sh.helm.release.")], left
+        assert cluster.store.list("apps/v1", "deployments", namespace="default") == []

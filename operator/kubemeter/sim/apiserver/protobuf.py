@@ -128,7 +128,21 @@ def _access_review(number: int, value: int | bytes, obj: dict) -> None:
     obj["spec"] = spec
 
 
+def _delete_options(number: int, value: int | bytes, obj: dict) -> None:
+    """meta/v1 DeleteOptions (client-go sends it in protobuf for core kinds, e.g. Helm purging its release Secret):
+    1 gracePeriodSeconds, 3 orphanDependents, 4 propagationPolicy, 5 dryRun (repeated)."""
+    if number == 1 and isinstance(value, int):
+        obj["gracePeriodSeconds"] = value
+    elif number == 3:
+        obj["orphanDependents"] = bool(value)
+    elif number == 4:
+        obj["propagationPolicy"] = _text(value)
+    elif number == 5:
+        obj.setdefault("dryRun", []).append(_text(value))
+
+
 _KINDS: dict[str, Callable[[int, int | bytes, dict], None]] = {
+    "DeleteOptions": _delete_options,
     "Namespace": _namespace, "ConfigMap": _configmap, "Secret": _secret, "ServiceAccount": _service_account,
     "SelfSubjectAccessReview": _access_review, "SubjectAccessReview": _access_review}
 

@@ -323,7 +323,10 @@ class ApiServer:
                       options: WriteOptions) -> web.Response:
         body = await request.read()
         try:
-            delete_options = json.loads(body) if body.strip() else {}
+            if request.content_type == protobuf.MEDIA_TYPE:
+                delete_options = protobuf.decode(body)
+            else:
+                delete_options = json.loads(body) if body.strip() else {}
         except ValueError as error:
             raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
         if not isinstance(delete_options, dict):

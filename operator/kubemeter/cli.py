@@ -15,7 +15,8 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 LOG_FORMATS = ("text", "json")
 
@@ -121,11 +122,27 @@ async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
     await main(stop)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_operator_command(main: Coroutine[Any, Any, int | None]) -> int:
+    """Run ``run`` or ``demo``; an operator that cannot start says why in one line and exits 1, no traceback."""
     import yaml
     from kubernetes.config import ConfigException
 
-    from kubemeter.app import Runtime, StartupError
+    from kubemeter.app import StartupError
+
+    try:
+        return asyncio.run(main) or 0
+    except StartupError as exc:
+        logging.getLogger("kubemeter").error("%s", exc)
+    except (ConfigException, yaml.YAMLError) as exc:
+        logging.getLogger("kubemeter").error(
+            "no usable cluster configuration (%s): pass --kubeconfig, set KUBECONFIG, or run in a pod",
+            " ".join(str(exc).split()),
+        )
+    return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kubemeter.app import Runtime
     from kubemeter.handlers import run_operator
 
     setup_logging(args.log_format, args.log_level)
@@ -134,18 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> None:
         await run_operator(Runtime(settings), stop_flag=stop)
 
-    try:
-        asyncio.run(_until_signalled(main))
-    except StartupError as exc:
-        logging.getLogger("kubemeter").error("%s", exc)
-        return 1
-    except (ConfigException, yaml.YAMLError) as exc:
-        logging.getLogger("kubemeter").error(
-            "no usable cluster configuration (%s): pass --kubeconfig, set KUBECONFIG, or run in a pod",
-            " ".join(str(exc).split()),
-        )
-        return 1
-    return 0
+    return _run_operator_command(_until_signalled(main))
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -174,14 +180,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from kubemeter import demo
-    from kubemeter.app import StartupError
 
     setup_logging("text", args.log_level)
-    try:
-        return asyncio.run(demo.run(args))
-    except StartupError as exc:
-        logging.getLogger("kubemeter").error("%s", exc)
-        return 1
+    return _run_operator_command(demo.run(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

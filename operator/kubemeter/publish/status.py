@@ -580,10 +580,10 @@ def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before
     snapshot, now = report.snapshot, report.snapshot.time
     checks, warnings = _readiness(report)
     if spec.insecure_skip_tls_verify and spec.via == "direct":
-        warnings.append((
+        warnings.append(
             "insecureSkipTLSVerify is set: kubelet certificates are not verified, so the operator's "
             "service-account token goes to whoever answers at a node's address"
-        ))
+        )
     cluster = snapshot.cluster
     failed = sorted(report.failures.items())
     return _compact(

@@ -183,6 +183,11 @@ class ApiServer:
             error.details = {**(error.details or {}), "retryAfterSeconds": fault.retry_after}
         return _error_response(error)
 
+    def _refuse(self, user: str, attrs: Attributes) -> ApiError:
+        """The 403 for a request RBAC does not allow, recorded in ``denied`` as an audit log would."""
+        self.denied.append((user, attrs))
+        return forbidden_error(user, attrs)
+
     def _identity(self, request: web.Request) -> tuple[str | None, str]:
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
@@ -218,8 +223,7 @@ class ApiServer:
         attrs = Attributes(verb, group, target.rtype.plural, target.subresource, target.name, target.namespace or "")
         allowed, _ = self._auth.authorize(token, attrs)
         if not allowed:
-            self.denied.append((user, attrs))
-            raise forbidden_error(user, attrs)
+            raise self._refuse(user, attrs)
         if target.rtype.group == "authorization.k8s.io":
             return await self._access_review(request, target.rtype, token, user)
         return await self._serve(request, verb, target)
@@ -468,8 +472,7 @@ class ApiServer:
         verb = _PROXY_VERBS.get(request.method, "get")
         attrs = Attributes(verb, "", "nodes", "proxy", target.name)
         if not self._auth.authorize(token, attrs)[0]:
-            self.denied.append((user, attrs))
-            raise forbidden_error(user, attrs)
+            raise self._refuse(user, attrs)
         self.store.get_entry(target.rtype, target.name, None)
         if self.node_proxy is None:
             raise ApiError(503, "ServiceUnavailable", f'no route to node "{target.name}"')

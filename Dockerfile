@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The kubemeter operator image. The builder stage turns the project's own metadata (pyproject.toml) into a wheel
-# and installs it, with its runtime dependencies only (no "sim" extra), into a virtualenv; the final stage copies
+# and installs it, with its runtime dependencies only (the simulator is another distribution, sim/), into a virtualenv; the final stage copies
 # just that virtualenv onto the same slim Python base, so no build tool or source tree reaches the image.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 

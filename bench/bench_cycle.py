@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from common import Row, metric_sum, bench_main, report
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 from steady import POLICY, Phase, run_session
 
 PROFILES = {

@@ -24,7 +24,7 @@ from common import (
     BENCH, PYTHON, Row, bench_main, process_usage, report, simulated_cluster, stop_process, wait_until,
 )
 from ingest_probe import SENT_ANNOTATION
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 
 PROFILES = {
     "full": {"nodes": 200, "pods_per_node": 150, "churn_rate": 200, "churn_seconds": 60},

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from kubemeter.sim.apiserver.server import ApiServer
+from kubemeter_sim.apiserver.server import ApiServer
 
 RESULTS = Path(__file__).parent / "results" / "sim_apiserver.json"
 

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from kubemeter.sim.cluster import Cluster
-from kubemeter.sim.kubelet import Kubelet
+from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.kubelet import Kubelet
 
 PODS = 110
 CONTAINERS = ("app", "sidecar", "exporter")

@@ -28,10 +28,10 @@ import aiohttp
 import kubernetes
 
 from kubemeter import GROUP, VERSION
-from kubemeter.demo import install_crds
+from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
-from kubemeter.sim.apiserver.server import ApiServer
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.apiserver.server import ApiServer
+from kubemeter_sim.cluster import Cluster
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

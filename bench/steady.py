@@ -21,7 +21,7 @@ from common import (
     operator_process, simulated_cluster, wait_until,
 )
 from kubemeter import GROUP, VERSION
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 
 POLICY = "bench"
 _WATCH_EVENTS = re.compile(r'^kubemeter_watch_events_total\{resource="([^"]*)",type="([^"]*)"\} (\S+)$', re.M)

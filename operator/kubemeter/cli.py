@@ -172,14 +172,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from kubemeter.sim import cli as sim_cli
+    from kubemeter_sim import cli as sim_cli
 
     setup_logging("text", args.log_level)
     return asyncio.run(sim_cli.run(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kubemeter import demo
+    from kubemeter_sim import demo
 
     setup_logging("text", args.log_level)
     return _run_operator_command(demo.run(args))
@@ -198,10 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (sim, demo):
         sub.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
     try:  # the simulator's extra dependencies are not in the operator's image
-        from kubemeter import demo as demo_module
-        from kubemeter.sim import cli as sim_cli
+        from kubemeter_sim import demo as demo_module
+        from kubemeter_sim import cli as sim_cli
     except ImportError as exc:
-        missing = f"needs the simulator's dependencies (pip install 'kubemeter[sim]'): {exc}"
+        missing = f"needs the simulator, the kubemeter-sim distribution (pip install ./sim from a checkout): {exc}"
         sim.set_defaults(handler=lambda args: sys.exit(f"kubemeter sim {missing}"))
         demo.set_defaults(handler=lambda args: sys.exit(f"kubemeter demo {missing}"))
     else:

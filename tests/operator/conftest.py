@@ -18,11 +18,11 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
 from kubemeter.app import RunSettings, Runtime
-from kubemeter.demo import install_crds
+from kubemeter_sim.demo import install_crds
 from kubemeter.handlers import OperatorThread
 from kubemeter.kube import load_configuration
 from kubemeter.loop import PolicyLoop
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS_DIR = REPO / "crds"

@@ -13,7 +13,7 @@ import kubernetes
 import pytest
 import yaml
 
-from kubemeter.demo import install_crds
+from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kubelet"

@@ -12,7 +12,7 @@ from kubemeter.memory import TLS_READ_BUFFER_BYTES, shrink_tls_read_buffers
 from kubemeter.model import NodeInfo, node_endpoint
 from kubemeter.scrape.client import KubeletClient
 from kubemeter.scrape.decode import decode
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 
 
 async def test_a_tls_connection_holds_a_small_read_buffer():

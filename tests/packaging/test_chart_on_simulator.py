@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 
 from .packaging_support import ALL_FEATURES, CHART, Manifest, Render, by_kind, one, run
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubemeter.sim.apiserver.schema import CompiledSchema
+from kubemeter_sim.apiserver.schema import CompiledSchema
 
 from .packaging_support import CHART, CRDS, REPO, crd, crd_schema, run
 
@@ -46,10 +46,17 @@ def test_committed_crds_are_the_generators_output(tmp_path: Path) -> None:
     assert committed == generated, "crds/ drifted from hack/gen-crds.py: run hack/sync-crds.sh"
 
 
-def test_chart_crds_are_identical_to_the_top_level_crds() -> None:
-    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+@pytest.mark.parametrize("copy", [CHART / "crds", REPO / "sim" / "kubemeter_sim" / "crds"], ids=["chart", "simulator"])
+def test_copied_crds_are_identical_to_the_top_level_crds(copy: Path) -> None:
+    copied = {p.name: p.read_bytes() for p in copy.glob("*.yaml")}
     top = {p.name: p.read_bytes() for p in CRDS.glob("*.yaml")}
-    assert chart == top, "charts/kubemeter/crds drifted from crds/: run hack/sync-crds.sh"
+    assert copied == top, f"{copy.relative_to(REPO)} drifted from crds/: run hack/sync-crds.sh"
+
+
+def test_the_simulators_demo_policy_is_the_examples_one() -> None:
+    copy = REPO / "sim" / "kubemeter_sim" / "examples" / "metricspolicy-demo.yaml"
+    assert copy.read_bytes() == (REPO / "examples" / "metricspolicy-demo.yaml").read_bytes(), \
+        "run hack/sync-crds.sh"
 
 
 def fields(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:

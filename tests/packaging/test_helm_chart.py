@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubemeter.sim.apiserver.schema import CompiledSchema
+from kubemeter_sim.apiserver.schema import CompiledSchema
 
 from .packaging_support import ALL_FEATURES, CHART, Manifest, Render, by_kind, crd_schema, one, run
 

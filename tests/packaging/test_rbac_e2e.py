@@ -12,9 +12,9 @@ import pytest
 import yaml
 from kubernetes.config import incluster_config
 
-from kubemeter.demo import install_crds
+from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
 from tests.reliability.support import events
 

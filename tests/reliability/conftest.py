@@ -10,9 +10,9 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from kubemeter.demo import install_crds
+from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 from tests.operator.conftest import REPO, Operator, operator, sim_cluster, start_operator  # noqa: F401
 
 StartOperator = Callable[..., Awaitable[Operator]]

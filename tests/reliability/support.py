@@ -10,7 +10,7 @@ import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter.loop import CycleReport
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 from tests.operator.conftest import Operator, eventually
 
 

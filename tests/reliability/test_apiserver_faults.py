@@ -11,7 +11,7 @@ from kubemeter.model import NODES, PODS, REPLICASETS
 from kubemeter.policy import parse_policy
 from kubemeter.publish.status import rfc3339
 from kubemeter.watch import RESOURCES
-from kubemeter.sim.scenario import container, template
+from kubemeter_sim.scenario import container, template
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.conftest import StartOperator
 from tests.reliability.support import samples

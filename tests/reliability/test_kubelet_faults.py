@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kubemeter.publish.status import rfc3339
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 from tests.operator.conftest import stepped
 from tests.reliability.support import node_events, scrape_errors
 

@@ -3,7 +3,7 @@ first cycle, CPU from the second, and the objects of workloads deleted while it 
 
 from __future__ import annotations
 
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 from tests.operator.conftest import stepped
 from tests.operator.test_e2e_metering import top_owner
 from tests.reliability.support import RequestCounter, first_cycle, node_events

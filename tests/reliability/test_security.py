@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
-from kubemeter.sim.scenario import container, template
+from kubemeter_sim.scenario import container, template
 from tests.operator.conftest import stepped
 from tests.operator.test_e2e_metering import top_owner
 from tests.reliability.support import RequestCounter, events, node_events

@@ -11,8 +11,8 @@ from typing import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 
-from kubemeter.sim.apiserver.server import ApiServer
-from kubemeter.sim.apiserver.tls import ServingCert, self_signed
+from kubemeter_sim.apiserver.server import ApiServer
+from kubemeter_sim.apiserver.tls import ServingCert, self_signed
 
 ADMIN_TOKEN = "admin-token"
 

@@ -7,7 +7,7 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
-from kubemeter.sim.apiserver.server import ApiServer
+from kubemeter_sim.apiserver.server import ApiServer
 
 
 def pod_body(name: str, labels: dict | None = None) -> kubernetes.client.V1Pod:

@@ -7,7 +7,7 @@ import json
 import aiohttp
 import pytest
 
-from kubemeter.sim.apiserver.server import ApiServer
+from kubemeter_sim.apiserver.server import ApiServer
 
 
 async def open_watch(http, path: str, token: str = "admin-token") -> aiohttp.ClientResponse:

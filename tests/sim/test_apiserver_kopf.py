@@ -10,9 +10,9 @@ from typing import AsyncIterator, Callable
 import kopf
 import pytest
 
-from kubemeter.sim.apiserver.errors import ApiError
-from kubemeter.sim.apiserver.server import ApiServer
-from kubemeter.sim.apiserver.tls import ServingCert
+from kubemeter_sim.apiserver.errors import ApiError
+from kubemeter_sim.apiserver.server import ApiServer
+from kubemeter_sim.apiserver.tls import ServingCert
 
 ADMIN_TOKEN = "admin-token"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from kubemeter.sim.apiserver.server import ApiServer
+from kubemeter_sim.apiserver.server import ApiServer
 
 DEPLOYMENT = """
 apiVersion: apps/v1

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from kubemeter.sim.apiserver.errors import ApiError
-from kubemeter.sim.apiserver.objects import WriteOptions
-from kubemeter.sim.apiserver.store import Store
+from kubemeter_sim.apiserver.errors import ApiError
+from kubemeter_sim.apiserver.objects import WriteOptions
+from kubemeter_sim.apiserver.store import Store
 
 
 def pod(name: str, namespace: str = "default", **metadata: object) -> dict:

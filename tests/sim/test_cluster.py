@@ -14,9 +14,9 @@ import kubernetes
 import pytest
 from cryptography import x509
 
-from kubemeter.sim import cli
-from kubemeter.sim.cluster import Cluster
-from kubemeter.sim.scenario import container, template
+from kubemeter_sim import cli
+from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.scenario import container, template
 
 
 async def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:

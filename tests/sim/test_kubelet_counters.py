@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from kubemeter.sim.kubelet import Kubelet
-from kubemeter.sim.profiles import PROFILE_KINDS, make_profile
+from kubemeter_sim.kubelet import Kubelet
+from kubemeter_sim.profiles import PROFILE_KINDS, make_profile
 
 START = 1_795_000_000.0
 

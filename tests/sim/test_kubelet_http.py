@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubemeter.sim.cluster import Cluster
-from kubemeter.sim.faults import Fault
+from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.faults import Fault
 
 METRICS_RULES = [{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]}]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kubemeter.sim.apiserver.openapi import definition_name, openapi_v3_document, openapi_v3_root
+from kubemeter_sim.apiserver.openapi import definition_name, openapi_v3_document, openapi_v3_root
 
 SPEC_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
     "interval": {"type": "string", "description": "How often the kubelets are scraped.",
@@ -133,7 +133,7 @@ def manifest(spec: str) -> str:
 
 @pytest.fixture
 async def kubectl(tmp_path: Path) -> Any:
-    from kubemeter.sim.apiserver.server import ApiServer
+    from kubemeter_sim.apiserver.server import ApiServer
 
     binary = shutil.which("kubectl")
     assert binary, "kubectl is part of the test bed"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubemeter.sim.apiserver.builtin_schemas import builtin_schema, compiled_builtin_schema
-from kubemeter.sim.apiserver.openapi import openapi_v3_document
-from kubemeter.sim.apiserver.schema import CompiledSchema
+from kubemeter_sim.apiserver.builtin_schemas import builtin_schema, compiled_builtin_schema
+from kubemeter_sim.apiserver.openapi import openapi_v3_document
+from kubemeter_sim.apiserver.schema import CompiledSchema
 
 REPO = Path(__file__).parents[2]
 CAPTURES = sorted((REPO / "tests/fixtures/apiserver").glob("*.json"))
@@ -77,7 +77,7 @@ def test_unknown_kinds_have_no_schema() -> None:
 
 
 def test_core_document_describes_pods_with_field_docs() -> None:
-    from kubemeter.sim.apiserver.resources import ResourceType
+    from kubemeter_sim.apiserver.resources import ResourceType
 
     pods = ResourceType(group="", version="v1", plural="pods", singular="pod", kind="Pod", list_kind="PodList",
                         namespaced=True, subresources=frozenset({"status"}))
@@ -88,7 +88,7 @@ def test_core_document_describes_pods_with_field_docs() -> None:
 
 
 async def test_kubectl_explain_of_a_builtin_kind(tmp_path: Path) -> None:
-    from kubemeter.sim.apiserver.server import ApiServer
+    from kubemeter_sim.apiserver.server import ApiServer
 
     binary = shutil.which("kubectl")
     assert binary, "kubectl is part of the test bed"

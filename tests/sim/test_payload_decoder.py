@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kubemeter.scrape.decode import decode, detect_format
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kubelet"
 REAL = {

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubemeter.sim import payloads
-from kubemeter.sim.kubelet import Kubelet
-from kubemeter.sim.payloads import go_float
+from kubemeter_sim import payloads
+from kubemeter_sim.kubelet import Kubelet
+from kubemeter_sim.payloads import go_float
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kubelet"
 STABLE_FIXTURE = FIXTURES / "metrics-resource-eks-stable-ersilia-2025-06.txt"

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kubemeter.sim.apiserver.errors import ApiError
-from kubemeter.sim.cluster import Cluster
+from kubemeter_sim.apiserver.errors import ApiError
+from kubemeter_sim.cluster import Cluster
 
 APPS = ("apps/v1", "replicasets")
 

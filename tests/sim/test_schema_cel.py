@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubemeter.sim.apiserver.schema import CompiledSchema
+from kubemeter_sim.apiserver.schema import CompiledSchema
 
 
 def compile_spec(rules: list[dict[str, Any]], **properties: Any) -> CompiledSchema:

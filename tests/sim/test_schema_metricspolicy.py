@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubemeter.durations import DURATION_PATTERN
-from kubemeter.sim.apiserver.schema import CompiledSchema, invalid_status
+from kubemeter_sim.apiserver.schema import CompiledSchema, invalid_status
 
 DURATION = {"type": "string", "pattern": DURATION_PATTERN}
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"spec": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubemeter.sim.apiserver.schema import CompiledSchema
+from kubemeter_sim.apiserver.schema import CompiledSchema
 
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
     "interval": {"type": "string", "default": "30s"},

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubemeter.sim.apiserver.schema import CompiledSchema, FieldError, invalid_status
+from kubemeter_sim.apiserver.schema import CompiledSchema, FieldError, invalid_status
 
 
 def spec_schema(**properties: Any) -> CompiledSchema:

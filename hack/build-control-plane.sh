@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds a pinned Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) and the
+# peers kubemeter is compared with (metrics-server) from the Go module proxy, into DIR/bin.
+#
+# k8s.io/kubernetes and etcd's server cannot be `go install`ed: their go.mod files carry `replace` directives (the
+# staging modules). So each gets a small wrapper module of ours, generated here from the release's own go.mod: the
+# release's requirements, every `k8s.io/<staging> => ./staging/...` replace turned into the published
+# `k8s.io/<staging> v0.<minor>.<patch>`, and `tool` lines for the commands. Built as upstream does
+# (CGO_ENABLED=0, -trimpath, tags selinux,notest, the version stamped into component-base).
+#
+# Idempotent: a stamp names the versions, so a second run takes well under a second.
+# Usage: bash hack/build-control-plane.sh DIR
+set -euo pipefail
+
+readonly KUBERNETES_VERSION=v1.37.2
+readonly ETCD_VERSION=v3.6.16
+readonly METRICS_SERVER_VERSION=v0.8.0
+
+die() { echo "build-control-plane: $*" >&2; exit 1; }
+
+[[ $# -eq 1 ]] || die "usage: $0 DIR"
+mkdir -p "$1/bin"
+OUT=$(cd "$1" && pwd)
+BIN="$OUT/bin"
+STAMP="$BIN/.built-kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-metrics-server-$METRICS_SERVER_VERSION"
+[[ -f "$STAMP" ]] && exit 0
+
+command -v go >/dev/null || die "go not found on PATH (the machine's Go builds the control plane)"
+exec 9>"$OUT/.build.lock"
+flock 9
+[[ -f "$STAMP" ]] && exit 0
+
+# Module and build caches under DIR, so `make clean` removes them and nothing outside the checkout is touched.
+export GOMODCACHE="$OUT/go/mod" GOCACHE="$OUT/go/build" GOPATH="$OUT/go/path"
+export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+START=$(date +%s)
+
+# wrapper_module DIR MODULE VERSION: a module that requires MODULE@VERSION with its own requirements and with its
+# local `replace` directives pointed at the published modules of the same release.
+wrapper_module() {
+    local dir=$1 module=$2 version=$3
+    mkdir -p "$dir"
+    (cd "$dir" && go mod download -json "$module@$version" >download.json) \
+        || die "the module proxy did not serve $module@$version"
+    python3 - "$dir" "$module" "$version" <<'PY'
+import json, pathlib, re, sys
+out, module, version = sys.argv[1:]
+gomod = pathlib.Path(json.loads(pathlib.Path(out, "download.json").read_text())["GoMod"]).read_text()
+go_directive = re.search(r"^go (\S+)$", gomod, re.M).group(1)
+requires = [line.strip() for block in re.findall(r"^require \((.*?)^\)", gomod, re.M | re.S)
+            for line in block.splitlines() if line.strip() and not line.strip().startswith("//")]
+requires = [r.split("//")[0].strip() for r in requires]
+# A replace to a local directory (./staging/src/k8s.io/api, ../api) names a module published at the release's
+# matching version: k8s.io/kubernetes v1.37.2 -> k8s.io/api v0.37.2; etcd v3.6.16 -> go.etcd.io/etcd/api/v3 v3.6.16.
+published = "v0" + version[2:] if module == "k8s.io/kubernetes" else version
+replaces = [f"{m} => {m} {published}" for m, target in re.findall(r"^\s*(\S+)\s+=>\s+(\.\.?/\S+)\s*$", gomod, re.M)]
+lines = ["module kubemeter.local/build", "", f"go {go_directive}", "", "require (", f"\t{module} {version}"]
+lines += [f"\t{r}" for r in requires if r.split()[0] != module] + [")", "", "replace ("]
+lines += [f"\t{r}" for r in replaces] + [")", ""]
+pathlib.Path(out, "go.mod").write_text("\n".join(lines))
+PY
+}
+
+build() {  # DIR VERSION LDFLAGS PACKAGE...: the packages are of one module, at VERSION (never @latest)
+    local dir=$1 version=$2 ldflags=$3
+    shift 3
+    (cd "$dir" && for pkg in "$@"; do go get -tool "$pkg@$version"; done \
+        && go build -trimpath -tags selinux,notest -ldflags "-s -w $ldflags" -o "$BIN/" "$@") \
+        || die "building $* failed"
+}
+
+minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+wrapper_module "$OUT/src/kubernetes" k8s.io/kubernetes "$KUBERNETES_VERSION"
+build "$OUT/src/kubernetes" "$KUBERNETES_VERSION" "-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION \
+-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+-X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+
+wrapper_module "$OUT/src/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+build "$OUT/src/etcd" "$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
+mv "$BIN/server" "$BIN/etcd"  # go names the binary after the package path: go.etcd.io/etcd/server/v3
+
+# metrics-server has no local replaces: a plain tool requirement builds it.
+mkdir -p "$OUT/src/metrics-server"
+(cd "$OUT/src/metrics-server" && { [[ -f go.mod ]] || go mod init kubemeter.local/metrics-server >/dev/null 2>&1; } \
+    && go get -tool "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" >/dev/null \
+    && go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION" \
+        -o "$BIN/" sigs.k8s.io/metrics-server/cmd/metrics-server) \
+    || die "building metrics-server $METRICS_SERVER_VERSION failed"
+
+for tool in etcd kube-apiserver kube-controller-manager kube-scheduler metrics-server; do
+    [[ -x "$BIN/$tool" ]] || die "$tool was not built"
+done
+rm -f "$BIN"/.built-*
+touch "$STAMP"
+# The build cache (about 5 GB) only speeds up a rebuild of other versions; the module cache (1.2 GB) stays.
+rm -rf "$GOCACHE"
+echo "build-control-plane: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, metrics-server $METRICS_SERVER_VERSION" \
+    "built in $(( $(date +%s) - START )) s into $BIN ($(du -sh "$OUT" | cut -f1) with caches)" >&2

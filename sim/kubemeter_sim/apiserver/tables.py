@@ -1,0 +1,248 @@
+"""meta.k8s.io/v1 Table rendering: CRD additionalPrinterColumns and default columns for built-in kinds."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any, Callable
+
+from kubemeter_sim.apiserver.resources import ResourceType
+
+_DESCRIPTIONS = {
+    "Name": "Name must be unique within a namespace. Is required when creating resources, although some "
+            "resources may allow a client to request the generation of an appropriate name automatically. Name is "
+            "primarily intended for creation idempotence and configuration definition. Cannot be updated. More "
+            "info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+    "Age": "CreationTimestamp is a timestamp representing the server time when this object was created.",
+}
+
+
+def human_duration(seconds: float) -> str:
+    """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    years = hours // (24 * 365)
+    if years < 8:
+        days = (hours // 24) % 365
+        return f"{years}y{days}d" if days else f"{years}y"
+    return f"{years}y"
+
+
+def age(timestamp: str | None, now: dt.datetime) -> str:
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return "<invalid>"
+    return human_duration((now - then).total_seconds())
+
+
+# ---- JSONPath subset used by printer columns: .a.b, .a[0], .a[*].b, .a[?(@.k=="v")].b -----------------------
+_STEP = re.compile(r'\.([A-Za-z0-9_\-$]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*==\s*["\']([^"\']*)["\']\)\]'
+                   r'|\[["\']([^"\']+)["\']\]')
+
+
+def jsonpath(obj: Any, path: str) -> list[Any]:
+    path = path.strip()
+    if path.startswith("{") and path.endswith("}"):
+        path = path[1:-1]
+    nodes = [obj]
+    position = 0
+    while position < len(path):
+        match = _STEP.match(path, position)
+        if not match:
+            return []
+        field, index, filter_key, filter_value, quoted = match.groups()
+        position = match.end()
+        following: list[Any] = []
+        for node in nodes:
+            if field is not None or quoted is not None:
+                key = field if field is not None else quoted
+                if isinstance(node, dict) and key in node:
+                    following.append(node[key])
+            elif index is not None and isinstance(node, list):
+                following.extend(node if index == "*" else node[int(index):int(index) + 1])
+            elif filter_key is not None and isinstance(node, list):
+                following.extend(item for item in node if isinstance(item, dict)
+                                 and str(_dig(item, filter_key)) == filter_value)
+        nodes = following
+    return nodes
+
+
+def _dig(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def _custom_cell(obj: dict, column: dict, now: dt.datetime) -> Any:
+    values = jsonpath(obj, column.get("jsonPath", ""))
+    if not values:
+        return None
+    value = values[0] if len(values) == 1 else ",".join(json.dumps(v) if not isinstance(v, str) else v
+                                                         for v in values)
+    kind = column.get("type")
+    if kind == "date" and isinstance(value, str):
+        return age(value, now)
+    if kind == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    if kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if kind == "boolean" and isinstance(value, bool):
+        return value
+    if kind in ("integer", "number", "boolean"):
+        return None
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _column(name: str, kind: str = "string", format_: str = "", priority: int = 0, description: str = "") -> dict:
+    return {"name": name, "type": kind, "format": format_, "description": description or _DESCRIPTIONS.get(name, ""),
+            "priority": priority}
+
+
+# ---- built-in kinds ----------------------------------------------------------------------------------------
+def _pod_cells(pod: dict, now: dt.datetime) -> list[Any]:
+    status = pod.get("status") or {}
+    spec = pod.get("spec") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = sum(1 for s in statuses if s.get("ready"))
+    restarts = sum(int(s.get("restartCount") or 0) for s in statuses)
+    reason = status.get("reason") or status.get("phase") or ""
+    for container_status in statuses:
+        state = container_status.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        if waiting and waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated and terminated.get("reason"):
+            reason = terminated["reason"]
+    if pod["metadata"].get("deletionTimestamp"):
+        reason = "Terminating"
+    return [pod["metadata"]["name"], f"{ready}/{len(spec.get('containers') or [])}", reason, restarts,
+            age(pod["metadata"].get("creationTimestamp"), now), status.get("podIP") or "<none>",
+            spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>", "<none>"]
+
+
+def _node_cells(node: dict, now: dt.datetime) -> list[Any]:
+    status = node.get("status") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    state = {"True": "Ready", "False": "NotReady"}.get(conditions.get("Ready", ""), "Unknown")
+    if (node.get("spec") or {}).get("unschedulable"):
+        state += ",SchedulingDisabled"
+    labels = node["metadata"].get("labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k)
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    info = status.get("nodeInfo") or {}
+    return [node["metadata"]["name"], state, ",".join(r for r in roles if r) or "<none>",
+            age(node["metadata"].get("creationTimestamp"), now), info.get("kubeletVersion", ""),
+            addresses.get("InternalIP", "<none>"), addresses.get("ExternalIP", "<none>"), info.get("osImage", ""),
+            info.get("kernelVersion", ""), info.get("containerRuntimeVersion", "")]
+
+
+def _namespace_cells(namespace: dict, now: dt.datetime) -> list[Any]:
+    return [namespace["metadata"]["name"], (namespace.get("status") or {}).get("phase", ""),
+            age(namespace["metadata"].get("creationTimestamp"), now)]
+
+
+def _deployment_cells(deployment: dict, now: dt.datetime) -> list[Any]:
+    status = deployment.get("status") or {}
+    desired = (deployment.get("spec") or {}).get("replicas", 1)
+    return [deployment["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{desired}",
+            status.get("updatedReplicas", 0), status.get("availableReplicas", 0),
+            age(deployment["metadata"].get("creationTimestamp"), now)]
+
+
+def _event_cells(event: dict, now: dt.datetime) -> list[Any]:
+    """core/v1 and events.k8s.io/v1 Events (the latter say note/regarding/deprecated* for the same things)."""
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    last = event.get("lastTimestamp") or event.get("deprecatedLastTimestamp") or event.get("eventTime") \
+        or event["metadata"].get("creationTimestamp")
+    first = event.get("firstTimestamp") or event.get("deprecatedFirstTimestamp") or last
+    source = (event.get("source") or {}).get("component") or event.get("reportingController") or ""
+    count = event.get("count") or event.get("deprecatedCount") or 1
+    return [age(_seconds_precision(last), now), event.get("type", ""), event.get("reason", ""),
+            f"{(involved.get('kind') or '').lower()}/{involved.get('name', '')}", involved.get("fieldPath", ""),
+            source, event.get("message") or event.get("note") or "", age(_seconds_precision(first), now), count,
+            event["metadata"]["name"]]
+
+
+def _seconds_precision(timestamp: str | None) -> str | None:
+    """eventTime is a MicroTime ("...05.123456Z"); ages need seconds."""
+    return timestamp[:19] + "Z" if timestamp and len(timestamp) > 20 else timestamp
+
+
+_BUILTIN: dict[str, tuple[list[dict], Callable[[dict, dt.datetime], list[Any]]]] = {
+    "Event": ([_column("Last Seen"), _column("Type"), _column("Reason"), _column("Object"),
+               _column("Subobject", priority=1), _column("Source", priority=1), _column("Message"),
+               _column("First Seen", priority=1), _column("Count", "integer", priority=1),
+               _column("Name", format_="name", priority=1)], _event_cells),
+    "Pod": ([_column("Name", format_="name"), _column("Ready"), _column("Status"), _column("Restarts", "integer"),
+             _column("Age"), _column("IP", priority=1), _column("Node", priority=1),
+             _column("Nominated Node", priority=1), _column("Readiness Gates", priority=1)], _pod_cells),
+    "Node": ([_column("Name", format_="name"), _column("Status"), _column("Roles"), _column("Age"),
+              _column("Version"), _column("Internal-IP", priority=1), _column("External-IP", priority=1),
+              _column("OS-Image", priority=1), _column("Kernel-Version", priority=1),
+              _column("Container-Runtime", priority=1)], _node_cells),
+    "Namespace": ([_column("Name", format_="name"), _column("Status"), _column("Age")], _namespace_cells),
+    "Deployment": ([_column("Name", format_="name"), _column("Ready"), _column("Up-to-date", "integer"),
+                    _column("Available", "integer"), _column("Age")], _deployment_cells),
+}
+
+
+def columns(rtype: ResourceType) -> list[dict]:
+    if rtype.custom:
+        declared = list(rtype.printer_columns) or [{"name": "Age", "type": "date",
+                                                    "jsonPath": ".metadata.creationTimestamp"}]
+        return [_column("Name", format_="name")] + [
+            _column(c["name"], c.get("type", "string"), c.get("format", ""), int(c.get("priority", 0)),
+                    c.get("description", "")) for c in declared]
+    if rtype.kind in _BUILTIN:
+        return _BUILTIN[rtype.kind][0]
+    return [_column("Name", format_="name"), _column("Age")]
+
+
+def cells(rtype: ResourceType, obj: dict, now: dt.datetime) -> list[Any]:
+    if rtype.custom:
+        declared = list(rtype.printer_columns) or [{"name": "Age", "type": "date",
+                                                    "jsonPath": ".metadata.creationTimestamp"}]
+        return [obj["metadata"]["name"]] + [_custom_cell(obj, c, now) for c in declared]
+    if rtype.kind in _BUILTIN:
+        return _BUILTIN[rtype.kind][1](obj, now)
+    return [obj["metadata"]["name"], age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+def row(rtype: ResourceType, obj: dict, include_object: str, now: dt.datetime) -> dict:
+    result: dict[str, Any] = {"cells": cells(rtype, obj, now)}
+    if include_object == "Object":
+        result["object"] = obj
+    elif include_object != "None":
+        result["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                            "metadata": obj["metadata"]}
+    return result
+
+
+def table(rtype: ResourceType, objects: list[dict], include_object: str, list_metadata: dict,
+          with_columns: bool = True) -> dict:
+    now = dt.datetime.now(dt.timezone.utc)
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata,
+            "columnDefinitions": columns(rtype) if with_columns else [],
+            "rows": [row(rtype, obj, include_object, now) for obj in objects]}

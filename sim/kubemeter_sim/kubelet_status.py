@@ -1,0 +1,85 @@
+"""What a kubelet writes to the API server, as pure functions: its Node's status and a running pod's status.
+
+Shared by the simulated cluster's scenario (writing into its store) and by the fake kubelets of the real
+control plane (writing through the API), so both backends show the same objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+"""A kubelet registers its Node with this taint; the node-lifecycle controller removes it once Ready."""
+
+
+def rfc3339(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def node_status(name: str, ip: str, port: int, kubelet_version: str, now: float) -> dict[str, Any]:
+    """A Ready node's status, with the kubelet's address and port (``daemonEndpoints``)."""
+    stamp = rfc3339(now)
+    capacity = {"cpu": "8", "ephemeral-storage": "1055762868Ki", "hugepages-2Mi": "0", "memory": "16393216Ki",
+                "pods": "110"}
+    conditions = [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ]
+    return {
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+        "allocatable": capacity, "capacity": capacity,
+        "conditions": [{"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": stamp,
+                        "lastTransitionTime": stamp} for t, s, r, m in conditions],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": {"architecture": "amd64", "bootID": hashlib.md5(name.encode()).hexdigest(),
+                     "containerRuntimeVersion": "containerd://1.7.27", "kernelVersion": "6.8.0-sim",
+                     "kubeProxyVersion": "", "kubeletVersion": "v" + kubelet_version.lstrip("v"),
+                     "machineID": hashlib.sha1(name.encode()).hexdigest()[:32], "operatingSystem": "linux",
+                     "osImage": "Debian GNU/Linux 12 (bookworm)",
+                     "systemUUID": hashlib.md5(name.encode()).hexdigest()},
+    }
+
+
+def running_pod_status(pod: dict[str, Any], host_ip: str, pod_ip: str, started_at: float) -> dict[str, Any]:
+    """The status a kubelet reports once every container of ``pod`` runs (init containers completed)."""
+    meta, spec = pod["metadata"], pod["spec"]
+    start = rfc3339(started_at)
+    statuses = [{"name": c["name"], "state": {"running": {"startedAt": rfc3339(started_at + 1)}},
+                 "lastState": {}, "ready": True, "restartCount": 0, "image": c.get("image", ""),
+                 "imageID": c.get("image", "").split(":")[0] + "@sha256:"
+                            + hashlib.sha256(c.get("image", "").encode()).hexdigest(),
+                 "containerID": "containerd://" + hashlib.sha256(f"{meta['uid']}/{c['name']}".encode()).hexdigest(),
+                 "started": True}
+                for c in spec["containers"]]
+    status: dict[str, Any] = {
+        "phase": "Running", "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+        "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": start, "containerStatuses": statuses,
+        "conditions": [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": start}
+                       for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
+                                 "PodScheduled")],
+    }
+    if spec.get("initContainers"):
+        status["initContainerStatuses"] = [
+            {"name": c["name"], "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": start,
+                                                         "finishedAt": start}},
+             "lastState": {}, "ready": True, "restartCount": 0, "image": c.get("image", ""), "imageID": "",
+             "started": False} for c in spec["initContainers"]]
+    return status
+
+
+def succeeded_pod_status(pod: dict[str, Any], finished_at: float) -> dict[str, Any]:
+    """A run-to-completion pod whose containers all exited 0 (what the Job controller counts)."""
+    status = pod.get("status") or {}
+    end = rfc3339(finished_at)
+    statuses = []
+    for container_status in status.get("containerStatuses") or []:
+        started = ((container_status.get("state") or {}).get("running") or {}).get("startedAt", end)
+        statuses.append({**container_status, "ready": False, "started": False, "state": {"terminated": {
+            "exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": end}}})
+    conditions = [{**c, "status": "False", "reason": "PodCompleted", "lastTransitionTime": end}
+                  if c.get("type") in ("Ready", "ContainersReady") else c for c in status.get("conditions") or []]
+    return {"phase": "Succeeded", "containerStatuses": statuses, "conditions": conditions}

@@ -1,0 +1,106 @@
+"""``RealCluster``: a real control plane, fake nodes as its clients and the scenario's workloads, together.
+
+    async with RealCluster(nodes=3, pods_per_node=10) as cluster:
+        # cluster.kubeconfig: a system:masters client certificate; cluster.ca_path: the cluster CA, which also
+        # signed every kubelet's serving certificate (kubemeter's --kubelet-ca)
+        await cluster.node_fault("sim-worker-1", Fault("timeout"))
+
+The same surface as :class:`kubemeter_sim.cluster.Cluster` where the two can offer it (``kubeconfig``,
+``ca_path``, ``kubelets``, ``scenario``, ``node_fault``), so a test can run on either backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from kubemeter_sim.cluster import ClusterSettings, raise_fd_limit
+from kubemeter_sim.faults import Fault
+from kubemeter_sim.kubelet import Kubelet
+from kubemeter_sim.real.controlplane import ControlPlane
+from kubemeter_sim.real.nodes import FakeNodes
+from kubemeter_sim.real.rest import Rest, wait_for
+from kubemeter_sim.real.workloads import SETTLE_SECONDS, RealScenario
+from kubemeter_sim.scenario import populate_mixed
+
+log = logging.getLogger(__name__)
+
+
+class RealCluster(ClusterSettings):
+    backend = "real"
+
+    def __init__(self, nodes: int = 3, pods_per_node: int = 10, *, scenario: Literal["mixed", "empty"] = "mixed",
+                 seed: int = 0, workdir: str | Path | None = None, kubelet_version: str = "1.37.2",
+                 housekeeping_interval: float = 10.0) -> None:
+        super().__init__(nodes, pods_per_node, scenario, seed, workdir, kubelet_version, housekeeping_interval)
+        self.control_plane = ControlPlane(self.workdir / "control-plane")
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.admin_kubeconfig
+
+    @property
+    def ca_path(self) -> Path:
+        return self.control_plane.pki.path("ca.crt")
+
+    @property
+    def kubelets(self) -> dict[str, Kubelet]:
+        return self.fake_nodes.kubelets
+
+    @property
+    def kubelet_port(self) -> int:
+        return self.fake_nodes.port
+
+    @property
+    def url(self) -> str:
+        return self.control_plane.url
+
+    async def __aenter__(self) -> "RealCluster":
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        raise_fd_limit(3 * self.node_count + 1024)
+        await self.control_plane.start()
+        pki = self.control_plane.pki
+        self.rest = Rest(self.control_plane.url, pki.path("ca.crt"), pki.path("admin.crt"), pki.path("admin.key"))
+        await self.rest.__aenter__()
+        self.fake_nodes = FakeNodes(self.rest, pki.ca, self.workdir / "kubelets", kubelet_version=self.kubelet_version,
+                                    seed=self.seed, housekeeping_interval=self.housekeeping_interval)
+        await self.fake_nodes.start()
+        self.scenario = RealScenario(self.rest, self.fake_nodes, seed=self.seed)
+        names = ["sim-control-plane"] + [f"sim-worker-{number}" for number in range(1, self.node_count)]
+        for number, name in enumerate(names):
+            await self.fake_nodes.add(name, control_plane=number == 0, taint_control_plane=self.node_count > 1)
+            self.scenario.nodes.append(name)
+        self.scenario.control_planes.append(names[0])
+        for name in names:
+            await wait_for(lambda name=name: self.fake_nodes.ready(name), SETTLE_SECONDS,
+                           f"node {name} Ready without the not-ready taint")
+        if self.scenario_name == "mixed":
+            await populate_mixed(self.scenario, self.pods_per_node)
+            await self.scenario.wait_settled()
+
+    async def _stop(self) -> None:
+        if hasattr(self, "fake_nodes"):
+            await self.fake_nodes.close()
+        if hasattr(self, "rest"):
+            await self.rest.__aexit__(None, None, None)
+        await self.control_plane.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def node_fault(self, name: str, fault: Fault | str | None) -> None:
+        """Make the node's kubelet misbehave (``None`` heals it); see :mod:`kubemeter_sim.faults`."""
+        if isinstance(fault, str):
+            fault = Fault.parse(fault)
+        await self.fake_nodes.set_fault(name, fault)

@@ -1,0 +1,287 @@
+"""Fake nodes on a real API server: the simulated kubelets as real clients of it, as kwok's controllers are.
+
+Each node is registered with its status in the create (addresses, kubelet port, capacity, nodeInfo,
+Ready=True) and the not-ready taint a kubelet registers with, which the node-lifecycle controller removes;
+its Lease in ``kube-node-lease`` is renewed every 10 s. One pod watch for the whole fleet drives the pods the
+real scheduler binds to these nodes like a kubelet: Running with conditions and container statuses, Job
+pods Succeeded when told (:meth:`RealScenario.complete_job`), pods with a deletionTimestamp deleted for good (their containers exit at once on
+SIGTERM, so the kubelet need not wait out the grace period), mirror pods for static pods. Each kubelet serves
+``/metrics/resource`` and ``/stats/summary`` for exactly the pods bound to it, with the simulator's usage
+profiles, formats and faults (:mod:`kubemeter_sim.kubelet`).
+
+Requests to a kubelet are authenticated and authorized as a real kubelet with ``--authorization-mode=Webhook``
+does: bearer tokens through a TokenReview, client certificates against the cluster CA, then a
+SubjectAccessReview for ``get nodes/<subresource>``; decisions are cached (2 minutes, the kubelet's default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubemeter_sim import tls
+from kubemeter_sim.faults import Fault
+from kubemeter_sim.kubelet import ClientCredentials, Kubelet, KubeletFleet
+from kubemeter_sim.kubelet_status import (
+    NOT_READY_TAINT, node_status, rfc3339, running_pod_status,
+)
+from kubemeter_sim.real.rest import MERGE_PATCH, Rest, RestError
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 40
+RENEW_SECONDS = 10.0
+AUTH_CACHE_SECONDS = 120.0
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+_ZONES = ("sim-zone-a", "sim-zone-b", "sim-zone-c")
+
+
+def node_ip(index: int) -> str:
+    """The InternalIP of the ``index``-th fake node: 127.2.0.1, 127.2.0.2, ... (loopback on Linux)."""
+    return f"127.2.{index // 250}.{index % 250 + 1}"
+
+
+def micro_time(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1e6):06d}Z"
+
+
+@dataclass
+class _Node:
+    name: str
+    number: int
+    ip: str
+    kubelet: Kubelet
+    next_pod_ip: int = 1
+    pod_ips: dict[str, str] = field(default_factory=dict)
+
+
+class FakeNodes:
+    """The fleet; ``await add(...)`` registers nodes, ``await close()`` stops every loop and listener."""
+
+    def __init__(self, rest: Rest, ca: tls.CertificateAuthority, pki_dir: Path, *, kubelet_version: str,
+                 seed: int = 0, housekeeping_interval: float = 10.0) -> None:
+        self.rest = rest
+        self.ca = ca
+        self._pki = pki_dir
+        self._pki.mkdir(parents=True, exist_ok=True)
+        self.kubelet_version = kubelet_version
+        self.seed = seed
+        self.housekeeping_interval = housekeeping_interval
+        self.nodes: dict[str, _Node] = {}
+        self._key = tls.new_key()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._decisions: dict[tuple[Any, ...], tuple[float, tuple[bool, str]]] = {}
+        self.port = 0
+
+    @property
+    def kubelets(self) -> dict[str, Kubelet]:
+        return {name: node.kubelet for name, node in self.nodes.items()}
+
+    async def start(self) -> None:
+        rogue = tls.CertificateAuthority.create("not-the-cluster-ca")
+        rogue_context = tls.server_context(tls.write_server_chain(
+            rogue, self._pki / "rogue.pem", "rogue", ips=["127.0.0.1"], key=self._key))
+        self.fleet = KubeletFleet(rogue_context)
+        await self.fleet.start()
+        from kubemeter_sim.real.controlplane import free_port
+        self.port = free_port()
+        self._tasks.append(asyncio.create_task(self._drive_pods(), name="fake-kubelets-pods"))
+        self._tasks.append(asyncio.create_task(self._renew_leases(), name="fake-kubelets-leases"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if hasattr(self, "fleet"):
+            await self.fleet.close()
+
+    async def set_fault(self, name: str, fault: Fault | None) -> None:
+        await self.fleet.set_fault(self.nodes[name].kubelet, fault)
+
+    # -- nodes ---------------------------------------------------------------------------------------------
+    async def add(self, name: str, *, control_plane: bool = False, taint_control_plane: bool = True) -> None:
+        number = len(self.nodes)
+        ip = node_ip(number)
+        chain = tls.write_server_chain(self.ca, self._pki / f"kubelet-{name}.pem", name, ips=[ip], dns_names=[name],
+                                       key=self._key)
+        context = tls.server_context(chain)
+        # Client certificates are verified against the cluster CA (metrics-server and kube-apiserver use them).
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cadata=self.ca.pem.decode())
+        kubelet = Kubelet(node_name=name, ip=ip, port=self.port, version=self.kubelet_version,
+                          authorize=self._authorize, seed=self.seed,
+                          housekeeping_interval=self.housekeeping_interval, on_restart=None)
+        await self.fleet.add(kubelet, context)
+        self.nodes[name] = _Node(name, number, ip, kubelet)
+        labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                  "topology.kubernetes.io/zone": _ZONES[number % len(_ZONES)]}
+        taints = [dict(NOT_READY_TAINT)]
+        if control_plane:
+            labels["node-role.kubernetes.io/control-plane"] = ""
+            if taint_control_plane:
+                taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+        cidr = f"10.{128 + number // 256}.{number % 256}.0/24"
+        await self.rest.create("/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels, "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "taints": taints},
+            "status": node_status(name, ip, self.port, self.kubelet_version, time.time()),
+        })
+        await self._renew_lease(name)
+
+    async def remove(self, name: str) -> None:
+        node = self.nodes.pop(name)
+        await self.fleet.remove(node.kubelet)
+        with contextlib.suppress(RestError):
+            await self.rest.delete(f"/api/v1/nodes/{name}")
+
+    async def ready(self, name: str) -> bool:
+        """Ready=True and no not-ready taint: the node-lifecycle controller has seen the node."""
+        node = await self.rest.get(f"/api/v1/nodes/{name}")
+        taints = (node.get("spec") or {}).get("taints") or []
+        return not any(t.get("key") == NOT_READY_TAINT["key"] for t in taints)
+
+    async def _renew_lease(self, name: str) -> None:
+        now = micro_time(time.time())
+        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+        try:
+            await self.rest.patch(path, {"spec": {"renewTime": now}})
+        except RestError as error:
+            if error.status != 404:
+                raise
+            node = await self.rest.get(f"/api/v1/nodes/{name}")
+            await self.rest.apply_or_keep("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}]},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}})
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            for name in list(self.nodes):
+                try:
+                    await self._renew_lease(name)
+                except (RestError, OSError, asyncio.TimeoutError) as error:
+                    log.warning("lease of node %s not renewed: %s", name, error)
+
+    # -- static pods -------------------------------------------------------------------------------------------
+    async def create_mirror_pod(self, node_name: str, pod: dict[str, Any], config_hash: str) -> dict[str, Any]:
+        """The mirror pod a kubelet creates for a static pod: owned by the Node, named ``<name>-<node>``."""
+        node = await self.rest.get(f"/api/v1/nodes/{node_name}")
+        meta = pod["metadata"]
+        meta["name"] = f"{meta['name']}-{node_name}"
+        meta.setdefault("annotations", {}).update({
+            MIRROR_ANNOTATION: config_hash, "kubernetes.io/config.hash": config_hash,
+            "kubernetes.io/config.source": "file", "kubernetes.io/config.seen": rfc3339(time.time())})
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name,
+                                    "uid": node["metadata"]["uid"], "controller": True}]
+        pod["spec"]["nodeName"] = node_name
+        return await self.rest.create(f"/api/v1/namespaces/{meta['namespace']}/pods", pod)
+
+    # -- pods --------------------------------------------------------------------------------------------------
+    async def _drive_pods(self) -> None:
+        resource_version = ""
+        while True:
+            try:
+                if not resource_version:
+                    listing = await self.rest.get("/api/v1/pods")
+                    for pod in listing["items"]:
+                        await self._sync(pod, "ADDED")
+                    resource_version = listing["metadata"]["resourceVersion"]
+                async for event in self.rest.watch("/api/v1/pods", resource_version):
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        resource_version = ""  # expired: list again
+                        break
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        await self._sync(obj, event["type"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a fake kubelet keeps going, as a real one does
+                log.warning("fake kubelets: pod watch failed (%s); listing again", error)
+                resource_version = ""
+                await asyncio.sleep(0.5)
+
+    async def _sync(self, pod: dict[str, Any], event_type: str) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        node = self.nodes.get(spec.get("nodeName") or "")
+        if node is None:
+            return
+        if event_type == "DELETED":
+            node.kubelet.forget_pod(meta["uid"])
+            node.pod_ips.pop(meta["uid"], None)
+            return
+        try:
+            if meta.get("deletionTimestamp"):
+                node.kubelet.forget_pod(meta["uid"])
+                await self.rest.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                                       gracePeriodSeconds=0, preconditions={"uid": meta["uid"]})
+                return
+            phase = (pod.get("status") or {}).get("phase")
+            if phase in (None, "Pending"):
+                await self._patch_status(pod, running_pod_status(pod, node.ip, self._pod_ip(node, pod), time.time()))
+                return
+        except RestError as error:
+            if error.status not in (404, 409):
+                log.warning("fake kubelet %s: pod %s/%s: %s", node.name, meta.get("namespace"), meta["name"], error)
+            return
+        node.kubelet.sync_pod(pod)
+
+    def _pod_ip(self, node: _Node, pod: dict[str, Any]) -> str:
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            return node.ip
+        uid = pod["metadata"]["uid"]
+        if uid not in node.pod_ips:
+            index = node.next_pod_ip
+            node.next_pod_ip += 1
+            node.pod_ips[uid] = f"10.{128 + node.number // 256}.{node.number % 256}.{index % 254 + 1}"
+        return node.pod_ips[uid]
+
+    async def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        await self.rest.patch(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+                              {"metadata": {"uid": meta["uid"]}, "status": status}, MERGE_PATCH)
+
+    # -- authorization -----------------------------------------------------------------------------------------
+    async def _authorize(self, credentials: ClientCredentials, verb: str, group: str, resource: str,
+                         subresource: str = "", name: str = "", namespace: str = "") -> tuple[bool, str]:
+        key = (credentials, verb, group, resource, subresource, name)
+        cached = self._decisions.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        decision = await self._review(credentials, verb, group, resource, subresource, name)
+        if decision[1]:  # failures to authenticate are not cached: a token may just have been created
+            self._decisions[key] = (time.monotonic() + AUTH_CACHE_SECONDS, decision)
+        return decision
+
+    async def _review(self, credentials: ClientCredentials, verb: str, group: str, resource: str,
+                      subresource: str, name: str) -> tuple[bool, str]:
+        if credentials.token:
+            review = await self.rest.create("/apis/authentication.k8s.io/v1/tokenreviews", {
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": credentials.token}})
+            status = review.get("status") or {}
+            if not status.get("authenticated"):
+                return False, ""
+            user = status["user"]
+            username, groups, uid = user.get("username", ""), user.get("groups") or [], user.get("uid", "")
+            extra = user.get("extra") or {}
+        else:
+            username, groups, uid, extra = credentials.cert_user, list(credentials.cert_groups), "", {}
+        review = await self.rest.create("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": username, "groups": groups, "uid": uid, "extra": extra, "resourceAttributes": {
+                "verb": verb, "group": group, "resource": resource, "subresource": subresource, "name": name}}})
+        return bool((review.get("status") or {}).get("allowed")), username

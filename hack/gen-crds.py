@@ -71,9 +71,17 @@ def validations(*rules: dict[str, str]) -> dict[str, list[dict[str, str]]]:
 def when_well_formed(pattern: str, fields: list[str], expression: str) -> str:
     """Guards a rule that converts strings (duration(), double()) so that a malformed value is reported once,
     by its pattern, instead of again as a CEL evaluation error. The pattern is written without backslashes,
-    which CEL string literals would treat as escapes."""
+    which CEL string literals would treat as escapes.
+
+    Every field is also guarded by has(): kube-apiserver checks a schema's default against its rules without
+    applying the nested defaults first (spec's default {} has no source.timeout), and refuses the CRD when a
+    rule fails on it. Objects themselves are always defaulted before their rules run."""
     cel_pattern = pattern.replace(r"\.", "[.]")
-    guards = " || ".join(f"!{field}.matches('{cel_pattern}')" for field in fields)
+    absent = []
+    for field in fields:
+        parts = field.split(".")
+        absent += [f"!has({'.'.join(parts[:end])})" for end in range(2, len(parts) + 1)]
+    guards = " || ".join([*dict.fromkeys(absent), *(f"!{field}.matches('{cel_pattern}')" for field in fields)])
     return f"{guards} || {expression}"
 
 

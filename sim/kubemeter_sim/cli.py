@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.controlplane import ControlPlaneError
 from kubemeter_sim.faults import FAULT_KINDS, Fault
 
 
@@ -22,13 +24,27 @@ def _node_fault(text: str) -> tuple[str, Fault]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def add_control_plane_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control-plane", choices=("sim", "real"), default="sim",
+                        help="sim: the simulated API server (default); real: etcd, kube-apiserver, "
+                             "kube-controller-manager and kube-scheduler built by `make controlplane`, with the "
+                             "simulated kubelets as its nodes")
+
+
+def cluster_class(control_plane: str) -> type[Cluster] | type[RealCluster]:
+    return RealCluster if control_plane == "real" else Cluster
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     parser.add_argument("--pods-per-node", type=int, default=10, help="pods per node (default 10)")
     parser.add_argument("--kubeconfig", type=Path, required=True, help="where to write the kubeconfig")
     parser.add_argument("--seed", type=int, default=0, help="seed for names and usage profiles")
     parser.add_argument("--scenario", choices=("mixed", "empty"), default="mixed")
-    parser.add_argument("--kubelet-version", default="1.30.0", help="kubelet version to imitate")
+    parser.add_argument("--kubelet-version", default=None,
+                        help="kubelet version to imitate (default: 1.30.0 on the simulator, the control plane's own "
+                             "1.37.2 on a real one)")
+    add_control_plane_argument(parser)
     parser.add_argument("--fail-node", type=_node_fault, action="append", default=[], metavar="NODE:FAULT",
                         help=f"make a kubelet misbehave; FAULT is one of {', '.join(FAULT_KINDS)}, "
                              "optionally with =VALUE (latency=3s, clock_skew=-5m)")
@@ -51,20 +67,35 @@ async def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, workdir: Path, stop: asyncio.Event) -> int:
     started = time.monotonic()
-    async with Cluster(args.nodes, args.pods_per_node, scenario=args.scenario, seed=args.seed, workdir=workdir,
-                       kubelet_version=args.kubelet_version) as cluster:
-        if cluster.kubeconfig.resolve() != args.kubeconfig.resolve():
-            cluster.kubeconfig.replace(args.kubeconfig)
-        for name, fault in args.fail_node:
-            if name not in cluster.kubelets:
-                print(f"error: --fail-node: no node {name!r} (nodes: {', '.join(cluster.kubelets)})")
-                return 2
-            await cluster.node_fault(name, fault)
-        pods = len(cluster.store.list("v1", "pods"))
-        print(f"simulated cluster up in {time.monotonic() - started:.1f}s: {args.nodes} nodes, {pods} pods, "
-              f"API server {cluster.apiserver.url}, kubelets on port {cluster.kubelet_port}")
-        print(f"kubelet CA: {cluster.ca_path}")
-        print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
-        print("Ctrl-C to stop.", flush=True)
-        await stop.wait()
+    versions = {"kubelet_version": args.kubelet_version} if args.kubelet_version else {}
+    try:
+        cluster = cluster_class(args.control_plane)(args.nodes, args.pods_per_node, scenario=args.scenario,
+                                                    seed=args.seed, workdir=workdir, **versions)
+        await cluster.__aenter__()
+    except ControlPlaneError as error:
+        print(f"kubemeter sim: {error}")
+        return 1
+    try:
+        return await _report_and_wait(args, cluster, started, stop)
+    finally:
+        await cluster.__aexit__(None, None, None)
+
+
+async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealCluster, started: float,
+                           stop: asyncio.Event) -> int:
+    if cluster.kubeconfig.resolve() != args.kubeconfig.resolve():
+        cluster.kubeconfig.replace(args.kubeconfig)
+    for name, fault in args.fail_node:
+        if name not in cluster.kubelets:
+            print(f"error: --fail-node: no node {name!r} (nodes: {', '.join(cluster.kubelets)})")
+            return 2
+        await cluster.node_fault(name, fault)
+    pods = len(cluster.store.list("v1", "pods"))
+    print(f"cluster up in {time.monotonic() - started:.1f}s: {args.nodes} nodes, {pods} pods, "
+          f"{'real' if cluster.backend == 'real' else 'simulated'} API server {cluster.url}, "
+          f"kubelets on port {cluster.kubelet_port}")
+    print(f"kubelet CA: {cluster.ca_path}")
+    print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
+    print("Ctrl-C to stop.", flush=True)
+    await stop.wait()
     return 0

@@ -102,6 +102,10 @@ class Cluster(ClusterSettings):
         self._restart_checker: asyncio.Task[None] | None = None
         self.kubelet_port = 0
 
+    @property
+    def url(self) -> str:
+        return self.apiserver.url
+
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Cluster":
         # Building tens of thousands of objects triggers full garbage collections over an ever larger heap

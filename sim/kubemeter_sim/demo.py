@@ -22,7 +22,7 @@ from kubemeter import GROUP, VERSION
 from kubemeter.app import RunSettings, Runtime
 from kubemeter.handlers import run_operator
 from kubemeter.kube import load_configuration
-from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.cli import add_control_plane_argument, cluster_class
 from kubemeter_sim.faults import Fault
 
 # Copies of the repository's crds/ and demo policy, shipped in this distribution (hack/sync-crds.sh).
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=8080, help="the operator's /metrics port (default 8080)")
     parser.add_argument("--failing-node-fault", default="timeout",
                         help="fault injected on the last node, e.g. timeout, http500, garbage (default timeout)")
+    add_control_plane_argument(parser)
     parser.add_argument("--refresh", type=float, default=5.0, help="seconds between table refreshes (default 5)")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (default: run until Ctrl-C)")
@@ -154,8 +155,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
     workdir = Path(args.workdir).resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
-    print(f"starting a simulated cluster: {args.nodes} nodes x {args.pods_per_node} pods ...", flush=True)
-    async with Cluster(nodes=args.nodes, pods_per_node=args.pods_per_node, scenario="mixed", workdir=workdir) as cluster:
+    kind = "a real control plane with fake" if args.control_plane == "real" else "a simulated cluster:"
+    print(f"starting {kind} {args.nodes} nodes x {args.pods_per_node} pods ...", flush=True)
+    backend = cluster_class(args.control_plane)
+    async with backend(nodes=args.nodes, pods_per_node=args.pods_per_node, scenario="mixed", workdir=workdir) as cluster:
         failing = sorted(cluster.kubelets)[-1]
         await cluster.node_fault(failing, Fault.parse(args.failing_node_fault))
         config = load_configuration(str(cluster.kubeconfig))

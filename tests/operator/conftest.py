@@ -23,6 +23,7 @@ from kubemeter.handlers import OperatorThread
 from kubemeter.kube import load_configuration
 from kubemeter.loop import PolicyLoop
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS_DIR = REPO / "crds"
@@ -123,6 +124,16 @@ async def sim_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
+@pytest.fixture(params=["sim", "real"])
+async def any_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster | RealCluster]:
+    """The same cluster on both backends: the simulator, and a real control plane with fake nodes
+    (``make controlplane`` builds it; ``make test`` always does)."""
+    backend = Cluster if request.param == "sim" else RealCluster
+    async with backend(nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / request.param,
+                       housekeeping_interval=0.5) as cluster:
+        yield cluster
+
+
 async def start_operator(
     cluster: Cluster, kubeconfig: Path | None = None, *, wait_synced: bool = True, in_cluster: bool = False,
     **settings,
@@ -148,13 +159,25 @@ async def start_operator(
     return thread
 
 
-@pytest.fixture
-async def operator(sim_cluster: Cluster) -> AsyncIterator[Operator]:
-    client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
+async def _run_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
+    client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
     await asyncio.to_thread(install_crds, client, CRDS_DIR)
-    thread = await start_operator(sim_cluster)
+    thread = await start_operator(cluster)
     try:
-        yield Operator(sim_cluster, thread, client)
+        yield Operator(cluster, thread, client)
     finally:
         await thread.stop()
         client.close()
+
+
+@pytest.fixture
+async def operator(sim_cluster: Cluster) -> AsyncIterator[Operator]:
+    async for running in _run_operator(sim_cluster):
+        yield running
+
+
+@pytest.fixture
+async def any_operator(any_cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
+    """The operator on each backend in turn (see ``any_cluster``)."""
+    async for running in _run_operator(any_cluster):
+        yield running

@@ -1,7 +1,8 @@
-"""End to end: what the operator publishes equals what the simulated kubelets served.
+"""End to end: what the operator publishes equals what the simulated kubelets served, on the simulator and on
+a real control plane (kube-apiserver, controllers, scheduler; the same kubelets as its fake nodes).
 
 The expected values are computed independently of the operator: workloads by walking the pods'
-ownerReferences in the simulator's store, usage from the last two payloads each kubelet served.
+ownerReferences in the API server's objects, usage from the last two payloads each kubelet served.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def close(actual: float, expected: float, rel: float = 0.01) -> bool:
     return math.isclose(actual, expected, rel_tol=rel, abs_tol=2e-6)
 
 
-async def test_every_workload_kind_is_metered_exactly(operator):
+async def test_every_workload_kind_is_metered_exactly(any_operator):
+    operator = any_operator
     # minStatusChange 0: every change is written, so status can be compared with the latest payloads.
     await operator.create_policy("all", stepped(output={"minStatusChange": "0"}))
     await operator.cycle("all")  # the second cycle: rates between two payloads exist from here on
@@ -101,7 +103,8 @@ def _series(text: str) -> dict[str, list]:
     return families
 
 
-async def test_prometheus_output_matches_status_and_rolls_up(operator):
+async def test_prometheus_output_matches_status_and_rolls_up(any_operator):
+    operator = any_operator
     await operator.create_policy("prom", stepped(output={"minStatusChange": "0"}))
     await operator.cycle("prom")
     text = await operator.scrape_metrics()

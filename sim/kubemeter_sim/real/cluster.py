@@ -11,8 +11,12 @@ The same surface as :class:`kubemeter_sim.cluster.Cluster` where the two can off
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import ssl
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +30,35 @@ from kubemeter_sim.real.workloads import SETTLE_SECONDS, RealScenario
 from kubemeter_sim.scenario import populate_mixed
 
 log = logging.getLogger(__name__)
+
+
+class ApiReader:
+    """Blocking reads with the simulator store's ``get``/``list`` signatures, so a test's independent oracle
+    (walking ownerReferences, summing requests) reads either backend. The API server is another process:
+    blocking the caller's event loop for one request delays the fake kubelets, it cannot deadlock them."""
+
+    def __init__(self, server: str, ca: Path, cert: Path, key: Path) -> None:
+        self._server = server
+        self._context = ssl.create_default_context(cafile=str(ca))
+        self._context.load_cert_chain(str(cert), str(key))
+
+    def _read(self, path: str, params: dict[str, str]) -> dict:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(self._server + path + query, context=self._context, timeout=30) as response:
+            return json.load(response)
+
+    def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict:
+        return self._read(_collection(api_version, plural, namespace) + f"/{name}", {})
+
+    def list(self, api_version: str, plural: str, namespace: str | None = None, *, label_selector: str = "",
+             field_selector: str = "") -> list[dict]:
+        params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+        return self._read(_collection(api_version, plural, namespace), params)["items"]
+
+
+def _collection(api_version: str, plural: str, namespace: str | None) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return prefix + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
 
 
 class RealCluster(ClusterSettings):
@@ -73,6 +106,7 @@ class RealCluster(ClusterSettings):
         await self.control_plane.start()
         pki = self.control_plane.pki
         self.rest = Rest(self.control_plane.url, pki.path("ca.crt"), pki.path("admin.crt"), pki.path("admin.key"))
+        self.store = ApiReader(self.control_plane.url, pki.path("ca.crt"), pki.path("admin.crt"), pki.path("admin.key"))
         await self.rest.__aenter__()
         self.fake_nodes = FakeNodes(self.rest, pki.ca, self.workdir / "kubelets", kubelet_version=self.kubelet_version,
                                     seed=self.seed, housekeeping_interval=self.housekeeping_interval)

@@ -40,9 +40,10 @@ RESTART_CHECK_SECONDS = 5.0
 """How often kubelets look for OOM kills nobody scraped (so ``kubectl get pods`` shows RESTARTS)."""
 
 
-def node_ip(index: int) -> str:
-    """The InternalIP of the ``index``-th node: 127.1.0.1, 127.1.0.2, ... (all loopback on Linux)."""
-    return f"127.1.{index // 250}.{index % 250 + 1}"
+def node_ip(index: int, network: int = 1) -> str:
+    """The InternalIP of the ``index``-th node: 127.1.0.1, 127.1.0.2, ... (all loopback on Linux). The real
+    control plane's fake nodes take network 2, so both backends can run side by side in one process."""
+    return f"127.{network}.{index // 250}.{index % 250 + 1}"
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -52,7 +53,7 @@ def raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard), hard))
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
@@ -144,7 +145,7 @@ class Cluster(ClusterSettings):
         await self.apiserver.start()
         self.fleet = KubeletFleet(rogue_context)
         await self.fleet.start()
-        self.kubelet_port = _free_port(node_ip(0))
+        self.kubelet_port = free_port(node_ip(0))
         self.store.add_listener(self._route_pod_event)
         self.scenario = Scenario(self.store, start_kubelet=self._start_kubelet, stop_kubelet=self._stop_kubelet,
                                  seed=self.seed, kubelet_version=self.kubelet_version)

@@ -817,8 +817,8 @@ async def populate_mixed(scenario: Scenario, pods_per_node: int) -> None:
     finished = await scenario.run_cronjob("batch", "nightly-report", started_ago=1800)
     await scenario.complete_job("batch", finished["metadata"]["name"])
     await scenario.run_cronjob("batch", "nightly-report", started_ago=120)
-    await _settle(scenario.create_bare_pod("default", "debug-shell", template({"run": "debug-shell"}, [container("shell")],
-                                                                profiles="idle"), started_ago=900))
+    await _settle(scenario.create_bare_pod("default", "debug-shell", template(
+        {"run": "debug-shell"}, [container("shell")], profiles="idle"), started_ago=900))
     await _settle(scenario.create_bare_pod("default", "toolbox", template(
         {"run": "toolbox"}, [container("toolbox", cpu="50m", memory="64Mi"), container("proxy", cpu="5m")],
         profiles="toolbox=bursty,proxy=idle"), started_ago=600))
@@ -833,6 +833,6 @@ async def populate_mixed(scenario: Scenario, pods_per_node: int) -> None:
         name = app if number < 3 * len(_APP_NAMES) or target >= 600 else f"{app}-{number // (3 * len(_APP_NAMES))}"
         replicas = min(remaining, rng.choice((1, 2, 2, 3, 3, 4, 6)))
         await _settle(scenario.create_deployment(namespace, name, replicas, _app_template(rng, app),
-                                   started_ago=rng.uniform(600, 5400)))
+                                                 started_ago=rng.uniform(600, 5400)))
         remaining -= replicas
         number += 1

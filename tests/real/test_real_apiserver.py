@@ -16,7 +16,7 @@ import yaml
 
 from kubemeter import GROUP, VERSION
 from kubemeter_sim.real.cluster import RealCluster
-from kubemeter_sim.real.rest import RestError
+from kubemeter_sim.real.rest import RestError, wait_for
 from tests.packaging.test_crd_schemas import INVALID_POLICIES, VALID_POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,10 +37,8 @@ async def real(tmp_path_factory: pytest.TempPathFactory) -> RealCluster:
                 await cluster.rest.get(f"/apis/{GROUP}/{VERSION}/workloadmetrics")
                 return True
             except RestError:
-                await asyncio.sleep(0.2)
                 return False
-        while not await served():
-            pass
+        await wait_for(served, 60, "the CRDs served")
         yield cluster
 
 

@@ -25,7 +25,7 @@ from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import Kubelet
 from kubemeter_sim.real.controlplane import ControlPlane
 from kubemeter_sim.real.nodes import FakeNodes
-from kubemeter_sim.real.rest import Rest, wait_for
+from kubemeter_sim.real.rest import Rest, collection, wait_for
 from kubemeter_sim.real.workloads import SETTLE_SECONDS, RealScenario
 from kubemeter_sim.scenario import populate_mixed
 
@@ -48,17 +48,12 @@ class ApiReader:
             return json.load(response)
 
     def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict:
-        return self._read(_collection(api_version, plural, namespace) + f"/{name}", {})
+        return self._read(collection(api_version, plural, namespace) + f"/{name}", {})
 
     def list(self, api_version: str, plural: str, namespace: str | None = None, *, label_selector: str = "",
              field_selector: str = "") -> list[dict]:
         params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
-        return self._read(_collection(api_version, plural, namespace), params)["items"]
-
-
-def _collection(api_version: str, plural: str, namespace: str | None) -> str:
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return prefix + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+        return self._read(collection(api_version, plural, namespace), params)["items"]
 
 
 class RealCluster(ClusterSettings):

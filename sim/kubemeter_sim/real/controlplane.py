@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import tempfile
 import time
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubemeter_sim import tls
+from kubemeter_sim.cluster import free_port
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,6 @@ def binaries_dir() -> Path:
 def missing_binaries(directory: Path | None = None) -> list[str]:
     directory = directory or binaries_dir()
     return [name for name in COMPONENTS if not os.access(directory / name, os.X_OK)]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _die_with_parent() -> None:

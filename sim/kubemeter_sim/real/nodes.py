@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kubemeter_sim import tls
+from kubemeter_sim.cluster import free_port, node_ip
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import ClientCredentials, Kubelet, KubeletFleet
 from kubemeter_sim.kubelet_status import (
@@ -42,9 +43,8 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 _ZONES = ("sim-zone-a", "sim-zone-b", "sim-zone-c")
 
 
-def node_ip(index: int) -> str:
-    """The InternalIP of the ``index``-th fake node: 127.2.0.1, 127.2.0.2, ... (loopback on Linux)."""
-    return f"127.2.{index // 250}.{index % 250 + 1}"
+NODE_NETWORK = 2
+"""Fake nodes' InternalIPs are 127.2.0.1, 127.2.0.2, ...: apart from the simulated cluster's 127.1.x.y."""
 
 
 def micro_time(timestamp: float) -> str:
@@ -89,8 +89,8 @@ class FakeNodes:
             rogue, self._pki / "rogue.pem", "rogue", ips=["127.0.0.1"], key=self._key))
         self.fleet = KubeletFleet(rogue_context)
         await self.fleet.start()
-        from kubemeter_sim.real.controlplane import free_port
-        self.port = free_port()
+        # Every kubelet listens on this port of its own address, as a real kubelet on 10250.
+        self.port = free_port(node_ip(0, NODE_NETWORK))
         self._tasks.append(asyncio.create_task(self._drive_pods(), name="fake-kubelets-pods"))
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="fake-kubelets-leases"))
 
@@ -109,7 +109,7 @@ class FakeNodes:
     # -- nodes ---------------------------------------------------------------------------------------------
     async def add(self, name: str, *, control_plane: bool = False, taint_control_plane: bool = True) -> None:
         number = len(self.nodes)
-        ip = node_ip(number)
+        ip = node_ip(number, NODE_NETWORK)
         chain = tls.write_server_chain(self.ca, self._pki / f"kubelet-{name}.pem", name, ips=[ip], dns_names=[name],
                                        key=self._key)
         context = tls.server_context(chain)
@@ -146,7 +146,7 @@ class FakeNodes:
             await self.rest.delete(f"/api/v1/nodes/{name}")
 
     async def ready(self, name: str) -> bool:
-        """Ready=True and no not-ready taint: the node-lifecycle controller has seen the node."""
+        """No not-ready taint any more: the node-lifecycle controller has seen the node Ready."""
         node = await self.rest.get(f"/api/v1/nodes/{name}")
         taints = (node.get("spec") or {}).get("taints") or []
         return not any(t.get("key") == NOT_READY_TAINT["key"] for t in taints)

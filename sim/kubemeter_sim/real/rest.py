@@ -19,6 +19,12 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
+def collection(api_version: str, plural: str, namespace: str | None = None) -> str:
+    """The path of a resource's collection: in one namespace, or across all when ``namespace`` is None."""
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return prefix + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+
+
 class RestError(Exception):
     def __init__(self, status: int, body: dict[str, Any] | str) -> None:
         self.status = status

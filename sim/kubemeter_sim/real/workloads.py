@@ -18,7 +18,7 @@ from typing import Any
 
 from kubemeter_sim.kubelet_status import rfc3339, succeeded_pod_status
 from kubemeter_sim.real.nodes import FakeNodes
-from kubemeter_sim.real.rest import MERGE_PATCH, Rest, RestError, wait_for
+from kubemeter_sim.real.rest import MERGE_PATCH, Rest, RestError, collection, wait_for
 
 _API = {"Deployment": ("apps/v1", "deployments"), "ReplicaSet": ("apps/v1", "replicasets"),
         "StatefulSet": ("apps/v1", "statefulsets"), "DaemonSet": ("apps/v1", "daemonsets"),
@@ -26,15 +26,9 @@ _API = {"Deployment": ("apps/v1", "deployments"), "ReplicaSet": ("apps/v1", "rep
 SETTLE_SECONDS = 120.0
 
 
-def _prefix(api_version: str) -> str:
-    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-
-
 def path(kind: str, namespace: str | None = None, name: str = "") -> str:
     """The collection (all namespaces when ``namespace`` is None), or one object of it."""
-    api_version, plural = _API[kind]
-    scope = f"/namespaces/{namespace}" if namespace else ""
-    return f"{_prefix(api_version)}{scope}/{plural}" + (f"/{name}" if name else "")
+    return collection(*_API[kind], namespace) + (f"/{name}" if name else "")
 
 
 class RealScenario:

@@ -83,3 +83,24 @@ def succeeded_pod_status(pod: dict[str, Any], finished_at: float) -> dict[str, A
     conditions = [{**c, "status": "False", "reason": "PodCompleted", "lastTransitionTime": end}
                   if c.get("type") in ("Ready", "ContainersReady") else c for c in status.get("conditions") or []]
     return {"phase": "Succeeded", "containerStatuses": statuses, "conditions": conditions}
+
+
+def restarted_container_statuses(pod: dict[str, Any], restarts: dict[str, int], started_at: float,
+                                 reason: str = "OOMKilled") -> list[dict[str, Any]]:
+    """The pod's containerStatuses after the kubelet restarted the containers in ``restarts`` (name: new
+    restartCount) at ``started_at``: the old run in ``lastState.terminated``, a new one running."""
+    statuses = []
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status["name"] in restarts:
+            previous = ((status.get("state") or {}).get("running") or {}).get("startedAt", rfc3339(started_at))
+            status = {**status, "restartCount": restarts[status["name"]],
+                      "lastState": {"terminated": {"exitCode": 137 if reason == "OOMKilled" else 1, "reason": reason,
+                                                   "startedAt": previous, "finishedAt": rfc3339(started_at)}},
+                      "state": {"running": {"startedAt": rfc3339(started_at)}}}
+        statuses.append(status)
+    return statuses
+
+
+def all_restarted(pod: dict[str, Any]) -> dict[str, int]:
+    """Every container of the pod with its next restart count (``restarted_container_statuses``' argument)."""
+    return {s["name"]: int(s.get("restartCount", 0)) + 1 for s in (pod.get("status") or {}).get("containerStatuses") or []}

@@ -26,7 +26,9 @@ from kubemeter_sim.apiserver.errors import ApiError
 from kubemeter_sim.apiserver.jsonutil import clone
 from kubemeter_sim.apiserver.store import Store
 from kubemeter_sim.kubelet import PROFILE_ANNOTATION
-from kubemeter_sim.kubelet_status import node_status, rfc3339, running_pod_status, succeeded_pod_status
+from kubemeter_sim.kubelet_status import (
+    all_restarted, node_status, restarted_container_statuses, rfc3339, running_pod_status, succeeded_pod_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -429,24 +431,19 @@ class Scenario:
     def report_restart(self, namespace: str, name: str, container_name: str, restart_count: int, started_at: float,
                        reason: str = "OOMKilled") -> None:
         """What the kubelet writes after restarting a container (OOM kill or crash)."""
-        pod = self.store.get("v1", "pods", name, namespace)
-        statuses = clone(pod["status"].get("containerStatuses") or [])
-        for status in statuses:
-            if status["name"] == container_name:
-                previous = (status.get("state") or {}).get("running", {}).get("startedAt", rfc3339(started_at))
-                status["lastState"] = {"terminated": {"exitCode": 137 if reason == "OOMKilled" else 1, "reason": reason,
-                                                      "startedAt": previous, "finishedAt": rfc3339(started_at)}}
-                status["state"] = {"running": {"startedAt": rfc3339(started_at)}}
-                status["restartCount"] = restart_count
-        self.store.patch("v1", "pods", name, {"status": {"containerStatuses": statuses}}, "merge", namespace,
-                         subresource="status")
+        self._report_restarts(self.store.get("v1", "pods", name, namespace), {container_name: restart_count},
+                              started_at, reason)
 
     async def restart_pod(self, namespace: str, name: str) -> None:
         """Every container of the pod restarts now: restartCount + 1, counters start again from 0."""
         pod = self.store.get("v1", "pods", name, namespace)
-        now = self.clock()
-        for status in pod["status"].get("containerStatuses") or []:
-            self.report_restart(namespace, name, status["name"], int(status.get("restartCount", 0)) + 1, now, "Error")
+        self._report_restarts(pod, all_restarted(pod), self.clock(), "Error")
+
+    def _report_restarts(self, pod: dict[str, Any], restarts: dict[str, int], started_at: float, reason: str) -> None:
+        statuses = restarted_container_statuses(pod, restarts, started_at, reason)
+        meta = pod["metadata"]
+        self.store.patch("v1", "pods", meta["name"], {"status": {"containerStatuses": statuses}}, "merge",
+                         meta["namespace"], subresource="status")
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         """Delete a pod; a ReplicaSet, StatefulSet or DaemonSet controller replaces it, as in a real cluster."""
@@ -789,7 +786,9 @@ async def populate_mixed(scenario: Scenario, pods_per_node: int) -> None:
     """A deterministic mix filling about ``pods_per_node`` pods per node: static control-plane pods, two
     DaemonSets, a StatefulSet, a CronJob with a completed and a running Job, bare pods, and Deployments
     for the rest. Initial pods started a while ago, as on a cluster that has been up for some time."""
-    rng = scenario.rng
+    # Its own generator, not the scenario's (which also names pods): the same seed then gives the same
+    # catalogue on both backends.
+    rng = random.Random(scenario.seed)
     target = len(scenario.nodes) * pods_per_node
     for namespace in ("monitoring", "data", "batch"):
         await _settle(scenario.ensure_namespace(namespace))

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import random
 import time
 from typing import Any
 
-from kubemeter_sim.kubelet_status import rfc3339, succeeded_pod_status
+from kubemeter_sim.kubelet_status import all_restarted, restarted_container_statuses, rfc3339, succeeded_pod_status
 from kubemeter_sim.real.nodes import FakeNodes
 from kubemeter_sim.real.rest import MERGE_PATCH, Rest, RestError, collection, wait_for
 
@@ -35,7 +34,7 @@ class RealScenario:
     def __init__(self, rest: Rest, nodes: FakeNodes, *, seed: int = 0) -> None:
         self.rest = rest
         self.fake_nodes = nodes
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.nodes: list[str] = []
         self.control_planes: list[str] = []
         self._namespaces: set[str] = set()
@@ -149,24 +148,55 @@ class RealScenario:
         return await self.fake_nodes.create_mirror_pod(node, pod, hashlib.md5(f"{node}/{component}".encode()).hexdigest())
 
     # -- changes ---------------------------------------------------------------------------------------------
+    # Changes return once the controllers have carried them out (as ``kubectl rollout status`` waits), so a
+    # test sees the same settled cluster after them as on the simulator, where they are synchronous.
     async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         await self.rest.patch(path(kind, namespace, name) + "/scale", {"spec": {"replicas": replicas}})
+        await self.wait_settled()
 
     async def rolling_update(self, namespace: str, deployment_name: str) -> dict[str, Any]:
         """``kubectl rollout restart``: the Deployment controller makes a new ReplicaSet and retires the old."""
-        return await self.rest.patch(path("Deployment", namespace, deployment_name), {"spec": {"template": {
+        deployment = await self.rest.patch(path("Deployment", namespace, deployment_name), {"spec": {"template": {
             "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": rfc3339(time.time())}}}}})
+        await self.wait_settled()
+        return deployment
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         await self.rest.delete(path("Pod", namespace, name))
+
+    async def restart_pod(self, namespace: str, name: str) -> None:
+        """What the pod's kubelet reports after restarting every container: its fake kubelet then starts their
+        counters again from 0 (it follows the pod through the watch)."""
+        pod = await self.rest.get(path("Pod", namespace, name))
+        statuses = restarted_container_statuses(pod, all_restarted(pod), time.time(), "Error")
+        await self.rest.patch(path("Pod", namespace, name) + "/status",
+                              {"metadata": {"uid": pod["metadata"]["uid"]}, "status": {"containerStatuses": statuses}},
+                              MERGE_PATCH)
+
+    async def remove_node(self, name: str) -> None:
+        """The node and its kubelet go; its pods are deleted as the pod garbage collector deletes the pods of a
+        node that no longer exists (at once here, not after its 40 s quarantine), and controllers replace theirs."""
+        await self.fake_nodes.remove(name)
+        self.nodes.remove(name)
+        if name in self.control_planes:
+            self.control_planes.remove(name)
+        for pod in await self._pods(field_selector=f"spec.nodeName={name}"):
+            meta = pod["metadata"]
+            try:
+                await self.rest.delete(path("Pod", meta["namespace"], meta["name"]), gracePeriodSeconds=0)
+            except RestError as error:
+                if error.status != 404:  # a controller may have deleted it first
+                    raise
 
     async def delete_workload(self, kind: str, namespace: str, name: str) -> None:
         """Background propagation: the real garbage collector removes ReplicaSets, Jobs and Pods."""
         await self.rest.delete(path(kind, namespace, name), propagationPolicy="Background")
 
     # -- observation -----------------------------------------------------------------------------------------
-    async def _pods(self, namespace: str | None = None, label_selector: str = "") -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else {}
+    async def _pods(self, namespace: str | None = None, label_selector: str = "",
+                    field_selector: str = "") -> list[dict[str, Any]]:
+        params = {key: value for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+                  if value}
         return (await self.rest.get(path("Pod", namespace), **params))["items"]
 
     async def running_pod_count(self) -> int:

@@ -181,6 +181,7 @@ class Scenario:
 
     def _create(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         api_version, plural = _WORKLOAD_API[kind]
+        self.ensure_namespace(obj["metadata"]["namespace"])  # as the real scenario does: a user creates it first
         self._creating = True
         try:
             created = self.store.create(api_version, plural, {"apiVersion": api_version, "kind": kind, **obj})
@@ -721,6 +722,7 @@ class Scenario:
     # -- bare and static pods --------------------------------------------------------------------------------
     def create_bare_pod(self, namespace: str, name: str, pod_template: dict[str, Any], *,
                         started_ago: float = 0.0) -> dict[str, Any]:
+        self.ensure_namespace(namespace)
         return self._create_pod(namespace, pod_template, name=name, started_ago=started_ago)
 
     def create_static_pod(self, node: str, component: str, pod_template: dict[str, Any], *,

@@ -1,9 +1,11 @@
-"""The chart's ClusterRole is exactly what the operator needs: the operator runs end to end under a token
-bound to the rendered rules (the simulator enforces them with real 403s), and proxy mode needs the opt-in."""
+"""The chart's ClusterRole is exactly what the operator needs: the operator runs end to end as the chart's
+ServiceAccount under the rendered rules, on a real control plane (the manifests applied, a TokenRequest token,
+403s read from the audit log) and on the simulator (which enforces the same rules); proxy mode needs the opt-in."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,10 +17,16 @@ from kubernetes.config import incluster_config
 from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.rest import collection
 from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
 from tests.reliability.support import events
 
 from .packaging_support import by_kind
+
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+OPERATOR_NAMESPACE = "kubemeter"  # helm install --namespace kubemeter --create-namespace
 
 
 def chart_rules(manifests: list[dict]) -> list[dict]:
@@ -28,37 +36,73 @@ def chart_rules(manifests: list[dict]) -> list[dict]:
     return rules
 
 
-def kubeconfig_with_token(cluster: Cluster, token: str, path: Path) -> Path:
+async def chart_service_account_token(cluster: Cluster | RealCluster, manifests: list[dict]) -> tuple[str, str]:
+    """(username, bearer token) of the chart's ServiceAccount, bound to the chart's roles. On the real control
+    plane: the rendered ServiceAccount, roles and bindings applied as they are and a token from the TokenRequest
+    API, as the kubelet mounts one; on the simulator: a token bound to the same rules."""
+    (account,) = by_kind(manifests, "ServiceAccount")
+    username = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account['metadata']['name']}"
+    created = cluster.scenario.ensure_namespace(OPERATOR_NAMESPACE)
+    if inspect.isawaitable(created):  # the real scenario's; the simulator's is synchronous
+        await created
+    if not isinstance(cluster, RealCluster):
+        return username, cluster.token_for(chart_rules(manifests), user=username)
+    for manifest in manifests:
+        if manifest["kind"] in RBAC_KINDS:
+            api_version, plural = manifest["apiVersion"], manifest["kind"].lower() + "s"
+            namespace = OPERATOR_NAMESPACE if manifest["kind"] in ("ServiceAccount", "Role", "RoleBinding") else None
+            await cluster.rest.apply_or_keep(collection(api_version, plural, namespace), manifest)
+    request = await cluster.rest.create(
+        collection("v1", "serviceaccounts", OPERATOR_NAMESPACE) + f"/{account['metadata']['name']}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
+    return username, request["status"]["token"]
+
+
+def denied_requests(cluster: Cluster | RealCluster, username: str) -> list:
+    """Every request of ``username`` that authorization refused: the real server's audit log, the simulator's
+    record. On the real server the audit log must also show the user's requests at all (else a broken audit
+    configuration would pass)."""
+    if not isinstance(cluster, RealCluster):
+        return [entry for entry in cluster.apiserver.denied if entry[0] == username]
+    events = cluster.control_plane.audit_events(username)
+    assert any(e["verb"] == "watch" for e in events), "the audit log records the operator's requests"
+    return [(e["verb"], e["requestURI"]) for e in events if e.get("responseStatus", {}).get("code") == 403]
+
+
+def kubeconfig_with_token(cluster: Cluster | RealCluster, token: str, path: Path) -> Path:
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     config["users"][0]["user"] = {"token": token}
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def mount_service_account(cluster: Cluster, token: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def mount_service_account(cluster: Cluster | RealCluster, token: str, directory: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
     """What a pod sees: the service-account token and CA files, and KUBERNETES_SERVICE_HOST/PORT (no KUBECONFIG)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "token").write_text(token)
-    (directory / "ca.crt").write_bytes(cluster.ca.pem)
+    (directory / "ca.crt").write_bytes(cluster.ca_path.read_bytes())
     monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(directory / "token"))
     monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(directory / "ca.crt"))
-    url = urlsplit(cluster.apiserver.url)
+    url = urlsplit(cluster.url)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", url.hostname)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(url.port))
     monkeypatch.delenv("KUBECONFIG", raising=False)
 
 
-@pytest.fixture
-async def restricted(tmp_path: Path, render, monkeypatch: pytest.MonkeyPatch):
-    """A cluster, its CRDs (applied as admin), and a factory for operators running under chart rules, with a
-    kubeconfig or (``in_cluster``) as in a pod."""
-    async with Cluster(nodes=2, pods_per_node=5, seed=3, workdir=tmp_path / "sim", housekeeping_interval=0.5) as cluster:
+@pytest.fixture(params=["sim", "real"])
+async def restricted(request: pytest.FixtureRequest, tmp_path: Path, render, monkeypatch: pytest.MonkeyPatch):
+    """A cluster (each backend), its CRDs (applied as admin), and a factory for operators running as the chart's
+    ServiceAccount under the chart's rules, with a kubeconfig or (``in_cluster``) as in a pod."""
+    backend = Cluster if request.param == "sim" else RealCluster
+    async with backend(nodes=2, pods_per_node=5, seed=3, workdir=tmp_path / request.param,
+                       housekeeping_interval=0.5) as cluster:
         admin = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
         await asyncio.to_thread(install_crds, admin, CRDS_DIR)
         threads = []
 
         async def operator_for(values: dict, *, in_cluster: bool = False, **settings) -> Operator:
-            token = cluster.token_for(chart_rules(render(values)))
+            operator_for.username, token = await chart_service_account_token(cluster, render(values))
             kubeconfig = None
             if in_cluster:
                 mount_service_account(cluster, token, tmp_path / f"serviceaccount-{len(threads)}", monkeypatch)
@@ -115,10 +159,12 @@ async def test_operator_works_in_a_pod_under_exactly_the_chart_cluster_role(rest
     await again.cycle("p")
 
     assert forbidden_writes(operator) == forbidden_writes(again) == 0
-    assert cluster.apiserver.denied == [], "every request the operator made was allowed by the chart's rules"
+    assert denied_requests(cluster, restricted.username) == [], "the chart's rules allowed every request it made"
 
 
+@pytest.mark.parametrize("restricted", ["sim"], indirect=True)
 async def test_proxy_mode_needs_the_nodes_proxy_opt_in(restricted):
+    """Simulator only: a real kube-apiserver refuses to proxy to the fake nodes' loopback addresses."""
     direct_only = await restricted({})
     await direct_only.create_policy("via-proxy", stepped(source={"via": "proxy"}))
     report = await direct_only.cycle("via-proxy")
@@ -136,10 +182,8 @@ async def test_leader_election_works_under_the_chart_lease_role(restricted, rend
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--leader-election" in args
     (lease_name,) = [a.split("=", 1)[1] for a in args if a.startswith("--lease-name=")]
-    operator_namespace = "kubemeter"  # helm install --namespace kubemeter --create-namespace
-    restricted.cluster.scenario.ensure_namespace(operator_namespace)
     operator = await restricted(
-        {"replicaCount": 2}, leader_election=True, lease_namespace="kubemeter", lease_name=lease_name
+        {"replicaCount": 2}, leader_election=True, lease_namespace=OPERATOR_NAMESPACE, lease_name=lease_name
     )
     elector = operator.runtime.elector
     assert elector is not None

@@ -13,15 +13,23 @@ import pytest
 from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
-from tests.operator.conftest import REPO, Operator, operator, sim_cluster, start_operator  # noqa: F401
+from kubemeter_sim.real.cluster import RealCluster
+from tests.operator.conftest import REPO, Operator, any_cluster, operator, sim_cluster, start_operator  # noqa: F401
 
 StartOperator = Callable[..., Awaitable[Operator]]
 
 
 @pytest.fixture
-async def admin(sim_cluster: Cluster) -> AsyncIterator[kubernetes.client.ApiClient]:  # noqa: F811
+def cluster(sim_cluster: Cluster) -> Cluster:  # noqa: F811
+    """The cluster ``admin`` and ``start`` work on: the simulator; a module whose tests also run on the real
+    control plane overrides it with ``any_cluster``."""
+    return sim_cluster
+
+
+@pytest.fixture
+async def admin(cluster: Cluster | RealCluster) -> AsyncIterator[kubernetes.client.ApiClient]:
     """An admin client on a cluster with the CRDs installed (and no operator)."""
-    client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
+    client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
     await asyncio.to_thread(install_crds, client, REPO / "crds")
     try:
         yield client
@@ -30,13 +38,13 @@ async def admin(sim_cluster: Cluster) -> AsyncIterator[kubernetes.client.ApiClie
 
 
 @pytest.fixture
-async def start(sim_cluster: Cluster, admin: kubernetes.client.ApiClient) -> AsyncIterator[StartOperator]:  # noqa: F811
+async def start(cluster: Cluster | RealCluster, admin: kubernetes.client.ApiClient) -> AsyncIterator[StartOperator]:
     """``await start(**RunSettings fields)`` runs one more operator on the cluster; all stop at teardown."""
     running: list[Operator] = []
 
     async def start_one(kubeconfig: Path | None = None, **settings: object) -> Operator:
-        thread = await start_operator(sim_cluster, kubeconfig, **settings)
-        running.append(Operator(sim_cluster, thread, admin))
+        thread = await start_operator(cluster, kubeconfig, **settings)
+        running.append(Operator(cluster, thread, admin))
         return running[-1]
 
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 
 import kubernetes
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter.loop import CycleReport
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
 from tests.operator.conftest import Operator, eventually
 
 
@@ -51,19 +53,31 @@ def scrape_errors(text: str, policy: str) -> dict[tuple[str, str], float]:
 
 
 class RequestCounter:
-    """Counts API server requests matching a method and path pattern, without changing their answers
-    (a fault with no status and no delay lets each request through; it hides faults injected after it
-    for the same requests, as only the first matching fault applies)."""
+    """Counts API server requests matching a method and path pattern from now on, without changing their
+    answers. On the simulator a fault with no status and no delay lets each request through (it hides faults
+    injected after it for the same requests, as only the first matching fault applies); on the real control
+    plane the audit log is read (it records every request for kubemeter's resources)."""
 
-    def __init__(self, cluster: Cluster, method: str, path: str) -> None:
-        self._handle = cluster.apiserver.inject_fault(method=method, path=path)
+    _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+    def __init__(self, cluster: Cluster | RealCluster, method: str, path: str) -> None:
+        self._cluster = cluster
+        if isinstance(cluster, RealCluster):
+            self._verb, self._path = self._VERBS[method], re.compile(path)
+            self._seen = len(cluster.control_plane.audit_events())
+        else:
+            self._handle = cluster.apiserver.inject_fault(method=method, path=path)
 
     @property
     def count(self) -> int:
-        return self._handle.hits
+        if not isinstance(self._cluster, RealCluster):
+            return self._handle.hits
+        return sum(1 for event in self._cluster.control_plane.audit_events()[self._seen:]
+                   if event["verb"] == self._verb and self._path.search(event["requestURI"].split("?")[0]))
 
     def stop(self) -> None:
-        self._handle.remove()
+        if not isinstance(self._cluster, RealCluster):
+            self._handle.remove()
 
 
 async def first_cycle(op: Operator, policy: str) -> CycleReport:

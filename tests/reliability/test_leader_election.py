@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import kubernetes
+import pytest
 
 from kubemeter.publish.status import rfc3339
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.support import first_cycle, samples
+
+@pytest.fixture
+def cluster(any_cluster):
+    """Both backends (the Lease is the real coordination API's on the real control plane)."""
+    return any_cluster
+
 
 LEASE = {"leader_election": True, "lease_namespace": "default", "lease_duration": 2.0, "renew_deadline": 1.5,
          "retry_period": 0.2}
@@ -55,7 +62,9 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(start, admin):
 
 
 
+@pytest.mark.parametrize("any_cluster", ["sim"], indirect=True)
 async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until_it_leads_again(start):
+    """Simulator only: it injects the API server's refusal of Lease requests."""
     op = await start(identity="replica-a", **LEASE)
     await eventually(lambda: op.runtime.deps.active.is_set())
     await op.create_policy("p", stepped())

@@ -285,20 +285,23 @@ class ControlPlane:
         return self.workdir / "audit.log"
 
     def _write_audit_policy(self) -> Path:
-        """Audit what workloads' service accounts do (an operator under test runs as one), not the controllers'
-        own traffic: a test can then show that every request of the operator was allowed."""
+        """Audit every request for kubemeter's own resources, and what workloads' service accounts do (an
+        operator under test runs as one), not the controllers' or the fake nodes' traffic: a test can then
+        count the operator's writes and show that each of its requests was allowed."""
         policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"], "rules": [
+            {"level": "Metadata", "resources": [{"group": "kubemeter.io"}]},
             {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
             {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
             {"level": "None"}]}
         return _write(self.workdir / "audit-policy.yaml", yaml.safe_dump(policy).encode())
 
-    def audit_events(self, username: str) -> list[dict]:
-        """The audit log's events of requests made by ``username`` (a service account's)."""
+    def audit_events(self, username: str | None = None) -> list[dict]:
+        """The audit log's completed requests, oldest first (of ``username`` only, if given)."""
         if not self.audit_log.exists():
             return []
         events = (json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip())
-        return [event for event in events if event.get("user", {}).get("username") == username]
+        return [event for event in events if event.get("stage") == "ResponseComplete"
+                and (username is None or event.get("user", {}).get("username") == username)]
 
     async def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.workdir / f"{name}.log"

@@ -189,8 +189,17 @@ class RealScenario:
                     raise
 
     async def delete_workload(self, kind: str, namespace: str, name: str) -> None:
-        """Background propagation: the real garbage collector removes ReplicaSets, Jobs and Pods."""
-        await self.rest.delete(path(kind, namespace, name), propagationPolicy="Background")
+        """Background propagation: the real garbage collector removes ReplicaSets, Jobs and Pods. Returns once
+        the pods the workload selected are gone, as the simulator's deletion is done when it returns."""
+        workload = await self.rest.delete(path(kind, namespace, name), propagationPolicy="Background")
+        labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not labels:
+            return
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+        async def gone() -> bool:
+            return not await self._pods(namespace, selector)
+        await wait_for(gone, SETTLE_SECONDS, f"the pods of {kind} {namespace}/{name} deleted")
 
     # -- observation -----------------------------------------------------------------------------------------
     async def _pods(self, namespace: str | None = None, label_selector: str = "",

@@ -54,7 +54,7 @@ WORKLOAD_METRICS = {
 REJECTED = [
     (policy_manifest("bad-duration", {"interval": "30 seconds"}), "spec.interval: Invalid value: \"30 seconds\""),
     (policy_manifest("slow-timeout", {"interval": "15s", "source": {"timeout": "15s"}}),
-     "spec.source.timeout: Invalid value: \"object\": timeout must be shorter than interval"),
+     "spec.source.timeout: Invalid value: timeout must be shorter than interval"),
     (policy_manifest("p-zero", {"aggregation": {"percentiles": [0]}}),
      "spec.aggregation.percentiles[0]: Invalid value: 0: spec.aggregation.percentiles[0] in body should be greater "
      "than 0"),

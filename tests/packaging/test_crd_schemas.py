@@ -304,7 +304,7 @@ def test_a_full_policy_status_is_accepted_and_kept() -> None:
 def test_policy_conditions_are_keyed_by_type() -> None:
     status = copy.deepcopy(POLICY_STATUS)
     status["conditions"].append(dict(status["conditions"][0]))
-    assert ("status.conditions[2]", "Duplicate value: map[string]interface {}{\"type\":\"Ready\"}") in errors(
+    assert ("status.conditions[2]", 'Duplicate value: {"type":"Ready"}') in errors(
         POLICY_SCHEMA, policy({}, status)
     )
 

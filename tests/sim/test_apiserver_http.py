@@ -22,8 +22,8 @@ async def next_event(response: aiohttp.ClientResponse, timeout: float = 5.0) -> 
     return json.loads(line)
 
 
-async def create_configmap(http, name: str, labels: dict | None = None) -> dict:
-    status, _, body = await http.request("POST", "/api/v1/namespaces/default/configmaps", json={
+async def create_configmap(http, name: str, labels: dict | None = None, namespace: str = "default") -> dict:
+    status, _, body = await http.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", json={
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}}})
     assert status == 201, body
     return body
@@ -155,13 +155,22 @@ async def test_initial_events_bookmarks_and_timeout(apiserver_http) -> None:
         assert (added["type"], added["object"]["metadata"]["name"]) == ("ADDED", "a")
         assert end["type"] == "BOOKMARK" and end["object"]["kind"] == "ConfigMap"
         assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        await create_configmap(apiserver_http, "elsewhere", namespace="kube-public")  # moves the resourceVersion
         periodic = await next_event(response)        # bookmark_interval is 0.2 s in the fixture
         assert periodic["type"] == "BOOKMARK" and "annotations" not in periodic["object"]["metadata"]
         while line := await asyncio.wait_for(response.content.readline(), 5):
             assert json.loads(line)["type"] == "BOOKMARK"
     status, _, body = await apiserver_http.request("GET", "/api/v1/configmaps?watch=true&sendInitialEvents=true")
-    assert status == 422 and [c["field"] for c in body["details"]["causes"]] == ["sendInitialEvents",
-                                                                                 "allowWatchBookmarks"]
+    assert status == 422 and [c["field"] for c in body["details"]["causes"]] == ["resourceVersionMatch"]
+
+
+async def test_no_bookmark_while_nothing_moves_past_where_the_watch_started(apiserver_http) -> None:
+    created = await create_configmap(apiserver_http, "still")
+    rv = created["metadata"]["resourceVersion"]
+    response = await open_watch(apiserver_http, f"/api/v1/namespaces/default/configmaps?watch=true"
+                                                f"&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=1")
+    async with response:
+        assert await asyncio.wait_for(response.content.readline(), 5) == b""
 
 
 async def test_drop_watches_ends_streams_and_clients_can_rewatch(apiserver: ApiServer, apiserver_http) -> None:
@@ -261,6 +270,18 @@ async def test_node_proxy_is_authorized_and_routed(apiserver: ApiServer, apiserv
     status, _, body = await apiserver_http.request("GET", "/api/v1/nodes/n1/proxy/metrics", token="nosy")
     assert status == 403 and 'cannot get resource "nodes/proxy"' in body["message"]
     assert (await apiserver_http.request("GET", "/api/v1/nodes/n2/proxy/metrics", token="reader"))[0] == 404
+
+
+async def test_impersonation_takes_the_users_rules_and_needs_the_right_to_impersonate(apiserver: ApiServer,
+                                                                                      apiserver_http) -> None:
+    apiserver.add_token("bob", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}], user="bob")
+    as_bob, as_alice = {"Impersonate-User": "bob"}, {"Impersonate-User": "alice"}
+    assert (await apiserver_http.request("GET", "/api/v1/pods", headers=as_bob))[0] == 200
+    status, _, body = await apiserver_http.request("GET", "/api/v1/pods", headers=as_alice)
+    assert status == 403 and 'User "alice" cannot list resource "pods"' in body["message"]
+    status, _, body = await apiserver_http.request("GET", "/api/v1/pods", token="bob", headers=as_alice)
+    assert (status, body["message"]) == (403, 'users "alice" is forbidden: User "bob" cannot impersonate resource '
+                                              '"users" in API group "" at the cluster scope')
 
 
 async def test_access_reviews_answer_from_the_rbac_rules(apiserver: ApiServer, apiserver_http) -> None:

@@ -164,8 +164,7 @@ async def test_kubectl_leaves_validation_to_the_server_and_shows_its_errors(kube
 async def test_kubectl_apply_patches_custom_resources_with_a_merge_patch(kubectl: Any) -> None:
     assert (await kubectl("apply", "-f", "-", stdin=manifest("{interval: 30s}")))[0] == 0
     code, output = await kubectl("apply", "-f", "-", stdin=manifest("{interval: 1m, source: {timeout: 1m}}"))
-    assert (code, output) == (1, 'The MetricsPolicy "p" is invalid: spec: Invalid value: "object": '
-                                 "timeout equals interval\n")
+    assert (code, output) == (1, 'The MetricsPolicy "p" is invalid: spec: Invalid value: timeout equals interval\n')
     assert await kubectl("apply", "-f", "-", stdin=manifest("{interval: 1m}")) == (
         0, "metricspolicy.kubemeter.io/p configured\n")
 

@@ -29,13 +29,13 @@ def test_failed_rule_reports_its_message_at_the_rule_level() -> None:
                             "message": "timeout must be less than interval"}], **DURATIONS)
     assert errors_of(schema, {"interval": "1m", "timeout": "59s"}) == []
     assert errors_of(schema, {"interval": "1m", "timeout": "1m"}) == [
-        ("FieldValueInvalid", "spec", 'Invalid value: "object": timeout must be less than interval')]
+        ("FieldValueInvalid", "spec", 'Invalid value: timeout must be less than interval')]
 
 
 def test_failed_rule_without_message_quotes_the_rule() -> None:
     schema = compile_spec([{"rule": "self.interval != self.timeout"}], **DURATIONS)
     assert errors_of(schema, {"interval": "1m", "timeout": "1m"}) == [
-        ("FieldValueInvalid", "spec", 'Invalid value: "object": failed rule: self.interval != self.timeout')]
+        ("FieldValueInvalid", "spec", 'Invalid value: failed rule: self.interval != self.timeout')]
 
 
 def test_go_durations_compare_across_units() -> None:
@@ -75,8 +75,8 @@ def test_rules_on_list_items_and_map_values_are_placed_by_index_and_key() -> Non
         limits={"type": "object", "additionalProperties": {
             "type": "string", "x-kubernetes-validations": [{"rule": "self.lowerAscii() == self"}]}})
     assert errors_of(schema, {"percentiles": [50, 0, 99.9], "limits": {"cpu": "Big"}}) == [
-        ("FieldValueInvalid", "spec.percentiles[1]", 'Invalid value: "number": out of range'),
-        ("FieldValueInvalid", "spec.limits[cpu]", 'Invalid value: "string": failed rule: self.lowerAscii() == self'),
+        ("FieldValueInvalid", "spec.percentiles[1]", 'Invalid value: 0: out of range'),
+        ("FieldValueInvalid", "spec.limits[cpu]", 'Invalid value: "Big": failed rule: self.lowerAscii() == self'),
     ]
 
 
@@ -107,7 +107,7 @@ def test_transition_rules_run_only_on_update() -> None:
     schema = compile_spec([{"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"}], mode=STRING)
     assert errors_of(schema, {"mode": "a"}) == []
     assert errors_of(schema, {"mode": "b"}, old_spec={"mode": "a"}) == [
-        ("FieldValueInvalid", "spec", 'Invalid value: "object": mode is immutable')]
+        ("FieldValueInvalid", "spec", 'Invalid value: mode is immutable')]
 
 
 def test_optional_old_self_also_runs_on_create() -> None:
@@ -131,7 +131,7 @@ def test_schema_errors_that_block_cel_say_so() -> None:
         ("FieldValueTypeInvalid", "spec.size",
          'Invalid value: "string": spec.size in body must be of type integer: "string"'),
         ("FieldValueInvalid", "<nil>",
-         'Invalid value: "null": some validation rules were not checked because the object was invalid; '
+         'Invalid value: null: some validation rules were not checked because the object was invalid; '
          "correct the existing errors to complete validation"),
     ]
 
@@ -143,7 +143,7 @@ def test_root_rules_see_metadata_name() -> None:
          "message": "name must start with mp-"}]})
     assert schema.validate({"metadata": {"name": "mp-a", "labels": {"a": "b"}}}) == []
     assert [(e.field, e.message) for e in schema.validate({"metadata": {"name": "a"}})] == [
-        ("<nil>", 'Invalid value: "object": name must start with mp-')]
+        ("<nil>", 'Invalid value: name must start with mp-')]
 
 
 @pytest.mark.parametrize("rule", ["self.a +", "frobnicate(self.a)", "self.a.noSuchMethod()", "selfie.a == 1"])

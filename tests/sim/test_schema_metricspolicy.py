@@ -76,18 +76,18 @@ def test_bad_duration_fails_the_pattern_and_the_rule_using_it(schema: CompiledSc
 
 def test_interval_below_ten_seconds(schema: CompiledSchema) -> None:
     assert admit(schema, {"interval": "5s", "source": {"timeout": "1s"}}) == [
-        'spec.interval: Invalid value: "string": spec.interval must be at least 10s']
+        'spec.interval: Invalid value: "5s": spec.interval must be at least 10s']
 
 
 def test_timeout_must_be_shorter_than_interval(schema: CompiledSchema) -> None:
     assert admit(schema, {"interval": "1m", "source": {"timeout": "1m"}}) == [
-        'spec.source.timeout: Invalid value: "object": spec.source.timeout must be less than spec.interval']
+        'spec.source.timeout: Invalid value: spec.source.timeout must be less than spec.interval']
     assert admit(schema, {"interval": "1m", "source": {"timeout": "59500ms"}}) == []
 
 
 def test_window_must_cover_the_interval(schema: CompiledSchema) -> None:
     assert admit(schema, {"interval": "10m"}) == [
-        'spec.aggregation.window: Invalid value: "object": spec.aggregation.window must be at least spec.interval']
+        'spec.aggregation.window: Invalid value: spec.aggregation.window must be at least spec.interval']
     assert admit(schema, {"interval": "1m30s", "aggregation": {"window": "90s"}}) == []
 
 
@@ -104,7 +104,7 @@ def test_source_enums_block_cel_until_fixed(schema: CompiledSchema) -> None:
     assert admit(schema, {"source": {"endpoint": "cadvisor", "via": "ssh"}}) == [
         'spec.source.endpoint: Unsupported value: "cadvisor": supported values: "resource", "summary"',
         'spec.source.via: Unsupported value: "ssh": supported values: "direct", "proxy"',
-        '<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; '
+        '<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; '
         "correct the existing errors to complete validation",
     ]
 
@@ -116,11 +116,11 @@ def test_the_status_a_user_sees_from_kubectl(schema: CompiledSchema) -> None:
     assert status["message"] == (
         'MetricsPolicy.kubemeter.io "p" is invalid: ['
         "spec.source.concurrency: Invalid value: 0: spec.source.concurrency in body should be greater than or equal "
-        'to 1, spec.source.timeout: Invalid value: "object": spec.source.timeout must be less than spec.interval]'
+        'to 1, spec.source.timeout: Invalid value: spec.source.timeout must be less than spec.interval]'
     )
     assert status["details"]["causes"][1] == {
         "reason": "FieldValueInvalid", "field": "spec.source.timeout",
-        "message": 'Invalid value: "object": spec.source.timeout must be less than spec.interval'}
+        "message": 'Invalid value: spec.source.timeout must be less than spec.interval'}
 
 
 def test_shipped_crds_compile_and_accept_their_own_defaults() -> None:

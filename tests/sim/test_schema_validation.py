@@ -149,7 +149,7 @@ def test_list_type_set_and_map_reject_duplicates() -> None:
             "atomic": ["a", "a"]}
     assert errors_of(schema, spec) == [
         ("FieldValueDuplicate", "spec.namespaces[2]", 'Duplicate value: "a"'),
-        ("FieldValueDuplicate", "spec.ports[1]", 'Duplicate value: map[string]interface {}{"name":"http"}'),
+        ("FieldValueDuplicate", "spec.ports[1]", 'Duplicate value: {"name":"http"}'),
     ]
 
 

@@ -135,6 +135,34 @@ def crd_causes(obj: dict) -> list[dict]:
     return causes
 
 
+def crd_schema_causes(crd: dict) -> list[dict]:
+    """Each version's openAPIV3Schema must compile (structural, CEL rules that compile) and its defaults must
+    pass the schema and CEL rules they sit under, as apiextensions-apiserver checks when a CRD is written.
+    Versions that share one schema are checked once, named as the internal API names it: ``spec.validation``."""
+    schema_module = importlib.import_module("kubemeter_sim.apiserver.schema")
+    versions = [v for v in (crd.get("spec") or {}).get("versions") or [] if isinstance(v, dict)]
+    schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+    if schemas and all(schema == schemas[0] for schema in schemas):
+        located = [("spec.validation", schemas[0])]
+    else:
+        located = [(f"spec.versions[{index}].schema", schema) for index, schema in enumerate(schemas)]
+    causes = []
+    for where, raw in located:
+        if raw is None:
+            continue
+        try:
+            compiled = schema_module.CompiledSchema.compile(raw)
+        except ValueError as error:
+            field, _, message = str(error).partition(": ")
+            label = message.partition(":")[0]
+            reason = next((r for r, text in schema_module.TYPE_LABELS.items() if text == label), "FieldValueInvalid")
+            causes.append({"reason": reason, "message": message, "field": f"{where}.{field}"})
+            continue
+        causes.extend({"reason": e.type, "message": e.message, "field": e.field}
+                      for e in compiled.default_errors(f"{where}.openAPIV3Schema"))
+    return causes
+
+
 def pod_qos_class(pod: dict) -> str:
     containers = (pod.get("spec") or {}).get("containers") or []
     requests_set = limits_set = False
@@ -166,13 +194,30 @@ def prepare_for_create(rtype: ResourceType, obj: dict, now: str) -> None:
         spec.setdefault("dnsPolicy", "ClusterFirst")
         spec.setdefault("schedulerName", "default-scheduler")
         spec.setdefault("terminationGracePeriodSeconds", 30)
+        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            _default_requests_to_limits(container)
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
     elif rtype.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
-    elif rtype.kind in _STATUS_RESET_ON_CREATE or (rtype.custom and "status" in rtype.subresources):
+    elif rtype.kind in _STATUS_RESET_ON_CREATE:
+        obj["status"] = {}
+    elif rtype.custom and "status" in rtype.subresources:
         obj.pop("status", None)
     if rtype.kind == "CustomResourceDefinition":
         obj["status"] = crd_status(obj, now)
+
+
+def _default_requests_to_limits(container: dict) -> None:
+    """A resource with a limit and no request is requested at its limit (core/v1 SetDefaults_Pod); a container
+    without resources gets an empty ``resources``."""
+    if not isinstance(container, dict):
+        return
+    resources = container.setdefault("resources", {})
+    limits = resources.get("limits") if isinstance(resources, dict) else None
+    if isinstance(limits, dict) and limits:
+        requests = resources.setdefault("requests", {})
+        for name, quantity in limits.items():
+            requests.setdefault(name, quantity)
 
 
 def crd_status(crd: dict, now: str) -> dict:

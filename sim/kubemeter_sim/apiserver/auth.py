@@ -45,37 +45,52 @@ def _rule_allows(rule: dict, attrs: Attributes) -> bool:
     return not names or (bool(attrs.name) and attrs.name in names)
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a request is from: a user and its RBAC PolicyRules (None: cluster-admin, as system:masters)."""
+
+    user: str
+    rules: tuple[dict, ...] | None
+
+
 class Authenticator:
     """Known tokens with their user and rules; no token registered at all means an open (test) server."""
 
     def __init__(self) -> None:
-        self._tokens: dict[str, tuple[str, list[dict] | None]] = {}
+        self._tokens: dict[str, Identity] = {}
 
     def add_token(self, token: str, rules: list[dict] | None = None, user: str = ADMIN_USER) -> None:
-        self._tokens[token] = (user, rules)
+        self._tokens[token] = Identity(user, None if rules is None else tuple(rules))
 
     @property
     def enabled(self) -> bool:
         return bool(self._tokens)
 
-    def user(self, token: str | None) -> tuple[str, list[dict] | None] | None:
-        """(user, rules) for a token; None when unauthenticated."""
+    def identify(self, token: str | None) -> Identity | None:
+        """The identity of a bearer token; None when unauthenticated."""
         if not self._tokens:
-            return ADMIN_USER, None
+            return Identity(ADMIN_USER, None)
         return self._tokens.get(token or "")
 
+    def impersonated(self, user: str) -> Identity:
+        """Who an ``Impersonate-User`` request acts as: the rules of that user's tokens (a user without any may do
+        only what every authenticated user may)."""
+        rules = [rule for identity in self._tokens.values() if identity.user == user
+                 for rule in identity.rules or ()]
+        admin = any(identity.user == user and identity.rules is None for identity in self._tokens.values())
+        return Identity(user, None if admin else tuple(rules))
+
     def authorize(self, token: str | None, attrs: Attributes) -> tuple[bool, str]:
-        identity = self.user(token)
+        identity = self.identify(token)
         if identity is None:
             return False, ""
-        user, rules = identity
-        return _allows(rules, attrs), user
+        return allows(identity, attrs), identity.user
 
     def authorize_user(self, user: str, attrs: Attributes) -> bool:
         """SubjectAccessReview by user name: allowed if any of that user's tokens allows it."""
         if not self._tokens:
             return True
-        return any(_allows(rules, attrs) for name, rules in self._tokens.values() if name == user)
+        return any(allows(identity, attrs) for identity in self._tokens.values() if identity.user == user)
 
 
 # What the system:basic-user ClusterRole grants every authenticated user.
@@ -83,7 +98,8 @@ _BASIC_USER_RULES = ({"apiGroups": ["authorization.k8s.io"], "verbs": ["create"]
                       "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},)
 
 
-def _allows(rules: list[dict] | None, attrs: Attributes) -> bool:
+def allows(identity: Identity, attrs: Attributes) -> bool:
+    rules = identity.rules
     return rules is None or any(_rule_allows(rule, attrs) for rule in (*_BASIC_USER_RULES, *rules))
 
 

@@ -95,9 +95,20 @@ def too_old_resource_version(requested: int, oldest: int) -> ApiError:
     return expired(f"too old resource version: {requested} ({oldest})")
 
 
-def method_not_allowed(plural: str, group: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource",
-                    _details("", group, plural))
+def method_not_allowed() -> ApiError:
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def no_such_resource() -> ApiError:
+    """A path under a served group/version that names no resource (or no such subresource)."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+class PageNotFound(ApiError):
+    """A path no API serves at all: the real server's mux answers it in plain text, not with a Status."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "NotFound", "404 page not found")
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:

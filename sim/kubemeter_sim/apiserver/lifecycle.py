@@ -29,13 +29,16 @@ class Lifecycle:
         entry = self._collections[rtype.key].entries[key]
         obj = entry.obj
         uid = obj["metadata"]["uid"]
-        if policy == "Orphan":
-            self._orphan_dependents(uid)
         if rtype.kind == "Namespace":
+            if policy == "Orphan":
+                self._orphan_dependents(uid)
             return self._delete_namespace(key, entry)
         finalizers = list(obj["metadata"].get("finalizers") or [])
-        if policy == "Foreground" and self._dependents.get(uid) and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
+        # As the real registry: the policy's finalizer goes on whether or not there are dependents; the garbage
+        # collector (here: at once) then orphans or deletes them and takes it off.
+        policy_finalizer = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy)
+        if policy_finalizer and policy_finalizer not in finalizers:
+            finalizers.append(policy_finalizer)
         if not finalizers:
             return self._remove(rtype, key, None).obj
         if obj["metadata"].get("deletionTimestamp") and finalizers == obj["metadata"].get("finalizers"):
@@ -49,6 +52,9 @@ class Lifecycle:
             if meta.get("generation"):
                 meta["generation"] += 1
         committed = self._commit("MODIFIED", rtype, key, new, obj)
+        if "orphan" in finalizers:
+            self._orphan_dependents(uid)
+            self._drop_finalizer(rtype, key, "orphan")
         if "foregroundDeletion" in finalizers:
             for dependent_type, dependent_key in list(self._dependents.get(uid, ())):
                 if dependent_key in self._collections[dependent_type].entries:
@@ -57,6 +63,17 @@ class Lifecycle:
                                          if key in self._collections[rtype.key].entries else committed.obj)
         current = self._collections[rtype.key].entries.get(key)
         return current.obj if current else committed.obj
+
+    def _drop_finalizer(self, rtype: ResourceType, key: str, finalizer: str) -> None:
+        """The garbage collector's part done: its finalizer off, and the object gone if it was the last one."""
+        current = self._collections[rtype.key].entries[key].obj
+        new = clone(current)
+        new["metadata"]["finalizers"] = [f for f in current["metadata"]["finalizers"] if f != finalizer]
+        if new["metadata"]["finalizers"]:
+            self._commit("MODIFIED", rtype, key, new, current)
+        else:
+            new["metadata"].pop("finalizers")
+            self._remove(rtype, key, new)
 
     def _storage_for(self, collection_key: tuple[str, str]) -> ResourceType:
         rtype = next(t for t in self._types.values() if t.key == collection_key)
@@ -119,14 +136,7 @@ class Lifecycle:
         ref = self._uids.get(meta["uid"])
         if ref is None:
             return
-        rtype = self._storage_for(ref[0])
-        new = clone(obj)
-        new["metadata"]["finalizers"] = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
-        if new["metadata"]["finalizers"]:
-            self._commit("MODIFIED", rtype, ref[1], new, obj)
-        else:
-            new["metadata"].pop("finalizers")
-            self._remove(rtype, ref[1], new)
+        self._drop_finalizer(self._storage_for(ref[0]), ref[1], "foregroundDeletion")
 
     def _delete_namespace(self, key: str, entry: Entry) -> dict:
         """Namespace deletion: Terminating, contents deleted, the namespace goes when it is empty."""

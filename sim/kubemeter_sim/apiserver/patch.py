@@ -43,7 +43,11 @@ def _pointer(path: str) -> list[str]:
 
 
 def _apply_error(message: str) -> ApiError:
-    return unexpected_response(422, message)
+    """A JSON patch that does not apply: the real server tells the client only that the request was wrong, so
+    the reason is a note on the exception (tracebacks show it), not part of the answer."""
+    error = unexpected_response(422, "")
+    error.add_note(message)
+    return error
 
 
 def _missing(op: str, path: str) -> ApiError:

@@ -54,6 +54,12 @@ class ResourceType:
         return self.custom or self.kind in _GENERATION_KINDS
 
     @property
+    def returns_deleted_object(self) -> bool:
+        """DELETE answers with the object even when it is gone at once (these kinds' registries set
+        ReturnDeletedObject); every other kind answers a Success Status then."""
+        return not self.custom and self.kind in ("Pod", "Namespace", "Service", "ServiceAccount")
+
+    @property
     def status_keeps_metadata(self) -> bool:
         """Pods and nodes: /status may change labels and annotations (their strategies only reset spec)."""
         return not self.custom and self.kind in ("Pod", "Node")

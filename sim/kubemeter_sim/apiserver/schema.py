@@ -30,7 +30,7 @@ _BLOCKING = frozenset({"FieldValueNotSupported", "FieldValueRequired", "FieldVal
                        "FieldValueTooMany", "FieldValueTypeInvalid"})
 _CEL_SKIPPED = ("some validation rules were not checked because the object was invalid; "
                 "correct the existing errors to complete validation")
-_TYPE_LABEL = {"FieldValueRequired": "Required value", "FieldValueInvalid": "Invalid value",
+TYPE_LABELS = {"FieldValueRequired": "Required value", "FieldValueInvalid": "Invalid value",
                "FieldValueTypeInvalid": "Invalid value", "FieldValueNotSupported": "Unsupported value",
                "FieldValueForbidden": "Forbidden", "FieldValueTooLong": "Too long",
                "FieldValueTooMany": "Too many", "FieldValueDuplicate": "Duplicate value"}
@@ -47,9 +47,12 @@ class FieldError:
     bad_value: object = None
 
 
+OMIT_VALUE: Any = object()  # field.OmitValueType: the error names no value (CEL rules on objects and arrays)
+
+
 def _field_error(type_: str, field: str, bad_value: Any, detail: str) -> FieldError:
-    body = _TYPE_LABEL[type_]
-    if type_ not in _NO_VALUE_IN_BODY:
+    body = TYPE_LABELS[type_]
+    if type_ not in _NO_VALUE_IN_BODY and bad_value is not OMIT_VALUE:
         body += ": " + go_value(bad_value)
     if detail:
         body += ": " + detail
@@ -87,22 +90,15 @@ def _go_float(number: float) -> str:
     return repr(number)
 
 
-def _go_syntax(value: Any) -> str:
-    """Go's %#v of a decoded JSON value (how field.Error prints maps and lists)."""
-    if value is None:
-        return "interface {}(nil)"
-    if isinstance(value, dict):
-        inner = ", ".join(f"{json.dumps(k, ensure_ascii=False)}:{_go_syntax(v)}" for k, v in sorted(value.items()))
-        return "map[string]interface {}{" + inner + "}"
-    if isinstance(value, list):
-        return "[]interface {}{" + ", ".join(_go_syntax(v) for v in value) + "}"
-    return go_value(value)
+def _go_json(value: Any) -> str:
+    """encoding/json's Marshal of a decoded JSON value: compact, keys sorted, <, > and & escaped."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def go_value(value: Any) -> str:
-    """A bad value as ``field.Error.ErrorBody`` prints it (%v for numbers, %q for strings, %#v else)."""
-    if value is None:
-        return '"null"'
+    """A bad value as ``field.Error.ErrorBody`` prints it: %v for numbers and booleans, %q for strings, JSON
+    for anything else (null, maps, lists)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -111,7 +107,7 @@ def go_value(value: Any) -> str:
         return _go_float(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return _go_syntax(value)
+    return _go_json(value)
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -639,9 +635,10 @@ class _CelValidator:
                 continue  # ratcheting: an unchanged value is not re-judged
             else:
                 old_arg = None
-            self._evaluate(rule, self_value, old_arg, path, schema_type)
+            self._evaluate(rule, self_value, old_arg, path, schema_type, value)
 
-    def _evaluate(self, rule: _Rule, self_value: Any, old_arg: Any, path: str, schema_type: str) -> None:
+    def _evaluate(self, rule: _Rule, self_value: Any, old_arg: Any, path: str, schema_type: str,
+                  value: Any) -> None:
         shown_rule = rule.message or rule.rule
         node_field = path or "<nil>"  # the object root is a nil field.Path, printed "<nil>"
         try:
@@ -654,10 +651,9 @@ class _CelValidator:
             return
         target = _join(path, rule.field_path) if rule.field_path else node_field
         message = self._message(rule, self_value, old_arg)
-        if rule.reason == "FieldValueDuplicate":
-            self.errors.append(_field_error(rule.reason, target, schema_type, ""))
-        else:
-            self.errors.append(_field_error(rule.reason, target, schema_type, message))
+        shown_value = OMIT_VALUE if schema_type in ("object", "array") else value
+        self.errors.append(_field_error(rule.reason, target, shown_value,
+                                        "" if rule.reason == "FieldValueDuplicate" else message))
 
     @staticmethod
     def _message(rule: _Rule, self_value: Any, old_arg: Any) -> str:
@@ -755,6 +751,10 @@ class CompiledSchema:
             raise ValueError(f'openAPIV3Schema.type: Unsupported value: "{root.type}": supported values: "object"')
         return cls(root)
 
+    def default_errors(self, path: str = "openAPIV3Schema") -> list[FieldError]:
+        """What the API server says of this schema's defaults when its CRD is written (see ``default_errors``)."""
+        return default_errors(self._root, path)
+
     def prepare(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
         """A pruned, defaulted copy of ``obj``. Defaulting does not depend on ``old`` (as on the real server)."""
         result = _copy(obj)
@@ -787,6 +787,27 @@ class CompiledSchema:
         cel = _CelValidator()
         cel.node(self._root, obj, old_value, "", root=True)
         return errors + cel.errors
+
+
+def default_errors(node: _Node, path: str) -> list[FieldError]:
+    """apiextensions' ValidateDefaults: every ``default`` must pass its own node's schema and then the CEL rules
+    of that node and below, as written (nested defaults are not applied to it first). Errors are named
+    ``<node path>.default[...]``; additionalProperties are not followed (defaults are forbidden there)."""
+    errors: list[FieldError] = []
+    if node.has_default:
+        where = f"{path}.default"
+        structural = _StructuralValidator()
+        structural.node(node, node.default, _ABSENT, where)
+        errors.extend(structural.errors + structural.list_errors)
+        if not structural.errors and not structural.list_errors:
+            cel = _CelValidator()
+            cel.node(node, node.default, _ABSENT, where)
+            errors.extend(cel.errors)
+    if node.items is not None:
+        errors.extend(default_errors(node.items, f"{path}.items"))
+    for name, child in (node.properties or {}).items():
+        errors.extend(default_errors(child, f"{path}.properties[{name}]"))
+    return errors
 
 
 def _aggregate(errors: list[FieldError]) -> str:

@@ -131,7 +131,8 @@ def field_matcher(text: str | None, kind: str, custom: bool) -> Matcher | None:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         path, op, value = match.groups()
         if path not in allowed:
-            if custom:
+            # Kinds with field labels of their own have a conversion function that words it differently.
+            if custom or kind not in _FIELD_LABELS:
                 raise bad_request(f'"{path}" is not a known field selector: only "metadata.name", '
                                   f'"metadata.namespace"')
             raise bad_request(f"field label not supported: {path}")

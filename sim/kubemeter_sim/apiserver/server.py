@@ -13,10 +13,11 @@ import yaml
 from aiohttp import web
 
 from kubemeter_sim.apiserver import discovery, protobuf, tables
-from kubemeter_sim.apiserver.auth import Attributes, Authenticator, forbidden_error, review_attributes
+from kubemeter_sim.apiserver.auth import (
+    Attributes, Authenticator, Identity, allows, forbidden_error, review_attributes)
 from kubemeter_sim.apiserver.errors import (
-    ApiError, bad_request, invalid, method_not_allowed, too_old_resource_version, unauthorized, unexpected_response,
-    unsupported_media_type)
+    ApiError, PageNotFound, bad_request, invalid, method_not_allowed, no_such_resource, too_old_resource_version,
+    unauthorized, unexpected_response, unsupported_media_type)
 from kubemeter_sim.apiserver.faults import FaultHandle, Faults
 from kubemeter_sim.apiserver.jsonutil import dumps
 from kubemeter_sim.apiserver.objects import WriteOptions
@@ -34,6 +35,7 @@ _PROXY_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", 
                 "DELETE": "delete", "OPTIONS": "get"}
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+_PRE_TIMEOUT_BOOKMARK = 2.0     # seconds before a watch's timeoutSeconds ends it, its last bookmark
 _OFF_LOOP_ITEMS = 2000          # lists at least this long are encoded in a worker thread
 
 
@@ -188,13 +190,19 @@ class ApiServer:
         self.denied.append((user, attrs))
         return forbidden_error(user, attrs)
 
-    def _identity(self, request: web.Request) -> tuple[str | None, str]:
+    def _identity(self, request: web.Request) -> Identity:
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        identity = self._auth.user(token)
+        identity = self._auth.identify(token)
         if identity is None:
             raise unauthorized()
-        return token, identity[0]
+        impersonated = request.headers.get("Impersonate-User")
+        if not impersonated:
+            return identity
+        attrs = Attributes("impersonate", "", "users", name=impersonated)
+        if not allows(identity, attrs):
+            raise self._refuse(identity.user, attrs)
+        return self._auth.impersonated(impersonated)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -202,7 +210,7 @@ class ApiServer:
             if path == "/version":
                 return _json_response(discovery.VERSION_INFO)
             return web.Response(text="ok", content_type="text/plain")
-        token, user = self._identity(request)
+        identity = self._identity(request)
         parts = path.strip("/").split("/")
         if parts[0] == "openapi":
             return self._openapi(parts)
@@ -216,26 +224,24 @@ class ApiServer:
             return self._discovery(parts)
         target = self._target(group, version, rest)
         if target.subresource == "proxy":
-            return await self._proxy(request, token, user, target)
+            return await self._proxy(request, identity, target)
         verb = self._verb(request, target)
         if verb not in target.rtype.verbs:
-            raise method_not_allowed(target.rtype.plural, target.rtype.group)
+            raise method_not_allowed()
         attrs = Attributes(verb, group, target.rtype.plural, target.subresource, target.name, target.namespace or "")
-        allowed, _ = self._auth.authorize(token, attrs)
-        if not allowed:
-            raise self._refuse(user, attrs)
+        if not allows(identity, attrs):
+            raise self._refuse(identity.user, attrs)
         if target.rtype.group == "authorization.k8s.io":
-            return await self._access_review(request, target.rtype, token, user)
+            return await self._access_review(request, target.rtype, identity)
         return await self._serve(request, verb, target)
 
-    async def _access_review(self, request: web.Request, rtype: ResourceType, token: str | None,
-                             user: str) -> web.Response:
+    async def _access_review(self, request: web.Request, rtype: ResourceType, identity: Identity) -> web.Response:
         """(Self)SubjectAccessReview: answered from the RBAC rules, never stored."""
         review = _decode_body(request, await request.read(), rtype)
         spec = review.get("spec") or {} if isinstance(review, dict) else {}
         attrs = review_attributes(spec)
         if rtype.kind == "SelfSubjectAccessReview":
-            allowed = self._auth.authorize(token, attrs)[0]
+            allowed = allows(identity, attrs)
         else:
             allowed = self._auth.authorize_user(spec.get("user", ""), attrs)
         return _json_response({"kind": rtype.kind, "apiVersion": rtype.api_version,
@@ -250,19 +256,21 @@ class ApiServer:
         if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
             namespace, rest = rest[1], rest[2:]
         if not rest:
-            raise _page_not_found()
+            raise no_such_resource()
         api_version = f"{group}/{version}" if group else version
+        if not any(t.api_version == api_version for t in self.store.resources()):
+            raise PageNotFound()
         rtype = self.store.resource(api_version, rest[0])
         if namespace is not None and not rtype.namespaced:
-            raise _page_not_found()
+            raise no_such_resource()
         name = rest[1] if len(rest) > 1 else ""
         subresource = rest[2] if len(rest) > 2 else ""
         if subresource and subresource not in rtype.subresources:
-            raise _page_not_found()
+            raise no_such_resource()
         if len(rest) > 3 and subresource != "proxy":
-            raise _page_not_found()
+            raise no_such_resource()
         if name and rtype.namespaced and namespace is None:
-            raise _page_not_found()
+            raise no_such_resource()
         return _Target(rtype, namespace, name, subresource, "/".join(rest[3:]), watch_path)
 
     @staticmethod
@@ -278,7 +286,7 @@ class ApiServer:
             return "create"
         if method in ("PUT", "PATCH") and target.name:
             return _WRITE_VERBS[method]
-        raise method_not_allowed(target.rtype.plural, target.rtype.group)
+        raise method_not_allowed()
 
     async def _serve(self, request: web.Request, verb: str, target: _Target) -> web.StreamResponse:
         rtype, store, query = target.rtype, self.store, request.query
@@ -314,7 +322,9 @@ class ApiServer:
                                   name=target.name, namespace=target.namespace, options=options)
             return _json_response(result, 200, options.warnings)
         patch_type = _PATCH_TYPES.get(request.content_type)
-        if patch_type is None or (patch_type == "strategic" and rtype.custom):
+        if patch_type is None:
+            raise ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+        if patch_type == "strategic" and rtype.custom:
             accepted = [t for t, kind in _PATCH_TYPES.items() if not (kind == "strategic" and rtype.custom)]
             raise unsupported_media_type(request.content_type, accepted)
         existed = patch_type != "apply" or _exists(store, target)
@@ -351,10 +361,11 @@ class ApiServer:
         result = self.store.delete(rtype.api_version, rtype.plural, target.name, target.namespace,
                                    policy or "Background", preconditions=delete_options.get("preconditions"),
                                    options=options)
-        still_there = _exists(self.store, target)
-        if rtype.custom and not still_there:
-            meta = result["metadata"]
-            details = {"name": meta["name"], "group": rtype.group, "kind": rtype.plural, "uid": meta["uid"]}
+        meta = result["metadata"]
+        pending = bool(meta.get("deletionTimestamp") and meta.get("finalizers"))  # answered as it was then
+        if not pending and not rtype.returns_deleted_object:
+            details = {"name": meta["name"], **({"group": rtype.group} if rtype.group else {}), "kind": rtype.plural,
+                       "uid": meta["uid"]}
             return _json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                    "details": details})
         return _json_response(result)
@@ -379,7 +390,7 @@ class ApiServer:
             document = await _off_loop(len(objects), tables.table, rtype, objects, include, metadata)
             return _json_response(document)
         head = dumps({"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata})
-        items = await _off_loop(len(entries), lambda: b",".join(self.store.view(rtype, e) for e in entries))
+        items = await _off_loop(len(entries), lambda: b",".join(self.store.list_item_view(rtype, e) for e in entries))
         return web.Response(body=b"".join((head[:-1], b',"items":[', items, b"]}")), content_type=JSON)
 
     # ---- watch ---------------------------------------------------------------------------------------------------
@@ -390,7 +401,7 @@ class ApiServer:
         send_initial = query.get("sendInitialEvents") == "true"
         bookmarks = query.get("allowWatchBookmarks") == "true"
         if send_initial:
-            _check_initial_events_options(query.get("resourceVersionMatch"), bookmarks)
+            _check_initial_events_options(query.get("resourceVersionMatch"))
         timeout = _float(query.get("timeoutSeconds"))
         encoder = None
         if _wants_table(request):
@@ -417,11 +428,13 @@ class ApiServer:
                 expired = too_old_resource_version(since, store.oldest_valid_rv())
                 await response.write(event_line("ERROR", dumps(expired.status())))
             else:
-                self._open_watch(watcher, since, send_initial)
+                self._open_watch(watcher, since, send_initial and bookmarks)
+                loop = asyncio.get_running_loop()
+                last_bookmark = None if timeout is None else loop.time() + timeout - _PRE_TIMEOUT_BOOKMARK
                 try:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(timeout):
-                            await self._pump(watcher, response, rtype, bookmarks)
+                            await self._pump(watcher, response, rtype, bookmarks, last_bookmark)
                 finally:
                     self._hub.close(watcher)
                 if watcher.closed:
@@ -434,6 +447,7 @@ class ApiServer:
     def _open_watch(self, watcher: Watcher, since: int | None, initial_events_end: bool) -> None:
         """Queue the initial ADDED events (no resourceVersion) and register; no await, so nothing is missed."""
         rtype, store = watcher.rtype, self.store
+        watcher.rv = since if since is not None else int(store.resource_version)
         if since is None:
             for entry in store.iter_entries(rtype, watcher.namespace):
                 if watcher.matches(entry.obj):
@@ -445,14 +459,22 @@ class ApiServer:
             watcher.push(self._bookmark(rtype, {_INITIAL_EVENTS_END: "true"}))
 
     async def _pump(self, watcher: Watcher, response: web.StreamResponse, rtype: ResourceType,
-                    bookmarks: bool) -> None:
+                    bookmarks: bool, last_bookmark: float | None) -> None:
+        """Write the watcher's events as they come; with bookmarks, one every bookmark interval and one shortly
+        before the watch times out (``last_bookmark``, loop time), as the watch cache sends them."""
+        loop = asyncio.get_running_loop()
         while True:
             if not watcher.lines and not watcher.closed:
+                wait = self._bookmark_interval if bookmarks else None
+                if bookmarks and last_bookmark is not None and last_bookmark > loop.time():
+                    wait = min(self._bookmark_interval, last_bookmark - loop.time())
                 try:
-                    async with asyncio.timeout(self._bookmark_interval if bookmarks else None):
+                    async with asyncio.timeout(wait):
                         await watcher.wakeup.wait()
                 except TimeoutError:
-                    watcher.push(self._bookmark(rtype, None))
+                    if int(self.store.resource_version) > watcher.rv:
+                        # as the watch cache: a bookmark only when it is past where the watch started
+                        watcher.push(self._bookmark(rtype, None))
             lines = watcher.take()
             if lines:
                 await response.write(b"".join(lines))
@@ -467,12 +489,11 @@ class ApiServer:
                                              "metadata": metadata}))
 
     # ---- node proxy, discovery, openapi --------------------------------------------------------------------------
-    async def _proxy(self, request: web.Request, token: str | None, user: str,
-                     target: _Target) -> web.StreamResponse:
+    async def _proxy(self, request: web.Request, identity: Identity, target: _Target) -> web.StreamResponse:
         verb = _PROXY_VERBS.get(request.method, "get")
         attrs = Attributes(verb, "", "nodes", "proxy", target.name)
-        if not self._auth.authorize(token, attrs)[0]:
-            raise self._refuse(user, attrs)
+        if not allows(identity, attrs):
+            raise self._refuse(identity.user, attrs)
         self.store.get_entry(target.rtype, target.name, None)
         if self.node_proxy is None:
             raise ApiError(503, "ServiceUnavailable", f'no route to node "{target.name}"')
@@ -492,16 +513,16 @@ class ApiServer:
         elif len(parts) == 3 and parts[0] == "apis":
             document = discovery.api_resource_list(types, f"{parts[1]}/{parts[2]}")
         if document is None:
-            raise _page_not_found()
+            raise PageNotFound()
         return _json_response(document)
 
     def _openapi(self, parts: list[str]) -> web.Response:
         if len(parts) < 2 or parts[1] != "v3":
-            raise _page_not_found()
+            raise PageNotFound()
         try:
             openapi = importlib.import_module("kubemeter_sim.apiserver.openapi")
         except ImportError:
-            raise _page_not_found() from None
+            raise PageNotFound() from None
         types = self.store.resources()
         if len(parts) == 2:
             return _json_response(openapi.openapi_v3_root(types))
@@ -510,27 +531,20 @@ class ApiServer:
         elif parts[2] == "apis" and len(parts) == 5:
             group, version = parts[3], parts[4]
         else:
-            raise _page_not_found()
+            raise PageNotFound()
         served = [t for t in types if t.group == group and t.version == version]
         if not served:
-            raise _page_not_found()
+            raise PageNotFound()
         return _json_response(openapi.openapi_v3_document(group, version, served))
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
-def _check_initial_events_options(resource_version_match: str | None, bookmarks: bool) -> None:
-    """sendInitialEvents needs resourceVersionMatch=NotOlderThan and bookmarks (apimachinery ListOptions rules)."""
-    causes = []
+def _check_initial_events_options(resource_version_match: str | None) -> None:
+    """sendInitialEvents needs resourceVersionMatch=NotOlderThan (apimachinery's validateWatchOptions)."""
     if resource_version_match != "NotOlderThan":
-        causes.append({"reason": "FieldValueForbidden", "field": "sendInitialEvents",
-                       "message": "Forbidden: sendInitialEvents is forbidden for watch unless resourceVersionMatch "
-                                  "is set to NotOlderThan"})
-    if not bookmarks:
-        causes.append({"reason": "FieldValueForbidden", "field": "allowWatchBookmarks",
-                       "message": "Forbidden: allowWatchBookmarks must be set to true when sendInitialEvents is "
-                                  "true"})
-    if causes:
-        raise invalid("ListOptions", "meta.k8s.io", "", causes)
+        raise invalid("ListOptions", "meta.k8s.io", "", [{
+            "reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+            "message": "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"}])
 
 
 async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
@@ -539,11 +553,6 @@ async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
     if size < _OFF_LOOP_ITEMS:
         return function(*args)
     return await asyncio.to_thread(function, *args)
-
-
-def _page_not_found() -> ApiError:
-    return ApiError(404, "NotFound", "the server could not find the requested resource",
-                    {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
 
 
 def _exists(store: Store, target: _Target) -> bool:
@@ -605,7 +614,8 @@ def _decode_body(request: web.Request, body: bytes, rtype: ResourceType) -> Any:
         if content_type in ("application/yaml", "application/apply-patch+yaml"):
             return _narrow_ints(yaml.safe_load(body))
         if content_type not in (JSON, "application/octet-stream", "") and "json" not in content_type:
-            raise unsupported_media_type(content_type, [JSON, "application/yaml"])
+            raise unsupported_media_type(content_type, [JSON, "application/yaml"] + (
+                [] if rtype.custom else [protobuf.MEDIA_TYPE]))
         return json.loads(body, parse_int=_json_int)
     except (ValueError, yaml.YAMLError) as error:
         raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
@@ -615,7 +625,8 @@ def _decode_patch(body: bytes, patch_type: str) -> Any:
     try:
         return _narrow_ints(yaml.safe_load(body)) if patch_type == "apply" else json.loads(body, parse_int=_json_int)
     except (ValueError, yaml.YAMLError) as error:
-        raise bad_request(f"error decoding patch: {error}") from None
+        # json-patch's merge reports any undecodable document as ErrBadJSONPatch
+        raise bad_request("invalid JSON patch" if patch_type == "merge" else f"error decoding patch: {error}") from None
 
 
 def _json_response(document: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -626,6 +637,8 @@ def _json_response(document: Any, status: int = 200, warnings: list[str] | None 
 
 
 def _error_response(error: ApiError) -> web.Response:
+    if isinstance(error, PageNotFound):
+        return web.Response(status=404, text=error.message + "\n", content_type="text/plain")
     headers = {}
     retry_after = (error.details or {}).get("retryAfterSeconds")
     if retry_after is not None:

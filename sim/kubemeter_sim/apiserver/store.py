@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable
 from kubemeter_sim.apiserver import admission
 from kubemeter_sim.apiserver.conversion import convert
 from kubemeter_sim.apiserver.errors import (
-    ApiError, bad_request, expired, invalid, not_found, stale_conflict, unsupported_media_type, already_exists,
-    forbidden)
+    ApiError, bad_request, expired, invalid, no_such_resource, not_found, stale_conflict, unsupported_media_type,
+    already_exists, forbidden)
 from kubemeter_sim.apiserver.jsonutil import clone, dumps
 from kubemeter_sim.apiserver.lifecycle import Lifecycle
 from kubemeter_sim.apiserver.objects import Change, Collection, Entry, WriteOptions, object_key
@@ -68,8 +68,7 @@ class Store(Lifecycle):
     def resource(self, api_version: str, plural: str) -> ResourceType:
         rtype = self._types.get((api_version, plural))
         if rtype is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource",
-                           {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+            raise no_such_resource()
         return rtype
 
     def resources(self) -> list[ResourceType]:
@@ -162,6 +161,18 @@ class Store(Lifecycle):
             return entry.raw
         return dumps(self.as_version(rtype, entry.obj))
 
+    def list_item_view(self, rtype: ResourceType, entry: Entry) -> bytes:
+        """The object as a LIST item: built-in kinds' items carry no apiVersion and kind (their list types hold
+        the items as plain structs), custom resources' do."""
+        raw = self.view(rtype, entry)
+        if rtype.custom:
+            return raw
+        type_meta = dumps({"apiVersion": rtype.api_version, "kind": rtype.kind})[:-1] + b","
+        if raw.startswith(type_meta):      # stored objects keep apiVersion and kind first
+            return b"{" + raw[len(type_meta):]
+        obj = self.as_version(rtype, entry.obj)
+        return dumps({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+
     @staticmethod
     def as_version(rtype: ResourceType, obj: dict) -> dict:
         return convert(obj, rtype.api_version)
@@ -208,7 +219,7 @@ class Store(Lifecycle):
             data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
             return str(data["start"]), int(data["rv"])
         except (ValueError, KeyError, TypeError, binascii.Error) as error:
-            raise bad_request(f"continue key is not valid: {error}") from None
+            raise bad_request(f"invalid continue token: continue key is not valid: {error}") from None
 
     def list(self, api_version: str, plural: str, namespace: str | None = None,
              label_selector: str | None = None, field_selector: str | None = None) -> list[dict]:
@@ -240,7 +251,8 @@ class Store(Lifecycle):
         admission.check_invalid(rtype, admission.name_causes(rtype, obj) + admission.label_causes(obj),
                                 meta.get("name", ""))
         if rtype.kind == "CustomResourceDefinition":
-            admission.check_invalid(rtype, admission.crd_causes(obj), meta["name"])
+            admission.check_invalid(rtype, admission.crd_causes(obj) or admission.crd_schema_causes(obj),
+                                    meta["name"])
         if rtype.kind == "Pod":
             admission.check_invalid(rtype, admission.pod_causes(obj), meta["name"])
         key = object_key(namespace, meta["name"])
@@ -261,7 +273,6 @@ class Store(Lifecycle):
         admission.prepare_for_create(rtype, obj, now)
         obj = self.as_version(self.storage_type(rtype), obj)
         if options.dry_run:
-            obj["metadata"]["resourceVersion"] = ""
             return self.as_version(rtype, obj)
         entry = self._commit("ADDED", self.storage_type(rtype), key, obj, None)
         if rtype.kind == "CustomResourceDefinition":
@@ -281,6 +292,9 @@ class Store(Lifecycle):
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         if not isinstance(obj.get("metadata"), dict):
             obj["metadata"] = {}
+        for omitted_when_empty in ("labels", "annotations", "finalizers", "ownerReferences"):
+            if obj["metadata"].get(omitted_when_empty) in ({}, []):  # omitempty in ObjectMeta: never stored empty
+                del obj["metadata"][omitted_when_empty]
         # Keep apiVersion/kind/metadata first, as the real encoder does.
         return {"apiVersion": obj.pop("apiVersion"), "kind": obj.pop("kind"), "metadata": obj.pop("metadata"), **obj}
 
@@ -404,8 +418,9 @@ class Store(Lifecycle):
                 raise invalid(rtype.kind, rtype.group, name, [admission.field_forbidden(
                     "metadata.finalizers", "no new finalizers can be added if the object is being deleted, found "
                     f"new finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}")])
-        name_causes = admission.name_causes(rtype, new) if rtype.kind == "CustomResourceDefinition" else []
-        admission.check_invalid(rtype, name_causes + admission.label_causes(new), name)
+        crd_causes = admission.name_causes(rtype, new) + (admission.crd_causes(new) or admission.crd_schema_causes(
+            new)) if rtype.kind == "CustomResourceDefinition" else []
+        admission.check_invalid(rtype, crd_causes + admission.label_causes(new), name)
         if rtype.custom:
             new = admission.admit_custom(rtype, new, old, options.field_validation, options.warnings)
             meta = new["metadata"]

@@ -137,7 +137,11 @@ def _pod_cells(pod: dict, now: dt.datetime) -> list[Any]:
             reason = terminated["reason"]
     if pod["metadata"].get("deletionTimestamp"):
         reason = "Terminating"
-    return [pod["metadata"]["name"], f"{ready}/{len(spec.get('containers') or [])}", reason, restarts,
+    # Restarts is a string column: "2 (5m ago)" once a container has restarted (the age of its last exit).
+    finished = [((s.get("lastState") or {}).get("terminated") or {}).get("finishedAt") for s in statuses]
+    last_exit = max((f for f in finished if f), default=None)
+    shown_restarts = f"{restarts} ({age(last_exit, now)} ago)" if restarts and last_exit else str(restarts)
+    return [pod["metadata"]["name"], f"{ready}/{len(spec.get('containers') or [])}", reason, shown_restarts,
             age(pod["metadata"].get("creationTimestamp"), now), status.get("podIP") or "<none>",
             spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>", "<none>"]
 
@@ -195,7 +199,7 @@ _BUILTIN: dict[str, tuple[list[dict], Callable[[dict, dt.datetime], list[Any]]]]
                _column("Subobject", priority=1), _column("Source", priority=1), _column("Message"),
                _column("First Seen", priority=1), _column("Count", "integer", priority=1),
                _column("Name", format_="name", priority=1)], _event_cells),
-    "Pod": ([_column("Name", format_="name"), _column("Ready"), _column("Status"), _column("Restarts", "integer"),
+    "Pod": ([_column("Name", format_="name"), _column("Ready"), _column("Status"), _column("Restarts"),
              _column("Age"), _column("IP", priority=1), _column("Node", priority=1),
              _column("Nominated Node", priority=1), _column("Readiness Gates", priority=1)], _pod_cells),
     "Node": ([_column("Name", format_="name"), _column("Status"), _column("Roles"), _column("Age"),

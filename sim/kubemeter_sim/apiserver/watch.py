@@ -31,6 +31,7 @@ class Watcher:
         self._field_ok = field_ok
         self.encoder = encoder          # per-watcher encoding (tables); None = shared cached bytes
         self.lines: list[bytes] = []
+        self.rv = 0                     # the resourceVersion the watch started at
         self.closed = False
         self.wakeup = asyncio.Event()
 

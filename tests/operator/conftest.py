@@ -124,12 +124,15 @@ async def sim_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
-@pytest.fixture(params=["sim", "real"])
+BACKENDS = {"sim": Cluster, "real": RealCluster}
+"""The simulator, and a real control plane with fake nodes (``make controlplane`` builds it; ``make test``
+always does)."""
+
+
+@pytest.fixture(params=BACKENDS)
 async def any_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster | RealCluster]:
-    """The same cluster on both backends: the simulator, and a real control plane with fake nodes
-    (``make controlplane`` builds it; ``make test`` always does)."""
-    backend = Cluster if request.param == "sim" else RealCluster
-    async with backend(nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / request.param,
+    """The same cluster on both backends."""
+    async with BACKENDS[request.param](nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / request.param,
                        housekeeping_interval=0.5) as cluster:
         yield cluster
 

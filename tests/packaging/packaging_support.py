@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.rest import collection
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kubemeter"
@@ -57,3 +62,43 @@ def crd(plural: str) -> Manifest:
 
 def crd_schema(plural: str) -> dict[str, Any]:
     return crd(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+OPERATOR_NAMESPACE = "kubemeter"  # helm install --namespace kubemeter --create-namespace
+
+
+def chart_rules(manifests: list[dict]) -> list[dict]:
+    """The ClusterRole's rules plus the leader-election Role's (the simulator binds rules cluster-wide)."""
+    rules = [rule for role in by_kind(manifests, "ClusterRole") for rule in role["rules"]]
+    rules += [rule for role in by_kind(manifests, "Role") for rule in role["rules"]]
+    return rules
+
+
+async def chart_service_account_token(cluster: Cluster | RealCluster, manifests: list[dict]) -> tuple[str, str]:
+    """(username, bearer token) of the chart's ServiceAccount, bound to the chart's roles. On the real control
+    plane: the rendered ServiceAccount, roles and bindings applied as they are and a token from the TokenRequest
+    API, as the kubelet mounts one; on the simulator: a token bound to the same rules."""
+    (account,) = by_kind(manifests, "ServiceAccount")
+    username = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account['metadata']['name']}"
+    created = cluster.scenario.ensure_namespace(OPERATOR_NAMESPACE)
+    if inspect.isawaitable(created):  # the real scenario's; the simulator's is synchronous
+        await created
+    if not isinstance(cluster, RealCluster):
+        return username, cluster.token_for(chart_rules(manifests), user=username)
+    for manifest in manifests:
+        if manifest["kind"] in RBAC_KINDS:
+            api_version, plural = manifest["apiVersion"], manifest["kind"].lower() + "s"
+            namespace = OPERATOR_NAMESPACE if manifest["kind"] in ("ServiceAccount", "Role", "RoleBinding") else None
+            await cluster.rest.apply(collection(api_version, plural, namespace), manifest)
+    request = await cluster.rest.create(
+        collection("v1", "serviceaccounts", OPERATOR_NAMESPACE) + f"/{account['metadata']['name']}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
+    return username, request["status"]["token"]
+
+
+def kubeconfig_with_token(cluster: Cluster | RealCluster, token: str, path: Path) -> Path:
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path

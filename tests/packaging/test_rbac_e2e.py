@@ -5,57 +5,21 @@ ServiceAccount under the rendered rules, on a real control plane (the manifests 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import kubernetes
 import pytest
-import yaml
 from kubernetes.config import incluster_config
 
 from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
-from kubemeter_sim.real.rest import collection
-from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
+from tests.operator.conftest import BACKENDS, CRDS_DIR, Operator, eventually, start_operator, stepped
 from tests.reliability.support import events
 
-from .packaging_support import by_kind
-
-
-RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-OPERATOR_NAMESPACE = "kubemeter"  # helm install --namespace kubemeter --create-namespace
-
-
-def chart_rules(manifests: list[dict]) -> list[dict]:
-    """The ClusterRole's rules plus the leader-election Role's (the simulator binds rules cluster-wide)."""
-    rules = [rule for role in by_kind(manifests, "ClusterRole") for rule in role["rules"]]
-    rules += [rule for role in by_kind(manifests, "Role") for rule in role["rules"]]
-    return rules
-
-
-async def chart_service_account_token(cluster: Cluster | RealCluster, manifests: list[dict]) -> tuple[str, str]:
-    """(username, bearer token) of the chart's ServiceAccount, bound to the chart's roles. On the real control
-    plane: the rendered ServiceAccount, roles and bindings applied as they are and a token from the TokenRequest
-    API, as the kubelet mounts one; on the simulator: a token bound to the same rules."""
-    (account,) = by_kind(manifests, "ServiceAccount")
-    username = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account['metadata']['name']}"
-    created = cluster.scenario.ensure_namespace(OPERATOR_NAMESPACE)
-    if inspect.isawaitable(created):  # the real scenario's; the simulator's is synchronous
-        await created
-    if not isinstance(cluster, RealCluster):
-        return username, cluster.token_for(chart_rules(manifests), user=username)
-    for manifest in manifests:
-        if manifest["kind"] in RBAC_KINDS:
-            api_version, plural = manifest["apiVersion"], manifest["kind"].lower() + "s"
-            namespace = OPERATOR_NAMESPACE if manifest["kind"] in ("ServiceAccount", "Role", "RoleBinding") else None
-            await cluster.rest.apply_or_keep(collection(api_version, plural, namespace), manifest)
-    request = await cluster.rest.create(
-        collection("v1", "serviceaccounts", OPERATOR_NAMESPACE) + f"/{account['metadata']['name']}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
-    return username, request["status"]["token"]
+from .packaging_support import OPERATOR_NAMESPACE, by_kind, chart_service_account_token, kubeconfig_with_token
 
 
 def denied_requests(cluster: Cluster | RealCluster, username: str) -> list:
@@ -67,13 +31,6 @@ def denied_requests(cluster: Cluster | RealCluster, username: str) -> list:
     events = cluster.control_plane.audit_events(username)
     assert any(e["verb"] == "watch" for e in events), "the audit log records the operator's requests"
     return [(e["verb"], e["requestURI"]) for e in events if e.get("responseStatus", {}).get("code") == 403]
-
-
-def kubeconfig_with_token(cluster: Cluster | RealCluster, token: str, path: Path) -> Path:
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["users"][0]["user"] = {"token": token}
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def mount_service_account(cluster: Cluster | RealCluster, token: str, directory: Path,
@@ -90,12 +47,11 @@ def mount_service_account(cluster: Cluster | RealCluster, token: str, directory:
     monkeypatch.delenv("KUBECONFIG", raising=False)
 
 
-@pytest.fixture(params=["sim", "real"])
+@pytest.fixture(params=BACKENDS)
 async def restricted(request: pytest.FixtureRequest, tmp_path: Path, render, monkeypatch: pytest.MonkeyPatch):
     """A cluster (each backend), its CRDs (applied as admin), and a factory for operators running as the chart's
     ServiceAccount under the chart's rules, with a kubeconfig or (``in_cluster``) as in a pod."""
-    backend = Cluster if request.param == "sim" else RealCluster
-    async with backend(nodes=2, pods_per_node=5, seed=3, workdir=tmp_path / request.param,
+    async with BACKENDS[request.param](nodes=2, pods_per_node=5, seed=3, workdir=tmp_path / request.param,
                        housekeeping_interval=0.5) as cluster:
         admin = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
         await asyncio.to_thread(install_crds, admin, CRDS_DIR)

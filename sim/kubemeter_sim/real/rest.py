@@ -89,6 +89,12 @@ class Rest:
                 return None
             raise
 
+    async def apply(self, path: str, body: dict[str, Any], field_manager: str = "kubemeter-test-bed") -> dict[str, Any]:
+        """Server-side apply of ``body`` into the collection at ``path`` (created, or updated to it)."""
+        return await self.request("PATCH", f"{path}/{body['metadata']['name']}", body,
+                                  params={"fieldManager": field_manager, "force": "true"},
+                                  content_type="application/apply-patch+yaml")
+
     async def patch(self, path: str, body: dict[str, Any], content_type: str = MERGE_PATCH) -> dict[str, Any]:
         return await self.request("PATCH", path, body, content_type=content_type)
 

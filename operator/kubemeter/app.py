@@ -18,17 +18,18 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
 from kubemeter.kube import credentials, load_configuration
+from kubemeter.kubeapi import EventRecorder, KubeApi, RateLimiter, describe
 from kubemeter.leader import LeaderElector
 from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
-from kubemeter.model import ClusterModel
 from kubemeter.policy import PolicyError, parse_policy
-from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter, describe
 from kubemeter.publish.prometheus import build_registry, exposition
-from kubemeter.publish.status import METRICSPOLICIES, WORKLOADMETRICS, StatusPublisher, failed_nodes
+from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS, failed_nodes
+from kubemeter.publish.status import StatusPublisher
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.tasks import cancel_and_wait
-from kubemeter.watch import Relister
+from kubemeter.watch.model import ClusterModel
+from kubemeter.watch.relister import Relister
 
 log = logging.getLogger(__name__)
 

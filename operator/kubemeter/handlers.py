@@ -21,7 +21,7 @@ import kopf
 from kubemeter import GROUP, VERSION
 from kubemeter.app import Runtime
 from kubemeter.kube import credentials
-from kubemeter.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
+from kubemeter.watch.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
 
 WATCHED = {
     PODS: ("", "v1", "pods"),

@@ -15,17 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kubemeter.compute.aggregate import Aggregator, Snapshot
+from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.rates import CounterRates
-from kubemeter.compute.types import PodExtras, PodInfo, Usage
+from kubemeter.compute.report import CycleReport
 from kubemeter.memory import release_free_memory
-from kubemeter.model import ClusterModel, NodeInfo, Selection
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.prometheus import OperatorMetrics, SnapshotCollector
 from kubemeter.scrape.client import KubeletClient, ScrapeError
 from kubemeter.scrape.decode import decode
 from kubemeter.scrape.resource import kubelet_scrape_error
-from kubemeter.scrape.samples import DecodeError, NodeMetrics
+from kubemeter.scrape.samples import DecodeError
+from kubemeter.types import NodeFailure, NodeInfo, NodeMetrics, PodExtras, PodInfo, Selection, Usage
+from kubemeter.watch.model import ClusterModel
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +34,8 @@ EventPoster = Callable[[dict, str, str, str], None]
 """(involved object {apiVersion, kind, name, namespace?, uid}, type Normal|Warning, reason, message)."""
 
 
-@dataclass(slots=True)
-class NodeFailure:
-    reason: str
-    message: str
-    since: float
-
-
-@dataclass(slots=True)
-class CycleReport:
-    """What one cycle did: the input of the policy status."""
-
-    started: float
-    duration: float
-    selection: Selection
-    snapshot: Snapshot
-    scraped: int
-    failures: dict[str, NodeFailure]
-
-
 class Publisher(Protocol):
-    """Where a cycle's results go besides Prometheus (status on custom resources); see publish.status."""
+    """Where a cycle's results go besides Prometheus (status on custom resources); see publish.status.StatusPublisher."""
 
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None: ...
 
@@ -92,7 +74,7 @@ class PolicyLoop:
         publisher: Publisher,
         failures: dict[str, NodeFailure] | None = None,
     ) -> None:
-        """``failures``: the failing nodes a previous run reported (see publish.status.failed_nodes)."""
+        """``failures``: the failing nodes a previous run reported (see publish.documents.failed_nodes)."""
         self.name = name
         self.spec, self.generation = spec, generation
         self.deps = deps

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from kubemeter.loop import LoopDeps, PolicyLoop
-from kubemeter.model import ClusterModel, NodeInfo, Selection
 from kubemeter.policy import parse_policy
 from kubemeter.publish.prometheus import build_registry
+from kubemeter.types import NodeInfo, Selection
+from kubemeter.watch.model import ClusterModel
 
 
 class NeverCalled:

@@ -7,10 +7,10 @@ import json
 from collections import Counter
 
 import kubernetes
+from kubemeter.compute.report import CycleReport
+from kubemeter_sim.cluster import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubemeter.loop import CycleReport
-from kubemeter_sim.cluster import Cluster
 from tests.operator.conftest import Operator, eventually
 
 

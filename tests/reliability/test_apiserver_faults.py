@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 
 from kubemeter import GROUP, VERSION
-from kubemeter.compute.types import PodInfo
-from kubemeter.model import NODES, PODS, REPLICASETS
 from kubemeter.policy import parse_policy
-from kubemeter.publish.status import rfc3339
-from kubemeter.watch import RESOURCES
+from kubemeter.timefmt import rfc3339
+from kubemeter.types import PodInfo
+from kubemeter.watch.model import NODES, PODS, REPLICASETS
+from kubemeter.watch.relister import RESOURCES
 from kubemeter_sim.scenario import container, template
+
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.conftest import StartOperator
 from tests.reliability.support import samples

@@ -3,7 +3,7 @@ and the other policies keep running."""
 
 from __future__ import annotations
 
-from kubemeter.publish.status import POLICY_LABEL
+from kubemeter.publish.documents import POLICY_LABEL
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.support import events
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import kubernetes
+from kubemeter.timefmt import rfc3339
 
-from kubemeter.publish.status import rfc3339
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.support import first_cycle, samples
 

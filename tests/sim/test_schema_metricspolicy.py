@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from kubemeter.durations import DURATION_PATTERN
+from kubemeter.timefmt import DURATION_PATTERN
 from kubemeter_sim.apiserver.schema import CompiledSchema, invalid_status
 
 DURATION = {"type": "string", "pattern": DURATION_PATTERN}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kubemeter.compute.types import PodInfo, WorkloadRef
+from kubemeter.types import PodInfo, WorkloadRef
 
 OwnerReferences = Sequence[Mapping[str, Any]]
 OwnerReferencesLookup = Callable[[str, str], OwnerReferences | None]

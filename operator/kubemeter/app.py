@@ -23,10 +23,11 @@ from kubemeter.leader import LeaderElector
 from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.policy import PolicyError, parse_policy
-from kubemeter.publish.prometheus import build_registry, exposition
+from kubemeter.publish.prometheus import PrometheusPublisher, build_registry, exposition
 from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS, failed_nodes
 from kubemeter.publish.status import StatusPublisher
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
+from kubemeter.scrape.scraper import KubeletScraper
 from kubemeter.tasks import cancel_and_wait
 from kubemeter.watch.model import ClusterModel
 from kubemeter.watch.relister import Relister
@@ -95,8 +96,7 @@ class Runtime:
         self.post_event: EventPoster = post_event or self.events.post
         self.deps = LoopDeps(
             model=self.model,
-            kubelets=self.kubelets,
-            collector=self.collector,
+            scraper=KubeletScraper(self.kubelets),
             metrics=self.metrics,
             post_event=lambda *args: self.post_event(*args),
             synced=self.relister.synced,
@@ -269,9 +269,10 @@ class Runtime:
             self.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
             return
         if current.loop is None:
-            current.loop = PolicyLoop(
-                name, spec, generation, self.deps, current.publisher, failures=failed_nodes(obj.get("status"))
-            )
+            # Prometheus first: the gauges are up to date before the status writes start queueing.
+            publishers = (PrometheusPublisher(name, self.collector, self.metrics), current.publisher)
+            failures = failed_nodes(obj.get("status"))
+            current.loop = PolicyLoop(name, spec, generation, self.deps, publishers, failures=failures)
             current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
             standby = "" if self.deps.active.is_set() else "; a standby: it scrapes once it leads"
             log.info("policy %s: started (every %ss, %s via %s%s)", name, spec.interval, spec.endpoint, spec.via, standby)

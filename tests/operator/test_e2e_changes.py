@@ -55,7 +55,7 @@ async def test_cronjob_runs_do_not_grow_state(operator):
         job = await scenario.run_cronjob("batch", "nightly-report")
         await operator.cycle("p")
         await scenario.complete_job("batch", job["metadata"]["name"])
-        sizes.append((loop.aggregator.state_size(), len(loop.cpu_rates)))
+        sizes.append((loop.aggregator.state_size(), len(loop.meter.cpu_rates)))
     objects = [o for o in await operator.workload_metrics("batch")]
     assert [(o["spec"]["workload"]["kind"], o["spec"]["workload"]["name"]) for o in objects] == [
         ("CronJob", "nightly-report")

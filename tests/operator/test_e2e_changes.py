@@ -118,7 +118,7 @@ async def test_policy_edits_apply_at_the_next_cycle(operator):
     assert {"shop", "data", "kube-system"} <= namespaces
     # Selectors: only one namespace from now on; the others' objects go away.
     await operator.patch_policy("p", {"selector": {"namespaces": ["data"]}})
-    await eventually(lambda: operator.runtime.policies["p"].loop.spec.namespaces == {"data"})
+    await eventually(lambda: operator.runtime.lifecycle.policies["p"].loop.spec.namespaces == {"data"})
     await operator.cycle("p")
     assert {o["metadata"]["namespace"] for o in await operator.workload_metrics()} == {"data"}
     # Source: the summary endpoint through the API server proxy adds network figures.
@@ -136,7 +136,7 @@ async def test_policy_edits_apply_at_the_next_cycle(operator):
     assert policy["status"]["observedGeneration"] == policy["metadata"]["generation"]
     # Interval: the loop picks it up (and starts a cycle at once rather than after the old hour).
     await operator.patch_policy("p", {"interval": "45m", "aggregation": {"window": "1h"}})
-    await eventually(lambda: operator.runtime.policies["p"].loop.spec.interval == 2700)
+    await eventually(lambda: operator.runtime.lifecycle.policies["p"].loop.spec.interval == 2700)
 
 
 async def test_deleting_a_policy_stops_its_loop_and_collects_its_objects(operator):
@@ -144,7 +144,7 @@ async def test_deleting_a_policy_stops_its_loop_and_collects_its_objects(operato
     await operator.cycle("gone")
     assert await operator.workload_metrics()
     await operator.call(operator.custom.delete_cluster_custom_object, GROUP, VERSION, "metricspolicies", "gone")
-    await eventually(lambda: "gone" not in operator.runtime.policies)
+    await eventually(lambda: "gone" not in operator.runtime.lifecycle.policies)
     # The API server's garbage collector removes them through their owner reference.
     async def none_left() -> bool:
         return not await operator.workload_metrics()

@@ -171,7 +171,7 @@ async def test_a_failing_initial_listing_keeps_the_operator_unready_until_it_suc
     assert not relister.synced.is_set() and op.thread.alive
     assert await readiness(op) == 503
     await op.create_policy("p", LIVE)
-    loop = await eventually(lambda: (p := op.runtime.policies.get("p")) and p.loop)
+    loop = await eventually(lambda: (p := op.runtime.lifecycle.policies.get("p")) and p.loop)
     await asyncio.sleep(1)
     assert loop.cycles_published == 0 and await op.workload_metrics() == [], "no cycle on a partial model"
 

@@ -1,4 +1,5 @@
-"""A MetricsPolicy-like schema (DESIGN.md §2) end to end: defaults, then the exact errors a user would read."""
+"""A MetricsPolicy-like schema end to end (docs/architecture.md, "The policy schema"): defaults, then the exact
+errors a user would read."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pod -> workload resolution (DESIGN §3).
+"""Pod -> workload resolution (docs/architecture.md, "Workload resolution").
 
 A pod's controller is followed one level up when it is an *intermediate* controller, a ReplicaSet or a Job,
 to that object's own controller (Deployment, Argo Rollout, CronJob, ...), whose kind and apiVersion are

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.rates import CounterRates
-from kubemeter.compute.types import ContainerSpec, PodInfo, Usage, WorkloadRef
+from kubemeter.types import ContainerSpec, PodInfo, Usage, WorkloadRef
 
 PODS = 30_000
 CONTAINERS = ("app", "sidecar", "proxy")

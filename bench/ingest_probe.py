@@ -77,7 +77,7 @@ async def run_bare(probe: Probe, stop: asyncio.Event) -> None:
 async def run_kubemeter(probe: Probe, kubeconfig: str, stop: asyncio.Event) -> None:
     from kubemeter.app import RunSettings, Runtime
     from kubemeter.handlers import run_operator
-    from kubemeter.model import PODS
+    from kubemeter.watch.model import PODS
 
     runtime = Runtime(RunSettings(kubeconfig=kubeconfig, metrics_host="127.0.0.1", metrics_port=0))
     handle = runtime.watch_event

@@ -18,9 +18,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
-from kubemeter.durations import DURATION_PATTERN  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
 from kubemeter.policy import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN  # noqa: E402
+from kubemeter.timefmt import DURATION_PATTERN  # noqa: E402
 
 Schema = dict[str, Any]
 

@@ -1,34 +1,35 @@
-"""The operator's runtime: the shared pieces (model, clients, Prometheus, HTTP endpoints) and the policy loops.
+"""The operator's runtime: the wiring of the shared pieces (model, clients, Prometheus) and their start and stop.
 
-Free of kopf so it can be driven directly in tests; handlers.py is the thin kopf glue that feeds it.
+Free of kopf so it can be driven directly in tests; handlers.py is the thin kopf glue that feeds it. The policy
+lifecycle lives in policies.py, the HTTP endpoints in endpoints.py (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import prometheus_client
 import urllib3
-from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
+from kubemeter.endpoints import Endpoints
 from kubemeter.kube import credentials, load_configuration
+from kubemeter.kubeapi import EventRecorder, KubeApi, RateLimiter, describe
 from kubemeter.leader import LeaderElector
-from kubemeter.loop import EventPoster, LoopDeps, PolicyLoop
+from kubemeter.loop import EventPoster, LoopDeps
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
-from kubemeter.model import ClusterModel
-from kubemeter.policy import PolicyError, parse_policy
-from kubemeter.publish.api import EventRecorder, KubeApi, RateLimiter, describe
+from kubemeter.policies import PolicyLifecycle
+from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS
 from kubemeter.publish.prometheus import build_registry, exposition
-from kubemeter.publish.status import METRICSPOLICIES, WORKLOADMETRICS, StatusPublisher, failed_nodes
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
+from kubemeter.scrape.scraper import KubeletScraper
 from kubemeter.tasks import cancel_and_wait
-from kubemeter.watch import Relister
+from kubemeter.watch.model import ClusterModel
+from kubemeter.watch.relister import Relister
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +65,6 @@ class StartupError(RuntimeError):
     """The operator cannot work as configured (CRDs missing, an unreadable CA bundle): it exits saying why."""
 
 
-@dataclass(slots=True)
-class _Policy:
-    uid: str
-    generation: int
-    publisher: StatusPublisher
-    loop: PolicyLoop | None = None
-    task: asyncio.Task | None = None
-
-
-def _policy_ref(meta: Mapping) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "name": meta["name"], "uid": meta.get("uid")}
-
-
 class Runtime:
     def __init__(self, settings: RunSettings, post_event: EventPoster | None = None) -> None:
         self.settings = settings
@@ -94,15 +82,14 @@ class Runtime:
         self.post_event: EventPoster = post_event or self.events.post
         self.deps = LoopDeps(
             model=self.model,
-            kubelets=self.kubelets,
-            collector=self.collector,
+            scraper=KubeletScraper(self.kubelets),
             metrics=self.metrics,
             post_event=lambda *args: self.post_event(*args),
             synced=self.relister.synced,
         )
-        self.policies: dict[str, _Policy] = {}
+        self.lifecycle = PolicyLifecycle(self.api, self.deps, self.collector)
+        self.endpoints = Endpoints(lambda: exposition(self.registry, self.collector), self._health, self._readiness)
         self.metrics_port: int | None = None
-        self._http: web.AppRunner | None = None
         self.elector: LeaderElector | None = None
         self._elector_task: asyncio.Task | None = None
         self._seed_task: asyncio.Task | None = None
@@ -116,14 +103,9 @@ class Runtime:
                 lease_duration=settings.lease_duration,
                 renew_deadline=settings.renew_deadline,
                 retry_period=settings.retry_period,
-                on_stopped_leading=self._step_down,
+                on_stopped_leading=self.lifecycle.step_down,
             )
             self.deps.active = self.elector.leading
-
-    def _step_down(self) -> None:
-        for policy in self.policies.values():
-            if policy.loop is not None:
-                policy.loop.step_down()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def preflight(self) -> None:
@@ -154,7 +136,7 @@ class Runtime:
                 "(kubectl apply -f crds/, or the Helm chart) and the operator starts with its next restart"
             )
         try:
-            await self._start_http()
+            self.metrics_port = await self.endpoints.start(self.settings.metrics_host, self.settings.metrics_port)
         except OSError as exc:
             address = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
             raise StartupError(f"cannot serve /metrics on {address}: {exc.strerror or exc}") from None
@@ -191,45 +173,25 @@ class Runtime:
         settle_long_lived()
 
     async def stop(self) -> None:
-        for name in list(self.policies):
-            await self.stop_policy(name)
+        await self.lifecycle.stop_all()
         for task in (self._elector_task, self._seed_task):
             await cancel_and_wait(task)
         await self.relister.close()
         await self.kubelets.close()
-        if self._http is not None:
-            await self._http.cleanup()
+        await self.endpoints.close()
         await self.events.close()
         self.api.close()
 
-    # ---- HTTP: /metrics, /healthz, /readyz ---------------------------------------------------------
-    async def _start_http(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._serve_metrics)
-        app.router.add_get("/healthz", self._serve_health)
-        app.router.add_get("/readyz", self._serve_ready)
-        self._http = web.AppRunner(app, access_log=None)
-        await self._http.setup()
-        site = web.TCPSite(self._http, self.settings.metrics_host, self.settings.metrics_port)
-        await site.start()
-        self.metrics_port = self._http.addresses[0][1]  # the real port when 0 was asked
+    # ---- what /healthz and /readyz answer ------------------------------------------------------
+    def _health(self) -> str | None:
+        dead = self.lifecycle.stopped_loops()
+        return f"policy loops stopped: {', '.join(dead)}" if dead else None
 
-    async def _serve_metrics(self, request: web.Request) -> web.Response:
-        body = exposition(self.registry, self.collector)
-        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
-
-    async def _serve_health(self, request: web.Request) -> web.Response:
-        dead = [name for name, p in self.policies.items() if p.task is not None and p.task.done()]
-        if dead:
-            return web.Response(status=500, text=f"policy loops stopped: {', '.join(dead)}\n")
-        return web.Response(text="ok\n")
-
-    async def _serve_ready(self, request: web.Request) -> web.Response:
+    def _readiness(self) -> tuple[bool, str]:
         if not self.relister.synced.is_set():
-            return web.Response(status=503, text="initial listing in progress\n")
+            return False, "initial listing in progress"
         # A standby replica is ready too: it holds a warm model and takes over when the leader goes.
-        role = "leader" if self.deps.active.is_set() else "standby"
-        return web.Response(text=f"ok ({role})\n")
+        return True, f"ok ({'leader' if self.deps.active.is_set() else 'standby'})"
 
     # ---- watch events --------------------------------------------------------------------------
     def watch_event(self, resource: str, event: Mapping) -> None:
@@ -242,54 +204,3 @@ class Runtime:
         counter.inc()
         self.relister.saw_event(resource, event_type)  # first: a listing's audit must include its first object
         self.model.apply(resource, event_type, event["object"])
-
-    async def policy_event(self, event_type: str | None, obj: Mapping) -> None:
-        meta = obj["metadata"]
-        name, uid, generation = meta["name"], meta.get("uid", ""), meta.get("generation", 0)
-        current = self.policies.get(name)
-        if event_type == "DELETED" or meta.get("deletionTimestamp"):
-            await self.stop_policy(name)
-            return
-        if current is not None and current.uid != uid:  # deleted and re-created while we were not looking
-            await self.stop_policy(name)
-            current = None
-        if current is not None and current.generation == generation:
-            return  # our own status write, or a metadata change: nothing to apply
-        if current is None:
-            current = self.policies[name] = _Policy(uid, generation, self._publisher(name, uid))
-            current.publisher.adopt_policy_status(obj.get("status"))
-        current.generation = generation
-        try:
-            spec = parse_policy(obj.get("spec"))
-        except PolicyError as exc:
-            kept = " (the last valid spec keeps running)" if current.loop is not None else ""
-            log.warning("policy %s is invalid: %s%s", name, exc, kept)
-            current.publisher.invalid(f"{exc}{kept}", generation, running=current.loop is not None)
-            self.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
-            return
-        if current.loop is None:
-            current.loop = PolicyLoop(
-                name, spec, generation, self.deps, current.publisher, failures=failed_nodes(obj.get("status"))
-            )
-            current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
-            standby = "" if self.deps.active.is_set() else "; a standby: it scrapes once it leads"
-            log.info("policy %s: started (every %ss, %s via %s%s)", name, spec.interval, spec.endpoint, spec.via, standby)
-        else:
-            current.loop.configure(spec, generation)
-            log.info("policy %s: spec generation %s applies from the next cycle", name, generation)
-
-    def _publisher(self, name: str, uid: str) -> StatusPublisher:
-        writes = self.metrics.status_writes
-        return StatusPublisher(self.api, name, uid, clock=time.time, on_write=lambda r: writes.labels(result=r).inc())
-
-    async def stop_policy(self, name: str) -> None:
-        policy = self.policies.pop(name, None)
-        if policy is None:
-            return
-        if policy.task is not None:
-            await cancel_and_wait(policy.task)
-        if policy.loop is not None:
-            await policy.loop.close()
-        else:
-            await policy.publisher.close()
-        log.info("policy %s: stopped", name)

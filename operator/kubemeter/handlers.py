@@ -10,18 +10,15 @@ removes its WorkloadMetrics through their owner references.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import kopf
 
 from kubemeter import GROUP, VERSION
 from kubemeter.app import Runtime
 from kubemeter.kube import credentials
-from kubemeter.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
+from kubemeter.watch.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
 
 WATCHED = {
     PODS: ("", "v1", "pods"),
@@ -105,12 +102,10 @@ def build_registry() -> kopf.OperatorRegistry:
 
     @kopf.on.event(GROUP, VERSION, "metricspolicies", registry=registry, id="policy")
     async def on_policy(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
-        await memo.runtime.policy_event(event.get("type"), event["object"])
+        await memo.runtime.lifecycle.policy_event(event.get("type"), event["object"])
 
     return registry
 
-
-T = TypeVar("T")
 
 
 async def run_operator(
@@ -133,54 +128,3 @@ async def run_operator(
         # kopf ends a requested stop by cancelling its own root task: that is a clean exit, not an error.
         if stop_flag is None or not stop_flag.is_set():
             raise
-
-
-class OperatorThread:
-    """The operator on its own thread and event loop, as if it were a separate process.
-
-    For running it next to other asyncio code (the simulator in ``kubemeter demo`` and in tests): when kopf
-    stops it cancels every task created on its loop after it started, which must not hit anyone else's.
-    """
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.stop_flag = threading.Event()
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="kubemeter-operator", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        self._started.wait()
-
-    def _main(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        self._started.set()
-        try:
-            self._loop.run_until_complete(run_operator(self.runtime, stop_flag=self.stop_flag))
-        except BaseException as exc:  # reported to whoever joins the thread
-            self.error = exc
-        finally:
-            self._loop.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run a coroutine on the operator's loop (for tests and the demo to reach into the runtime)."""
-        assert self._loop is not None, "start() first"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(self.submit(coro))
-
-    async def stop(self, timeout: float = 60.0) -> None:
-        self.stop_flag.set()
-        await asyncio.to_thread(self._thread.join, timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"the operator did not stop within {timeout}s")
-        if self.error is not None:
-            raise self.error

@@ -9,7 +9,6 @@ replicas never publish at once.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import logging
 import time
@@ -18,14 +17,10 @@ from collections.abc import Callable
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from kubemeter.publish.api import KubeApi, describe
-from kubemeter.publish.status import parse_rfc3339
+from kubemeter.kubeapi import KubeApi, describe
+from kubemeter.timefmt import parse_rfc3339, rfc3339_micro
 
 log = logging.getLogger(__name__)
-
-
-def _micro_time(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -66,8 +61,8 @@ class LeaderElector:
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": int(round(self.lease_duration)),
-                "acquireTime": _micro_time(acquired),
-                "renewTime": _micro_time(now),
+                "acquireTime": rfc3339_micro(acquired),
+                "renewTime": rfc3339_micro(now),
                 "leaseTransitions": transitions,
             },
         }

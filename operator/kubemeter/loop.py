@@ -1,8 +1,8 @@
 """PolicyLoop: one asyncio task per MetricsPolicy running watch → scrape → decode → compute → publish.
 
 The loop owns the per-policy state that must survive between cycles (counter baselines, windows, which
-nodes are failing) and nothing else; the cluster view, the HTTP client, the API client and the Prometheus
-collector are shared and injected. A cycle never raises: a failing node is counted and reported, a failing
+nodes are failing) and nothing else; each stage is behind a small seam and injected: the cluster model
+(watch), a Scraper (scrape and decode), a UsageMeter and an Aggregator (compute), Publishers (publish). A cycle never raises: a failing node is counted and reported, a failing
 publication is logged and retried at the next cycle.
 """
 
@@ -11,21 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from kubemeter.compute.aggregate import Aggregator, Snapshot
-from kubemeter.compute.rates import CounterRates
-from kubemeter.compute.types import PodExtras, PodInfo, Usage
+from kubemeter.compute.aggregate import Aggregator
+from kubemeter.compute.measure import UsageMeter
+from kubemeter.compute.report import CycleReport
+from kubemeter.compute.snapshot import Snapshot
 from kubemeter.memory import release_free_memory
-from kubemeter.model import ClusterModel, NodeInfo, Selection
 from kubemeter.policy import PolicySpec
-from kubemeter.publish.prometheus import OperatorMetrics, SnapshotCollector
-from kubemeter.scrape.client import KubeletClient, ScrapeError
-from kubemeter.scrape.decode import decode
-from kubemeter.scrape.resource import kubelet_scrape_error
-from kubemeter.scrape.samples import DecodeError, NodeMetrics
+from kubemeter.publish.prometheus import OperatorMetrics
+from kubemeter.publish.publisher import Publisher
+from kubemeter.scrape.client import ScrapeError
+from kubemeter.scrape.scraper import Scraper, ScrapeSource
+from kubemeter.types import NodeFailure, NodeInfo, PodExtras, Selection, Usage
+from kubemeter.watch.model import ClusterModel
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +34,26 @@ EventPoster = Callable[[dict, str, str, str], None]
 
 
 @dataclass(slots=True)
-class NodeFailure:
-    reason: str
-    message: str
-    since: float
-
-
-@dataclass(slots=True)
-class CycleReport:
-    """What one cycle did: the input of the policy status."""
-
-    started: float
-    duration: float
-    selection: Selection
-    snapshot: Snapshot
-    scraped: int
-    failures: dict[str, NodeFailure]
-
-
-class Publisher(Protocol):
-    """Where a cycle's results go besides Prometheus (status on custom resources); see publish.status."""
-
-    async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None: ...
-
-    def step_down(self) -> None: ...
-
-    def cycle_failed(self, message: str, generation: int) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-@dataclass(slots=True)
 class LoopDeps:
     model: ClusterModel
-    kubelets: KubeletClient
-    collector: SnapshotCollector
+    scraper: Scraper
     metrics: OperatorMetrics
+    """The scrape stage's own health series (durations, errors by reason) and the cycle failure counter."""
     post_event: EventPoster
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the model holds the full initial listing: no cycle runs on a partial view."""
     active: asyncio.Event = field(default_factory=asyncio.Event)
     """Set while this replica may publish (it holds the leader lease, or leader election is off)."""
     clock: Callable[[], float] = time.time
+
+
+@dataclass(slots=True)
+class _Measured:
+    """What the scrape phase of one cycle gathered, for compute."""
+
+    usage: dict[str, dict[str, Usage]] = field(default_factory=dict)
+    extras: dict[str, PodExtras] = field(default_factory=dict)
+    failures: dict[str, NodeFailure] = field(default_factory=dict)
 
 
 def _node_ref(node: NodeInfo) -> dict:
@@ -89,17 +67,17 @@ class PolicyLoop:
         spec: PolicySpec,
         generation: int,
         deps: LoopDeps,
-        publisher: Publisher,
+        publishers: Sequence[Publisher],
         failures: dict[str, NodeFailure] | None = None,
     ) -> None:
-        """``failures``: the failing nodes a previous run reported (see publish.status.failed_nodes)."""
+        """``publishers``: in the order they get each cycle; ``failures``: the failing nodes a previous run
+        reported (see publish.documents.failed_nodes)."""
         self.name = name
         self.spec, self.generation = spec, generation
         self.deps = deps
-        self.publisher = publisher
+        self.publishers = tuple(publishers)
         self.aggregator = Aggregator(spec.window, spec.percentiles)
-        self.cpu_rates = CounterRates()
-        self.network_rates = CounterRates()
+        self.meter = UsageMeter()
         self.failures: dict[str, NodeFailure] = dict(failures or {})
         self._node_times: dict[str, float] = {}
         """Each node's newest sample timestamp: the kubelet's clock must not step back between scrapes."""
@@ -130,7 +108,9 @@ class PolicyLoop:
                 log.exception("policy %s: cycle failed", self.name)
                 self.deps.metrics.cycle_failures.labels(policy=self.name).inc()
                 if self.deps.active.is_set():
-                    self.publisher.cycle_failed(f"the last cycle failed: {type(exc).__name__}: {exc}", self.generation)
+                    message = f"the last cycle failed: {type(exc).__name__}: {exc}"
+                    for publisher in self.publishers:
+                        publisher.cycle_failed(message, self.generation)
             release_free_memory()  # the cycle's payloads and snapshot: not kept as resident memory until the next
             next_start = max(next_start + self.spec.interval, time.monotonic() + 0.1)
             try:
@@ -144,99 +124,89 @@ class PolicyLoop:
             return await self._cycle()
 
     async def _cycle(self) -> CycleReport:
+        """watch (the model's selection) -> scrape and decode (per node) -> compute -> publish."""
         spec, deps = self.spec, self.deps
         started_mono, started = time.monotonic(), deps.clock()
         selection = deps.model.select(spec)
-        usage: dict[str, dict[str, Usage]] = {}
-        extras: dict[str, PodExtras] = {}
-        failures: dict[str, NodeFailure] = {}
-        semaphore = asyncio.Semaphore(spec.concurrency)
-        # The timeout bounds the whole scrape phase too: a node that waited for a slot gets what is left, so
-        # hanging kubelets never push the aggregation and publication of the others past start + timeout.
-        deadline = started_mono + spec.timeout
-
-        async def one(node: NodeInfo) -> None:
-            async with semaphore:
-                error = await self._scrape_node(spec, deadline, node, selection, usage, extras)
-            if error is not None:
-                previous = self.failures.get(node.name)
-                failures[node.name] = NodeFailure(error.reason, error.message, previous.since if previous else started)
-
-        await asyncio.gather(*(one(node) for node in selection.nodes))
-        self._report_transitions(selection, failures)
-        self.failures = failures
-        now = deps.clock()
-        snapshot = self.aggregator.cycle(now, selection.pods(), usage, extras if spec.endpoint == "summary" else None)
-        # Baselines of pods that left the selection go at once (CronJob churn must not pile them up); those of
-        # selected pods survive a failed scrape, up to a few intervals.
-        live = {pod.uid for pod in selection.pods()}
-        horizon = now - 3 * spec.interval - spec.timeout
-        for rates in (self.cpu_rates, self.network_rates):
-            rates.prune(horizon, lambda key: key[0] in live)
+        measured = await self._scrape(spec, selection, started, deadline=started_mono + spec.timeout)
+        self._report_transitions(selection, measured.failures)
+        self.failures = measured.failures
+        snapshot = self._compute(spec, selection, measured)
         report = CycleReport(
             started=started,
             duration=time.monotonic() - started_mono,
             selection=selection,
             snapshot=snapshot,
-            scraped=len(selection.nodes) - len(failures),
-            failures=failures,
+            scraped=len(selection.nodes) - len(measured.failures),
+            failures=measured.failures,
         )
         if not deps.active.is_set():  # stepped down during the cycle: publishing would race the new leader
             self.failures = {}
             return report
-        if spec.prometheus:
-            deps.collector.set_snapshot(self.name, snapshot, spec.levels)
-        else:
-            deps.collector.remove_policy(self.name)
-        metrics = deps.metrics
-        metrics.cycle_duration.labels(policy=self.name).observe(report.duration)
-        for state, count in (("selected", len(selection.nodes)), ("scraped", report.scraped), ("failed", len(failures))):
-            metrics.nodes.labels(policy=self.name, state=state).set(count)
-        metrics.last_cycle.labels(policy=self.name).set(deps.clock())
-        metrics.interval.labels(policy=self.name).set(spec.interval)
         self.last_report = report
-        await self.publisher.publish(report, spec, self.generation)
+        for publisher in self.publishers:
+            await publisher.publish(report, spec, self.generation)
         self.cycles_published += 1
         return report
+
+    async def _scrape(self, spec: PolicySpec, selection: Selection, started: float, deadline: float) -> _Measured:
+        """Every selected node at most ``spec.concurrency`` at a time. The timeout bounds the whole scrape phase
+        too: a node that waited for a slot gets what is left, so hanging kubelets never push the aggregation and
+        publication of the others past start + timeout."""
+        measured = _Measured()
+        source = ScrapeSource(spec.endpoint, spec.via, spec.insecure_skip_tls_verify)
+        semaphore = asyncio.Semaphore(spec.concurrency)
+
+        async def one(node: NodeInfo) -> None:
+            async with semaphore:
+                error = await self._scrape_node(spec, source, deadline, node, selection, measured)
+            if error is not None:
+                previous = self.failures.get(node.name)
+                since = previous.since if previous else started
+                measured.failures[node.name] = NodeFailure(error.reason, error.message, since)
+
+        await asyncio.gather(*(one(node) for node in selection.nodes))
+        return measured
 
     async def _scrape_node(
         self,
         spec: PolicySpec,
+        source: ScrapeSource,
         deadline: float,
         node: NodeInfo,
         selection: Selection,
-        usage: dict[str, dict[str, Usage]],
-        extras: dict[str, PodExtras],
+        measured: _Measured,
     ) -> ScrapeError | None:
         began = time.monotonic()
-        # What is left of the cycle's scrape phase: all of `timeout` for a node that got a slot at once, less
-        # for one that waited, so none stretches the cycle (and the publication of all the others).
         timeout = deadline - began
+        metrics = self.deps.metrics
         try:
             if timeout <= 0:
                 raise ScrapeError("timeout", f"the cycle's deadline passed before node {node.name} could be scraped")
-            body = await self.deps.kubelets.fetch(
-                node, spec.endpoint, spec.via, timeout, insecure=spec.insecure_skip_tls_verify
-            )
-            scrape_time = self.deps.clock()
-            metrics = decode(body, scrape_time, spec.endpoint)
-            self._check_clock(node.name, metrics.node.timestamp)
+            scraped = await self.deps.scraper.scrape(node, source, timeout)
+            self._check_clock(node.name, scraped.metrics.node.timestamp)
         except ScrapeError as exc:
             error = exc
-        except DecodeError as exc:
-            error = ScrapeError("decode", f"cannot decode {spec.endpoint} payload from node {node.name}: {exc}")
-        else:
-            self._measure(spec, metrics, scrape_time, selection.pods_by_node.get(node.name, {}), usage, extras)
-            error = None
-            # The flag's families sort last in /metrics/resource: reading the tail avoids a scan of the body.
-            if spec.endpoint == "resource" and kubelet_scrape_error(body[-1024:]):
-                # The kubelet says its own collection partly failed: keep what it served, count the fact.
-                self.deps.metrics.scrape_errors.labels(policy=self.name, node=node.name, reason="kubelet_reported").inc()
-        metrics = self.deps.metrics
-        metrics.scrape_duration.labels(policy=self.name).observe(time.monotonic() - began)
-        if error is not None:
             metrics.scrape_errors.labels(policy=self.name, node=node.name, reason=error.reason).inc()
+        else:
+            error = None
+            pods = selection.pods_by_node.get(node.name, {})
+            extras = measured.extras if spec.endpoint == "summary" else None
+            self.meter.measure(scraped.metrics, scraped.time, pods, spec.interval, measured.usage, extras)
+            if scraped.kubelet_reported_errors:
+                # The kubelet says its own collection partly failed: keep what it served, count the fact.
+                metrics.scrape_errors.labels(policy=self.name, node=node.name, reason="kubelet_reported").inc()
+        metrics.scrape_duration.labels(policy=self.name).observe(time.monotonic() - began)
         return error
+
+    def _compute(self, spec: PolicySpec, selection: Selection, measured: _Measured) -> Snapshot:
+        now = self.deps.clock()
+        extras = measured.extras if spec.endpoint == "summary" else None
+        snapshot = self.aggregator.cycle(now, selection.pods(), measured.usage, extras)
+        # Baselines of pods that left the selection go at once (CronJob churn must not pile them up); those of
+        # selected pods survive a failed scrape, up to a few intervals.
+        self.meter.prune(now - 3 * spec.interval - spec.timeout, {pod.uid for pod in selection.pods()})
+        return snapshot
 
     def _check_clock(self, node: str, timestamp: float | None) -> None:
         """Samples taken "before" the previous scrape's give no sound rate: the node is reported as failing
@@ -252,47 +222,6 @@ class PolicyLoop:
                 f"node {node} sent samples {previous - timestamp:.3f}s older than the previous scrape's: "
                 "its clock stepped back",
             )
-
-    def _measure(
-        self,
-        spec: PolicySpec,
-        metrics: NodeMetrics,
-        scrape_time: float,
-        pods: dict[tuple[str, str], PodInfo],
-        usage: dict[str, dict[str, Usage]],
-        extras: dict[str, PodExtras],
-    ) -> None:
-        """Turn one node's samples into per-container usage for the selected pods."""
-        observe = self.cpu_rates.observe
-        interval = spec.interval
-        for sample in metrics.pods:
-            pod = pods.get((sample.namespace, sample.name))
-            if pod is None or (sample.uid and sample.uid != pod.uid):
-                continue  # not selected, or an older pod of the same name (StatefulSet) still reported
-            containers: dict[str, Usage] = {}
-            for c in sample.containers:
-                at = c.timestamp or scrape_time
-                cpu = None
-                if c.cpu_seconds is not None:
-                    cpu = observe((pod.uid, c.name), c.cpu_seconds, at, c.start_time, interval, scrape_time)
-                containers[c.name] = Usage(cpu, c.memory_working_set_bytes, at)
-            usage[pod.uid] = containers
-            if spec.endpoint == "summary":
-                extras[pod.uid] = self._pod_extras(pod.uid, sample, scrape_time, interval)
-
-    def _pod_extras(self, uid: str, sample, scrape_time: float, interval: float) -> PodExtras:
-        at = sample.timestamp or scrape_time
-
-        def rate(direction: str, value: float | None) -> float | None:
-            if value is None:
-                return None
-            return self.network_rates.observe((uid, direction), value, at, None, interval, scrape_time)
-
-        return PodExtras(
-            network_rx_bytes_per_second=rate("rx", sample.network_rx_bytes),
-            network_tx_bytes_per_second=rate("tx", sample.network_tx_bytes),
-            ephemeral_storage_bytes=sample.ephemeral_storage_bytes,
-        )
 
     def _report_transitions(self, selection: Selection, failures: dict[str, NodeFailure]) -> None:
         """Events only when a node starts or stops failing (or changes reason): never one per cycle."""
@@ -315,16 +244,12 @@ class PolicyLoop:
                 )
 
     def step_down(self) -> None:
-        """This replica lost the lease: its gauges would go stale next to the new leader's, and its queued writes
-        would race them, and its cycle health series (last cycle time, node counts) would look like a stalled
-        policy. A later term starts afresh, as after a restart (objects adopted again, Events anew)."""
-        self.deps.collector.remove_policy(self.name)
-        self.deps.metrics.forget_policy(self.name)
+        """This replica lost the lease: every publisher withdraws (see Publisher.step_down). A later term starts
+        afresh, as after a restart (objects adopted again, Events anew)."""
         self.failures = {}
-        self.publisher.step_down()
+        for publisher in self.publishers:
+            publisher.step_down()
 
     async def close(self) -> None:
-        self.deps.collector.remove_policy(self.name)
-        self.deps.metrics.forget_policy(self.name)
-        await self.publisher.close()
-
+        for publisher in self.publishers:
+            await publisher.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES
-from kubemeter.durations import parse_duration
+from kubemeter.timefmt import parse_duration
 
 ENDPOINTS = ("resource", "summary")
 VIAS = ("direct", "proxy")

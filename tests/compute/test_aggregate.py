@@ -2,9 +2,8 @@ import math
 import random
 
 import pytest
-
 from kubemeter.compute.aggregate import Aggregator
-from kubemeter.compute.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
+from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
 
 WEB = WorkloadRef("shop", "Deployment", "web", "apps/v1")
 APP = ContainerSpec("app", cpu_request=0.1, cpu_limit=0.5, memory_request=100e6, memory_limit=200e6)

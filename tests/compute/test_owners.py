@@ -2,9 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from kubemeter.compute.owners import controller_of, resolve_workload
-from kubemeter.compute.types import PodInfo, WorkloadRef
+from kubemeter.types import PodInfo, WorkloadRef
 
 PODS = Path(__file__).parents[1] / "fixtures" / "apiserver" / "pods-k8s-1.35.0-minikube.kubectl-get.json"
 APPS = "apps/v1"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from kubemeter.types import ContainerSample, NodeMetrics, PodSample
 from prometheus_client.parser import text_string_to_metric_families
-
-from kubemeter.scrape.samples import ContainerSample, NodeMetrics, PodSample
 
 KUBELET = Path(__file__).resolve().parent.parent / "fixtures" / "kubelet"
 

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from kubemeter.scrape.decode import decode, parse_json
 from kubemeter.scrape.resource import decode_resource, kubelet_scrape_error
-from kubemeter.scrape.samples import MAX_QUANTITY, DecodeError, NodeMetrics
+from kubemeter.scrape.samples import MAX_QUANTITY, DecodeError
 from kubemeter.scrape.summary import decode_summary
+from kubemeter.types import NodeMetrics
 
 from .decode_fixtures import RESOURCE_FILES, SUMMARY_FILES, read
 

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from kubemeter import GROUP, VERSION
 from kubemeter.app import RunSettings, Runtime
 from kubemeter_sim.demo import install_crds
-from kubemeter.handlers import OperatorThread
+from kubemeter.testing import OperatorThread
 from kubemeter.kube import load_configuration
 from kubemeter.loop import PolicyLoop
 from kubemeter_sim.cluster import Cluster
@@ -85,8 +85,8 @@ class Operator:
 
     async def loop(self, name: str) -> PolicyLoop:
         """The policy's loop once its first cycle is done (and published)."""
-        loop = await eventually(lambda: (p := self.runtime.policies.get(name)) and p.loop and p.loop.cycles_published and p.loop)
-        await self.thread.run(self.runtime.policies[name].publisher.flush())
+        loop = await eventually(lambda: (p := self.runtime.lifecycle.policies.get(name)) and p.loop and p.loop.cycles_published and p.loop)
+        await self.thread.run(self.runtime.lifecycle.policies[name].publisher.flush())
         return loop
 
     async def cycle(self, name: str, count: int = 1, pause: float = 0.7):
@@ -96,7 +96,7 @@ class Operator:
         for _ in range(count):
             await asyncio.sleep(pause)
             report = await self.thread.run(loop.run_cycle())
-        await self.thread.run(self.runtime.policies[name].publisher.flush())
+        await self.thread.run(self.runtime.lifecycle.policies[name].publisher.flush())
         return report
 
     async def workload_metrics(self, namespace: str | None = None) -> list[dict]:

@@ -55,8 +55,8 @@ async def test_a_spec_the_operator_cannot_run_is_reported_in_status(any_operator
     # What a server without the CRD's validation (an older CRD version) could deliver.
     bad = dict(created, spec={"interval": "1h", "source": {"endpoint": "cadvisor"}})
     bad["metadata"] = dict(created["metadata"], generation=99)
-    await any_operator.thread.run(any_operator.runtime.policy_event("MODIFIED", bad))
-    await any_operator.thread.run(any_operator.runtime.policies["p"].publisher.flush())
+    await any_operator.thread.run(any_operator.runtime.lifecycle.policy_event("MODIFIED", bad))
+    await any_operator.thread.run(any_operator.runtime.lifecycle.policies["p"].publisher.flush())
     status = (await any_operator.policy("p"))["status"]
     invalid = next(c for c in status["conditions"] if c["type"] == "Invalid")
     assert invalid["status"] == "True" and invalid["observedGeneration"] == 99

@@ -55,7 +55,7 @@ async def test_cronjob_runs_do_not_grow_state(any_operator):
         job = await scenario.run_cronjob("batch", "nightly-report")
         await any_operator.cycle("p")
         await scenario.complete_job("batch", job["metadata"]["name"])
-        sizes.append((loop.aggregator.state_size(), len(loop.cpu_rates)))
+        sizes.append((loop.aggregator.state_size(), len(loop.meter.cpu_rates)))
     objects = [o for o in await any_operator.workload_metrics("batch")]
     assert [(o["spec"]["workload"]["kind"], o["spec"]["workload"]["name"]) for o in objects] == [
         ("CronJob", "nightly-report")
@@ -118,7 +118,7 @@ async def test_policy_edits_apply_at_the_next_cycle(any_operator):
     assert {"shop", "data", "kube-system"} <= namespaces
     # Selectors: only one namespace from now on; the others' objects go away.
     await any_operator.patch_policy("p", {"selector": {"namespaces": ["data"]}})
-    await eventually(lambda: any_operator.runtime.policies["p"].loop.spec.namespaces == {"data"})
+    await eventually(lambda: any_operator.runtime.lifecycle.policies["p"].loop.spec.namespaces == {"data"})
     await any_operator.cycle("p")
     assert {o["metadata"]["namespace"] for o in await any_operator.workload_metrics()} == {"data"}
     # Source: the summary endpoint adds network figures. (Through the API server's node proxy only on the
@@ -137,7 +137,7 @@ async def test_policy_edits_apply_at_the_next_cycle(any_operator):
     assert policy["status"]["observedGeneration"] == policy["metadata"]["generation"]
     # Interval: the loop picks it up (and starts a cycle at once rather than after the old hour).
     await any_operator.patch_policy("p", {"interval": "45m", "aggregation": {"window": "1h"}})
-    await eventually(lambda: any_operator.runtime.policies["p"].loop.spec.interval == 2700)
+    await eventually(lambda: any_operator.runtime.lifecycle.policies["p"].loop.spec.interval == 2700)
 
 
 async def test_deleting_a_policy_stops_its_loop_and_collects_its_objects(any_operator):
@@ -145,7 +145,7 @@ async def test_deleting_a_policy_stops_its_loop_and_collects_its_objects(any_ope
     await any_operator.cycle("gone")
     assert await any_operator.workload_metrics()
     await any_operator.call(any_operator.custom.delete_cluster_custom_object, GROUP, VERSION, "metricspolicies", "gone")
-    await eventually(lambda: "gone" not in any_operator.runtime.policies)
+    await eventually(lambda: "gone" not in any_operator.runtime.lifecycle.policies)
     # The garbage collector removes them through their owner reference. A real one (kube-controller-manager)
     # watches a new custom resource only from its next discovery sync, every 30 s: allow for one.
     async def none_left() -> bool:

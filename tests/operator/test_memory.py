@@ -9,9 +9,10 @@ import ssl
 
 from kubemeter.kube import credentials, load_configuration
 from kubemeter.memory import TLS_READ_BUFFER_BYTES, shrink_tls_read_buffers
-from kubemeter.model import NodeInfo, node_endpoint
 from kubemeter.scrape.client import KubeletClient
 from kubemeter.scrape.decode import decode
+from kubemeter.types import NodeInfo
+from kubemeter.watch.model import node_endpoint
 from kubemeter_sim.cluster import Cluster
 
 

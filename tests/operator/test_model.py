@@ -4,9 +4,9 @@ import copy
 import json
 from pathlib import Path
 
-from kubemeter.compute.types import WorkloadRef
-from kubemeter.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS, ClusterModel
 from kubemeter.policy import parse_policy
+from kubemeter.types import WorkloadRef
+from kubemeter.watch.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS, ClusterModel
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "apiserver"
 

@@ -7,24 +7,22 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.snapshot import ResourceFigures
-from kubemeter.compute.types import ContainerSpec, PodInfo, Usage, WorkloadRef
+from kubemeter.kubeapi import RateLimiter
 from kubemeter.policy import parse_policy
-from kubemeter.publish.api import RateLimiter
-from kubemeter.publish.status import (
-    StatusPublisher,
-    _key_values,
-    _Published,
+from kubemeter.publish.documents import (
+    key_values,
     merge_conditions,
     moved,
     policy_label_value,
     resource_status,
-    rfc3339,
     workload_status,
     workloadmetrics_name,
 )
+from kubemeter.publish.status import StatusPublisher, _Published
+from kubemeter.timefmt import rfc3339
+from kubemeter.types import ContainerSpec, PodInfo, Usage, WorkloadRef
 
 WEB = WorkloadRef("shop", "Deployment", "web", "apps/v1")
 # What the API server requires of an object name (apimachinery IsDNS1123Subdomain).
@@ -122,7 +120,7 @@ def test_a_queued_write_is_dropped_when_the_value_returns_to_what_the_object_hol
     ref, spec, now = WorkloadRef("web", "Deployment", "api", "apps/v1"), parse_policy({}), 1_700_000_000.0
     publisher = StatusPublisher(None, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
     held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
-    publisher._published[ref] = _Published("deployment-api", _key_values(held), now, now)
+    publisher._published[ref] = _Published("deployment-api", key_values(held), now, now)
 
     publisher._plan_workloads(_snapshot(ref, 0.20, now + 15), spec, now + 15)  # moved: queued
     assert publisher._pending[ref].status["cpu"]["usageCores"] == pytest.approx(0.20)
@@ -138,7 +136,7 @@ def test_a_stale_workload_reports_its_last_measurement_even_if_that_cycle_wrote_
     ref, spec, now = WorkloadRef("web", "Deployment", "api", "apps/v1"), parse_policy({}), 1_700_000_000.0
     publisher = StatusPublisher(None, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
     held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
-    publisher._published[ref] = _Published("deployment-api", _key_values(held), now, now)
+    publisher._published[ref] = _Published("deployment-api", key_values(held), now, now)
 
     publisher._plan_workloads(_snapshot(ref, 0.10, now + 15), spec, now + 15)  # measured, nothing moved
     assert ref not in publisher._pending
@@ -169,7 +167,7 @@ async def test_a_replica_that_steps_down_drops_its_queued_and_retried_writes():
     api = OutageApi()
     publisher = StatusPublisher(api, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
     held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
-    publisher._published[ref] = _Published("deployment-api", _key_values(held), now, now)
+    publisher._published[ref] = _Published("deployment-api", key_values(held), now, now)
     publisher._plan_workloads(_snapshot(ref, 0.20, now + 15), spec, now + 15)
     publisher._ensure_drain()
     while api.started == 0:

@@ -9,9 +9,8 @@ import asyncio
 
 import kubernetes
 import pytest
+from kubemeter.kubeapi import CONFLICT, KubeApi, RateLimiter, describe
 from kubernetes.client.exceptions import ApiException
-
-from kubemeter.publish.api import CONFLICT, KubeApi, RateLimiter, describe
 
 
 class CountingLimiter(RateLimiter):

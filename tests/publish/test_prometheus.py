@@ -1,11 +1,10 @@
 import re
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from kubemeter.compute.aggregate import Aggregator
-from kubemeter.compute.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
 from kubemeter.publish.prometheus import LEVELS, build_registry, exposition
+from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
+from prometheus_client.parser import text_string_to_metric_families
 
 APP = ContainerSpec("app", 0.1, 0.5, 100e6, 200e6)
 UNLIMITED = ContainerSpec("worker", 0.2, None, 50e6, None)

@@ -8,10 +8,10 @@ import re
 from collections import Counter
 
 import kubernetes
+from kubemeter.compute.report import CycleReport
+from kubemeter_sim.cluster import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubemeter.loop import CycleReport
-from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
 from tests.operator.conftest import Operator, eventually
 
@@ -83,8 +83,8 @@ class RequestCounter:
 async def first_cycle(op: Operator, policy: str) -> CycleReport:
     """The policy's first cycle, once published. (``Operator.loop`` can flush before that cycle's publish has
     planned its writes: the report is set first, and the publisher first lists what a previous run wrote.)"""
-    loop = await eventually(lambda: (p := op.runtime.policies.get(policy)) and p.loop and p.loop.last_report and p.loop)
-    publisher = op.runtime.policies[policy].publisher
+    loop = await eventually(lambda: (p := op.runtime.lifecycle.policies.get(policy)) and p.loop and p.loop.last_report and p.loop)
+    publisher = op.runtime.lifecycle.policies[policy].publisher
 
     async def planned() -> bool:  # read on the operator's thread, between its tasks
         return publisher.writes_planned > 0

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 
 from kubemeter import GROUP, VERSION
-from kubemeter.compute.types import PodInfo
-from kubemeter.model import NODES, PODS, REPLICASETS
 from kubemeter.policy import parse_policy
-from kubemeter.publish.status import rfc3339
-from kubemeter.watch import RESOURCES
+from kubemeter.timefmt import rfc3339
+from kubemeter.types import PodInfo
+from kubemeter.watch.model import NODES, PODS, REPLICASETS
+from kubemeter.watch.relister import RESOURCES
 from kubemeter_sim.scenario import container, template
+
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.conftest import StartOperator
 from tests.reliability.support import samples
@@ -170,7 +171,7 @@ async def test_a_failing_initial_listing_keeps_the_operator_unready_until_it_suc
     assert not relister.synced.is_set() and op.thread.alive
     assert await readiness(op) == 503
     await op.create_policy("p", LIVE)
-    loop = await eventually(lambda: (p := op.runtime.policies.get("p")) and p.loop)
+    loop = await eventually(lambda: (p := op.runtime.lifecycle.policies.get("p")) and p.loop)
     await asyncio.sleep(1)
     assert loop.cycles_published == 0 and await op.workload_metrics() == [], "no cycle on a partial model"
 

@@ -3,7 +3,7 @@ and the other policies keep running."""
 
 from __future__ import annotations
 
-from kubemeter.publish.status import POLICY_LABEL
+from kubemeter.publish.documents import POLICY_LABEL
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.support import events
 
@@ -52,7 +52,7 @@ async def test_policies_that_select_nothing_reachable_are_reported_not_crashed_o
     assert "no running pod matches" in next(c["message"] for c in both if c["type"] == "Degraded"), "not hidden"
     fine = (await operator.policy("fine"))["status"]
     assert fine["workloads"] > 0 and fine["nodes"] == {"selected": 3, "scraped": 2, "failed": 1}
-    assert all(not p.task.done() for p in operator.runtime.policies.values()), "every loop still runs"
+    assert all(not p.task.done() for p in operator.runtime.lifecycle.policies.values()), "every loop still runs"
 
 
 async def test_a_label_key_the_schema_cannot_check_is_reported_invalid_in_status(operator):
@@ -66,7 +66,7 @@ async def test_a_label_key_the_schema_cannot_check_is_reported_invalid_in_status
     condition = await eventually(invalid)
     assert (condition["status"], condition["reason"], condition["observedGeneration"]) == ("True", "InvalidSpec", 1)
     assert "spec.selector.podSelector.matchLabels: 'app name' is not a valid label key" in condition["message"]
-    assert operator.runtime.policies["bad-key"].loop is None, "nothing runs on a spec that cannot be understood"
+    assert operator.runtime.lifecycle.policies["bad-key"].loop is None, "nothing runs on a spec that cannot be understood"
     conditions = {c["type"]: c for c in (await operator.policy("bad-key"))["status"]["conditions"]}
     assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "InvalidSpec")
     [event] = await eventually(lambda: events(operator.client, "InvalidPolicy"))  # posted in the background

@@ -9,9 +9,9 @@ import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
-
-from kubemeter.publish.status import rfc3339
+from kubemeter.timefmt import rfc3339
 from kubemeter_sim.cluster import Cluster
+
 from tests.operator.conftest import stepped
 from tests.reliability.support import node_events, scrape_errors
 

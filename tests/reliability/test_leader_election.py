@@ -7,7 +7,8 @@ import asyncio
 import kubernetes
 import pytest
 
-from kubemeter.publish.status import rfc3339
+from kubemeter.timefmt import rfc3339
+
 from tests.operator.conftest import eventually, stepped
 from tests.reliability.support import first_cycle, samples
 
@@ -33,12 +34,12 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(start, admin):
     second = await start(identity="replica-b", **LEASE)
     await first.create_policy("p", stepped())
     await first_cycle(first, "p")
-    leader_loop = first.runtime.policies["p"].loop
+    leader_loop = first.runtime.lifecycle.policies["p"].loop
     status = (await first.policy("p"))["status"]
     assert status["nodes"]["scraped"] == 3
 
     # The standby follows the policy and keeps a warm model, but neither scrapes nor writes.
-    standby = await eventually(lambda: second.runtime.policies.get("p"))
+    standby = await eventually(lambda: second.runtime.lifecycle.policies.get("p"))
     await asyncio.sleep(4 * LEASE["retry_period"])
     assert not second.runtime.deps.active.is_set()
     assert standby.loop is not None and standby.loop.last_report is None
@@ -71,7 +72,7 @@ async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until
     await first_cycle(op, "p")
     assert samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p")
     before = {o["metadata"]["uid"]: o["status"]["lastUpdated"] for o in await op.workload_metrics()}
-    publisher = op.runtime.policies["p"].publisher
+    publisher = op.runtime.lifecycle.policies["p"].publisher
 
     # The API server refuses every Lease request: the renewal fails past renew_deadline.
     outage = op.cluster.apiserver.inject_fault(status=503, path=r"/leases/")
@@ -80,7 +81,7 @@ async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until
     assert not samples(text, "kubemeter_workload_pods", policy="p"), "no stale gauges"
     assert not samples(text, "kubemeter_policy_last_cycle_timestamp_seconds", policy="p"), "no stalled-policy alert"
     assert not samples(text, "kubemeter_nodes", policy="p"), "nodes not counted twice next to the leader's"
-    loop = op.runtime.policies["p"].loop
+    loop = op.runtime.lifecycle.policies["p"].loop
     planned, published = publisher.writes_planned, loop.cycles_published
     await op.thread.run(loop.run_cycle())  # a cycle that ends after the step-down
     assert (publisher.writes_planned, loop.cycles_published) == (planned, published)

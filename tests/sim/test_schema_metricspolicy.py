@@ -1,4 +1,5 @@
-"""A MetricsPolicy-like schema (DESIGN.md §2) end to end: defaults, then the exact errors a user would read."""
+"""A MetricsPolicy-like schema end to end (docs/architecture.md, "The policy schema"): defaults, then the exact
+errors a user would read."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from kubemeter.durations import DURATION_PATTERN
+from kubemeter.timefmt import DURATION_PATTERN
 from kubemeter_sim.apiserver.schema import CompiledSchema, invalid_status
 
 DURATION = {"type": "string", "pattern": DURATION_PATTERN}

@@ -12,8 +12,8 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 
 from kubemeter.compute.snapshot import RAW_FIGURES, Snapshot, Totals, WorkloadResult, resource_figures
-from kubemeter.compute.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
 from kubemeter.compute.window import Window
+from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
 
 
 class _ResourceSum:

@@ -1,4 +1,4 @@
-"""Pod -> workload resolution (DESIGN §3).
+"""Pod -> workload resolution (docs/architecture.md, "Workload resolution").
 
 A pod's controller is followed one level up when it is an *intermediate* controller, a ReplicaSet or a Job,
 to that object's own controller (Deployment, Argo Rollout, CronJob, ...), whose kind and apiVersion are
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kubemeter.compute.types import PodInfo, WorkloadRef
+from kubemeter.types import PodInfo, WorkloadRef
 
 OwnerReferences = Sequence[Mapping[str, Any]]
 OwnerReferencesLookup = Callable[[str, str], OwnerReferences | None]

@@ -1,4 +1,5 @@
-"""Per-second rates from cumulative counters (CPU core-seconds, network bytes), DESIGN §4."""
+"""Per-second rates from cumulative counters (CPU core-seconds, network bytes); docs/architecture.md, "Rates from
+counters"."""
 
 from __future__ import annotations
 

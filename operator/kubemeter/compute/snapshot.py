@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from kubemeter.compute.types import WorkloadRef
 from kubemeter.compute.window import percentiles_of
+from kubemeter.types import WorkloadRef
 
 
 class ResourceFigures(NamedTuple):

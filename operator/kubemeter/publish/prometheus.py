@@ -8,13 +8,16 @@ reserved for summaries. Request utilization is ``usage / requests`` in PromQL fo
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot, Totals, WorkloadResult
+from kubemeter.policy import PolicySpec
 
 LEVELS = ("workload", "namespace", "node", "cluster")
 
@@ -200,6 +203,46 @@ class OperatorMetrics:
         for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,
                        self.last_cycle, self.interval):
             metric.remove_by_labels({"policy": policy})
+
+
+class PrometheusPublisher:
+    """Publishes one policy's cycles on ``/metrics``: its snapshot's series and the cycle health series."""
+
+    def __init__(
+        self, policy: str, collector: SnapshotCollector, metrics: OperatorMetrics, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.policy = policy
+        self.collector, self.metrics = collector, metrics
+        self.clock = clock
+
+    async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
+        if spec.prometheus:
+            self.collector.set_snapshot(self.policy, report.snapshot, spec.levels)
+        else:
+            self.collector.remove_policy(self.policy)
+        metrics, policy = self.metrics, self.policy
+        metrics.cycle_duration.labels(policy=policy).observe(report.duration)
+        nodes = len(report.selection.nodes)
+        for state, count in (("selected", nodes), ("scraped", report.scraped), ("failed", len(report.failures))):
+            metrics.nodes.labels(policy=policy, state=state).set(count)
+        metrics.last_cycle.labels(policy=policy).set(self.clock())
+        metrics.interval.labels(policy=policy).set(spec.interval)
+
+    def cycle_failed(self, message: str, generation: int) -> None:
+        """Nothing to withdraw: the loop counts the failure (kubemeter_cycle_failures_total), and the last
+        cycle timestamp stops moving, which is what the staleness alert looks at."""
+
+    def step_down(self) -> None:
+        """The gauges would go stale next to the new leader's, and the cycle health series (last cycle time,
+        node counts) would look like a stalled policy."""
+        self._withdraw()
+
+    async def close(self) -> None:
+        self._withdraw()
+
+    def _withdraw(self) -> None:
+        self.collector.remove_policy(self.policy)
+        self.metrics.forget_policy(self.policy)
 
 
 def build_registry() -> tuple[CollectorRegistry, SnapshotCollector, OperatorMetrics]:

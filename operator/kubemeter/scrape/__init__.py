@@ -1,1 +1,1 @@
-"""Scrape stage: fetch kubelet payloads and decode them into typed samples."""
+"""Scrape stage: fetch kubelet payloads and decode them into typed samples, behind ``scraper.Scraper``."""

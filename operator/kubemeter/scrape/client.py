@@ -15,7 +15,7 @@ from urllib.parse import quote
 import aiohttp
 
 from kubemeter.kube import Credentials
-from kubemeter.model import NodeInfo
+from kubemeter.types import NodeInfo
 
 ENDPOINT_PATHS = {"resource": "/metrics/resource", "summary": "/stats/summary"}
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

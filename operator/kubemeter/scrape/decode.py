@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from kubemeter.scrape.resource import decode_resource
-from kubemeter.scrape.samples import DecodeError, NodeMetrics
+from kubemeter.scrape.samples import DecodeError
 from kubemeter.scrape.summary import decode_summary
+from kubemeter.types import NodeMetrics
 
 RESOURCE, SUMMARY = "resource", "summary"
 _DECODERS = {RESOURCE: decode_resource, SUMMARY: decode_summary}

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 
-from kubemeter.scrape.samples import MAX_QUANTITY, ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample
+from kubemeter.scrape.samples import MAX_QUANTITY, DecodeError
+from kubemeter.types import ContainerSample, NodeMetrics, NodeSample, PodSample
 
 _CONTAINER, _POD, _NODE, _SCRAPE_ERROR = 0, 1, 2, 3
 _CPU, _MEMORY, _START = 0, 1, 2

@@ -25,7 +25,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from kubemeter.scrape.samples import ContainerSample, DecodeError, NodeMetrics, NodeSample, PodSample, plausible
+from kubemeter.scrape.samples import DecodeError, plausible
+from kubemeter.types import ContainerSample, NodeMetrics, NodeSample, PodSample
 
 _INF = float("inf")
 _JSON_NUMBER_TYPES = (int, float)

@@ -19,11 +19,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import kubernetes
-from kubernetes.client.exceptions import ApiException
-
-from kubemeter.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS, ClusterModel
-from kubemeter.publish.api import KubeApi
+from kubemeter.kubeapi import KubeApi
 from kubemeter.tasks import cancel_and_wait
+from kubemeter.watch.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS, ClusterModel
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
 

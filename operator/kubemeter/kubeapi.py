@@ -1,4 +1,6 @@
-"""Calls to the API server through one client-side rate limiter, off the event loop, with retries.
+"""The operator's one Kubernetes API client, shared by watch (re-lists), leader election, publish and Events.
+
+Calls to the API server go through one client-side rate limiter, off the event loop, with retries.
 
 The ``kubernetes`` client blocks, so calls run in threads, at most ``concurrency`` at once. Every call
 (reads included, as client-go counts them) waits for a token from the shared bucket, so the operator never
@@ -9,7 +11,6 @@ with exponential backoff and jitter (honouring Retry-After); anything else is th
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import logging
 import random
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
+
+from kubemeter.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -173,7 +176,6 @@ class EventRecorder:
         task.add_done_callback(self._tasks.discard)
 
     def _body(self, ref: dict, type_: str, reason: str, message: str, now: float) -> dict:
-        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC)
         involved = {k: ref[k] for k in ("apiVersion", "kind", "name", "namespace", "uid") if ref.get(k)}
         if len(message) > self.MAX_MESSAGE:
             message = message[: self.MAX_MESSAGE - 3] + "..."
@@ -191,8 +193,8 @@ class EventRecorder:
             "source": {"component": self.component},
             "reportingComponent": self.component,
             "reportingInstance": self.instance,
-            "firstTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lastTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
             "count": 1,
         }
 

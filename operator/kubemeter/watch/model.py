@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from kubemeter.compute.owners import controller_of, resolve_workload
 from kubemeter.compute.quantity import parse_bytes, parse_cpu
-from kubemeter.compute.types import ContainerSpec, PodInfo
 from kubemeter.policy import PolicySpec
+from kubemeter.types import ContainerSpec, NodeInfo, PodInfo, Selection
 
 log = logging.getLogger(__name__)
 
@@ -25,29 +24,6 @@ PODS, NODES, NAMESPACES, REPLICASETS, JOBS = "pods", "nodes", "namespaces", "rep
 
 _cpu = lru_cache(maxsize=4096)(parse_cpu)
 _bytes = lru_cache(maxsize=4096)(parse_bytes)
-
-
-@dataclass(slots=True)
-class NodeInfo:
-    name: str
-    uid: str
-    labels: Mapping[str, str]
-    address: str | None
-    """InternalIP (falling back to another address type) as given in status.addresses."""
-    kubelet_port: int | None
-
-
-@dataclass(slots=True)
-class Selection:
-    """What one policy cycle covers: the kubelets to scrape and, per node, the pods to account."""
-
-    nodes: list[NodeInfo]
-    pods_by_node: dict[str, dict[tuple[str, str], PodInfo]] = field(default_factory=dict)
-    unresolved_pods: int = 0
-
-    def pods(self) -> Iterator[PodInfo]:
-        for pods in self.pods_by_node.values():
-            yield from pods.values()
 
 
 def _object_key(obj: Mapping) -> tuple[str, str]:

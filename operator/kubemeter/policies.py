@@ -1,0 +1,112 @@
+"""The policy lifecycle: a MetricsPolicy event starts, reconfigures or stops its PolicyLoop and publishers.
+
+A spec the operator cannot run is reported on the policy (``Invalid``) and the last valid spec keeps running;
+a policy deleted and re-created under the same name (a new uid) starts afresh; the operator's own status writes
+(same generation) change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kubemeter import GROUP, VERSION
+from kubemeter.kubeapi import KubeApi
+from kubemeter.loop import LoopDeps, PolicyLoop
+from kubemeter.policy import PolicyError, parse_policy
+from kubemeter.publish.documents import failed_nodes
+from kubemeter.publish.prometheus import PrometheusPublisher, SnapshotCollector
+from kubemeter.publish.status import StatusPublisher
+from kubemeter.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunningPolicy:
+    uid: str
+    generation: int
+    publisher: StatusPublisher
+    """Its status on the API server: also the place to report an invalid spec, loop or not."""
+    loop: PolicyLoop | None = None
+    """``None`` until the policy has had a valid spec."""
+    task: asyncio.Task | None = None
+
+
+def _policy_ref(meta: Mapping) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "name": meta["name"], "uid": meta.get("uid")}
+
+
+class PolicyLifecycle:
+    def __init__(self, api: KubeApi, deps: LoopDeps, collector: SnapshotCollector) -> None:
+        self.api, self.deps, self.collector = api, deps, collector
+        self.policies: dict[str, RunningPolicy] = {}
+
+    async def policy_event(self, event_type: str | None, obj: Mapping) -> None:
+        meta = obj["metadata"]
+        name, uid, generation = meta["name"], meta.get("uid", ""), meta.get("generation", 0)
+        current = self.policies.get(name)
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            await self.stop_policy(name)
+            return
+        if current is not None and current.uid != uid:  # deleted and re-created while we were not looking
+            await self.stop_policy(name)
+            current = None
+        if current is not None and current.generation == generation:
+            return  # our own status write, or a metadata change: nothing to apply
+        if current is None:
+            current = self.policies[name] = RunningPolicy(uid, generation, self._status_publisher(name, uid))
+            current.publisher.adopt_policy_status(obj.get("status"))
+        current.generation = generation
+        try:
+            spec = parse_policy(obj.get("spec"))
+        except PolicyError as exc:
+            kept = " (the last valid spec keeps running)" if current.loop is not None else ""
+            log.warning("policy %s is invalid: %s%s", name, exc, kept)
+            current.publisher.invalid(f"{exc}{kept}", generation, running=current.loop is not None)
+            self.deps.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
+            return
+        if current.loop is None:
+            # Prometheus first: the gauges are up to date before the status writes start queueing.
+            publishers = (PrometheusPublisher(name, self.collector, self.deps.metrics), current.publisher)
+            failures = failed_nodes(obj.get("status"))
+            current.loop = PolicyLoop(name, spec, generation, self.deps, publishers, failures=failures)
+            current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
+            standby = "" if self.deps.active.is_set() else "; a standby: it scrapes once it leads"
+            log.info("policy %s: started (every %ss, %s via %s%s)", name, spec.interval, spec.endpoint, spec.via, standby)
+        else:
+            current.loop.configure(spec, generation)
+            log.info("policy %s: spec generation %s applies from the next cycle", name, generation)
+
+    def _status_publisher(self, name: str, uid: str) -> StatusPublisher:
+        writes = self.deps.metrics.status_writes
+        return StatusPublisher(self.api, name, uid, clock=time.time, on_write=lambda r: writes.labels(result=r).inc())
+
+    async def stop_policy(self, name: str) -> None:
+        policy = self.policies.pop(name, None)
+        if policy is None:
+            return
+        if policy.task is not None:
+            await cancel_and_wait(policy.task)
+        if policy.loop is not None:
+            await policy.loop.close()
+        else:
+            await policy.publisher.close()
+        log.info("policy %s: stopped", name)
+
+    async def stop_all(self) -> None:
+        for name in list(self.policies):
+            await self.stop_policy(name)
+
+    def step_down(self) -> None:
+        """This replica lost the lease: every loop withdraws what it publishes (it keeps running, idle)."""
+        for policy in self.policies.values():
+            if policy.loop is not None:
+                policy.loop.step_down()
+
+    def stopped_loops(self) -> list[str]:
+        """Policies whose loop task ended (a loop never returns: it died of a bug)."""
+        return [name for name, p in self.policies.items() if p.task is not None and p.task.done()]

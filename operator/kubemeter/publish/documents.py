@@ -1,0 +1,317 @@
+"""What the status documents look like, as plain dictionaries: no I/O, no state (status.py sends them).
+
+- names: a WorkloadMetrics per workload (``workloadmetrics_name``), the policy label, the object to create;
+- rendering: a workload's status from its WorkloadResult, the MetricsPolicy's from a cycle's CycleReport
+  (conditions follow the API conventions: a transition time moves only when a condition's status does);
+- change detection: whether a new status moved enough from what the object holds to be worth a write
+  (``moved``, ``policy_status_moved``), and what of a previous run's status a restart continues
+  (``failed_nodes``).
+"""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import re
+from collections.abc import Mapping
+
+from kubemeter import GROUP, VERSION
+from kubemeter.compute.quantity import format_bytes, format_cpu
+from kubemeter.compute.report import CycleReport
+from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
+from kubemeter.policy import PolicySpec
+from kubemeter.timefmt import format_duration, parse_rfc3339, rfc3339
+from kubemeter.types import NodeFailure, WorkloadRef
+
+WORKLOADMETRICS = "workloadmetrics"
+METRICSPOLICIES = "metricspolicies"
+POLICY_LABEL = "kubemeter.io/policy"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kubemeter"}
+MAX_FAILED_NODES = 50
+# Below these, a relative change is noise (1 millicore, 1 MiB), not worth a write.
+_ABSOLUTE_FLOOR = {"cpu": 0.001, "memory": 1024.0 * 1024.0}
+
+
+def _short_hash(*parts: str, length: int = 10) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def policy_label_value(policy: str) -> str:
+    """Label values are at most 63 characters; a longer policy name is represented by its hash."""
+    return policy if len(policy) <= 63 else f"h-{_short_hash(policy, length=20)}"
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+def workloadmetrics_name(policy: str, workload: WorkloadRef, hashed: bool = False) -> str:
+    """``deployment-web``; with a hash of (policy, workload) when too long, when the short name is taken
+    (another policy, or another API group's kind of the same name, already uses it), or when the owner's
+    kind or name had characters an object name may not have (an ownerReference's are not validated)."""
+    base = readable = f"{workload.kind.lower()}-{workload.name}"
+    if not _DNS_SUBDOMAIN.fullmatch(readable):
+        base = _NOT_ALPHANUMERIC.sub("-", readable.lower()).strip("-") or "workload"
+    if not hashed and len(base) <= 253 and base == readable:
+        return base
+    suffix = _short_hash(policy, workload.api_version, workload.kind, workload.name)
+    return f"{base[: 253 - len(suffix) - 1].rstrip('-.')}-{suffix}"
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
+
+
+def _compact(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None and v != {}}
+
+
+def percentile_key(percentile: float) -> str:
+    """p50, p99.9, p99.99999, p0.001: each distinct percentile its own key, in plain decimal notation (``:g``
+    would make 99.99999 "p100", colliding with p100, and 1e-9 "p1e-09")."""
+    text = format(decimal.Decimal(repr(float(percentile))), "f")
+    return "p" + (text.rstrip("0").rstrip(".") if "." in text else text)
+
+
+def resource_status(fig: ResourceFigures, resource: str) -> dict:
+    """CPU in cores (floats), memory in bytes (integers), plus a human quantity for printer columns."""
+    if resource == "cpu":
+        number, fmt, unit = _round, format_cpu, "Cores"
+        usage_key = "usageCores"
+    else:
+        number, fmt, unit = _int, format_bytes, "Bytes"
+        usage_key = "workingSetBytes"
+    return _compact(
+        {
+            "usage": None if fig.usage is None else fmt(fig.usage),
+            usage_key: number(fig.usage),
+            f"avg{unit}": number(fig.avg),
+            f"max{unit}": number(fig.max),
+            f"percentile{unit}": {percentile_key(p): number(v) for p, v in sorted(fig.percentiles.items())},
+            f"requests{unit}": number(fig.requests),
+            f"limits{unit}": number(fig.limits),
+            "requestUtilization": _round(fig.request_utilization, 4),
+        }
+    )
+
+
+def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_sample: float | None) -> dict:
+    status = {
+        "pods": result.pods,
+        "podsReporting": result.pods_reporting,
+        "window": format_duration(spec.window),
+        "samples": result.samples,
+        "lastUpdated": rfc3339(now),
+        "lastSampleTime": None if last_sample is None else rfc3339(last_sample),
+        "stale": result.pods_reporting == 0,
+        "cpu": resource_status(result.cpu, "cpu"),
+        "memory": resource_status(result.memory, "memory"),
+        "containers": [
+            {"name": name, "cpu": resource_status(c.cpu, "cpu"), "memory": resource_status(c.memory, "memory")}
+            for name, c in sorted(result.containers.items())
+        ],
+    }
+    if spec.endpoint == "summary":
+        status["network"] = _compact(
+            {
+                "receiveBytesPerSecond": _round(result.network_rx_bytes_per_second, 3),
+                "transmitBytesPerSecond": _round(result.network_tx_bytes_per_second, 3),
+            }
+        )
+        status["ephemeralStorage"] = _compact({"usedBytes": _int(result.ephemeral_storage_bytes)})
+    return _compact(status)
+
+
+def key_values(status: Mapping) -> dict[str, object]:
+    """What decides whether a status is worth writing again; the rest rides along."""
+    cpu, memory = status.get("cpu") or {}, status.get("memory") or {}
+    return {
+        "pods": status.get("pods"),
+        "podsReporting": status.get("podsReporting"),
+        "stale": status.get("stale"),
+        "cpu": cpu.get("usageCores"),
+        "memory": memory.get("workingSetBytes"),
+        "cpuRequests": cpu.get("requestsCores"),
+        "cpuLimits": cpu.get("limitsCores"),
+        "memoryRequests": memory.get("requestsBytes"),
+        "memoryLimits": memory.get("limitsBytes"),
+    }
+
+
+def moved(old: Mapping[str, object], new: Mapping[str, object], threshold: float) -> bool:
+    """True when a count or flag changed, or a usage moved by more than ``threshold`` (relative)."""
+    for key, value in new.items():
+        before = old.get(key)
+        if key in ("cpu", "memory") and isinstance(value, (int, float)) and isinstance(before, (int, float)):
+            floor = _ABSOLUTE_FLOOR[key]
+            if abs(value - before) > threshold * max(abs(before), floor):
+                return True
+        elif value != before:
+            return True
+    return False
+
+
+def workload_from_spec(namespace: str, spec: Mapping) -> WorkloadRef | None:
+    workload = spec.get("workload") or {}
+    if not workload.get("kind") or not workload.get("name"):
+        return None
+    return WorkloadRef(namespace, workload["kind"], workload["name"], workload.get("apiVersion", ""))
+
+
+def workloadmetrics_object(policy: str, policy_uid: str, ref: WorkloadRef, name: str) -> dict:
+    """A new WorkloadMetrics (its status is written next), labelled and owned by its policy."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkloadMetrics",
+        "metadata": {
+            "name": name,
+            "namespace": ref.namespace,
+            "labels": {**MANAGED_BY, POLICY_LABEL: policy_label_value(policy)},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "MetricsPolicy",
+                    "name": policy,
+                    "uid": policy_uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "policy": policy,
+            "workload": {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name},
+        },
+    }
+
+
+# ---- MetricsPolicy status ------------------------------------------------------------------------
+def condition(type_: str, status: str, reason: str, message: str, generation: int, now: float) -> dict:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": rfc3339(now),
+    }
+
+
+def merge_conditions(before: list[dict], updates: list[dict], now: float) -> list[dict]:
+    """API conventions: lastTransitionTime changes only when a condition's status changes."""
+    by_type = {c["type"]: c for c in before}
+    for update in updates:
+        old = by_type.get(update["type"])
+        if old is not None and old.get("status") == update["status"]:
+            update = {**update, "lastTransitionTime": old.get("lastTransitionTime", rfc3339(now))}
+        by_type[update["type"]] = update
+    return [by_type[t] for t in sorted(by_type)]
+
+
+def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    selected, failed = len(report.selection.nodes), len(report.failures)
+    pods = sum(w.pods for w in report.snapshot.workloads.values())
+    if selected == 0:
+        ready = ("Ready", "False", "NoNodesSelected", "the node selector matches no node")
+    elif failed == selected:
+        ready = ("Ready", "False", "AllNodesFailing", f"none of the {selected} selected kubelets answered")
+    else:
+        ready = ("Ready", "True", "Scraping", f"{selected - failed} of {selected} kubelets scraped")
+    if failed:
+        nothing = "; and no running pod matches the policy's selectors" if pods == 0 else ""
+        degraded = ("Degraded", "True", "NodesFailing", f"{failed} of {selected} kubelets failed; see failedNodes{nothing}")
+    elif selected and pods == 0:
+        degraded = ("Degraded", "True", "NothingSelected", "no running pod matches the policy's selectors")
+    else:
+        degraded = ("Degraded", "False", "AllNodesScraped", "every selected kubelet answered")
+    invalid = ("Invalid", "False", "ValidSpec", "the spec is valid")
+    warnings = []
+    if report.selection.unresolved_pods:
+        count = report.selection.unresolved_pods
+        waiting = "1 pod waits for its owner" if count == 1 else f"{count} pods wait for their owners"
+        warnings.append(f"{waiting} to be known (not counted until then)")
+    return [ready, degraded, invalid], warnings
+
+
+def failed_nodes(status: Mapping | None) -> dict[str, NodeFailure]:
+    """The failing nodes a policy status shows (a previous run's): a restart continues them, so ``since`` is kept
+    and no second ScrapeFailed Event is posted for a failure already reported."""
+    failures = {}
+    for entry in (status or {}).get("failedNodes") or []:
+        since = parse_rfc3339(entry.get("since"))
+        if entry.get("name") and entry.get("reason") and since is not None:
+            failures[entry["name"]] = NodeFailure(entry["reason"], entry.get("message", ""), since)
+    return failures
+
+
+def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before: list[dict]) -> dict:
+    snapshot, now = report.snapshot, report.snapshot.time
+    checks, warnings = _readiness(report)
+    if spec.insecure_skip_tls_verify and spec.via == "direct":
+        warnings.append(
+            "insecureSkipTLSVerify is set: kubelet certificates are not verified, so the operator's "
+            "service-account token goes to whoever answers at a node's address"
+        )
+    cluster = snapshot.cluster
+    failed = sorted(report.failures.items())
+    return _compact(
+        {
+            "observedGeneration": generation,
+            "conditions": merge_conditions(
+                before, [condition(t, s, r, m, generation, now) for t, s, r, m in checks], now
+            ),
+            "lastScrapeTime": rfc3339(report.started),
+            "lastCycleSeconds": round(report.duration, 3),
+            "nodes": {"selected": len(report.selection.nodes), "scraped": report.scraped, "failed": len(failed)},
+            "failedNodes": [
+                {"name": name, "reason": f.reason, "message": f.message[:512], "since": rfc3339(f.since)}
+                for name, f in failed[:MAX_FAILED_NODES]
+            ],
+            "pods": cluster.pods,
+            "workloads": len(snapshot.workloads),
+            "namespaces": len(snapshot.namespaces),
+            "cluster": _compact(
+                {
+                    "cpuCores": _round(cluster.cpu_cores),
+                    "memoryBytes": _int(cluster.memory_bytes),
+                    "cpuRequestsCores": _round(cluster.cpu_requests_cores),
+                    "memoryRequestsBytes": _int(cluster.memory_requests_bytes),
+                    "cpu": None if cluster.cpu_cores is None else format_cpu(cluster.cpu_cores),
+                    "memory": None if cluster.memory_bytes is None else format_bytes(cluster.memory_bytes),
+                }
+            ),
+            "topWorkloads": [
+                _compact(
+                    {
+                        "namespace": w.workload.namespace,
+                        "kind": w.workload.kind,
+                        "name": w.workload.name,
+                        "cpuCores": _round(w.cpu.usage),
+                        "memoryBytes": _int(w.memory.usage),
+                    }
+                )
+                for w in snapshot.top_workloads(spec.top_workloads)
+            ],
+            "warnings": warnings or None,
+        }
+    )
+
+
+def policy_status_moved(old: Mapping, new: Mapping, threshold: float) -> bool:
+    def shape(status: Mapping) -> tuple:
+        conditions = tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions", ()))
+        failed = tuple((f["name"], f["reason"]) for f in status.get("failedNodes", ()))
+        return (status.get("observedGeneration"), conditions, failed, status.get("nodes"), status.get("pods"),
+                status.get("workloads"), status.get("warnings"))
+
+    if shape(old) != shape(new):
+        return True
+    old_cluster, new_cluster = old.get("cluster") or {}, new.get("cluster") or {}
+    return moved(
+        {"cpu": old_cluster.get("cpuCores"), "memory": old_cluster.get("memoryBytes")},
+        {"cpu": new_cluster.get("cpuCores"), "memory": new_cluster.get("memoryBytes")},
+        threshold,
+    )

@@ -1,0 +1,27 @@
+"""The publish stage's seam: where a cycle's results go. Two implementations, one policy each: status on custom
+resources (publish.status.StatusPublisher) and Prometheus gauges (publish.prometheus.PrometheusPublisher)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kubemeter.compute.report import CycleReport
+from kubemeter.policy import PolicySpec
+
+
+class Publisher(Protocol):
+    async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
+        """A cycle's results (never raises on an API error: a failed write is retried or reported)."""
+        ...
+
+    def cycle_failed(self, message: str, generation: int) -> None:
+        """A cycle ended in an error before publishing: what was published is no longer current."""
+        ...
+
+    def step_down(self) -> None:
+        """Another replica leads now: withdraw what this one publishes, drop what it has not sent."""
+        ...
+
+    async def close(self) -> None:
+        """The policy is gone (or the operator stops)."""
+        ...

@@ -1,0 +1,47 @@
+"""The status documents are pure: given a cycle's report, a MetricsPolicy status as a plain dictionary."""
+
+from kubemeter.compute.report import CycleReport
+from kubemeter.compute.snapshot import Snapshot, Totals
+from kubemeter.policy import parse_policy
+from kubemeter.publish.documents import failed_nodes, policy_status, policy_status_moved
+from kubemeter.timefmt import rfc3339
+from kubemeter.types import NodeFailure, NodeInfo, Selection
+
+NODES = [NodeInfo("a", "uid-a", {}, "127.0.0.1", 10250), NodeInfo("b", "uid-b", {}, "127.0.0.2", 10250)]
+NOTHING_MEASURED = Totals(0, None, None, 0.0, 0.0, 0.0, 0.0)
+
+
+def report(failures: dict[str, NodeFailure], now: float = 1_800_000_010.0) -> CycleReport:
+    snapshot = Snapshot(now, {}, {}, {}, NOTHING_MEASURED)
+    return CycleReport(now - 1, 0.25, Selection(nodes=NODES), snapshot, len(NODES) - len(failures), failures)
+
+
+def test_a_policy_status_says_which_nodes_fail_since_when_and_a_restart_continues_them():
+    failing = {"b": NodeFailure("timeout", "no answer within 10s", since=1_800_000_000.0)}
+    status = policy_status(report(failing), parse_policy({}), 3, before=[])
+    assert status["observedGeneration"] == 3
+    assert status["nodes"] == {"selected": 2, "scraped": 1, "failed": 1}
+    assert status["failedNodes"] == [
+        {"name": "b", "reason": "timeout", "message": "no answer within 10s", "since": rfc3339(1_800_000_000.0)}
+    ]
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions == {
+        "Ready": ("True", "Scraping"),
+        "Degraded": ("True", "NodesFailing"),
+        "Invalid": ("False", "ValidSpec"),
+    }
+    assert "cpuCores" not in status.get("cluster", {})  # nothing measured: absent, never 0
+    # What a restarted operator reads back from that status: the same failure, its start kept.
+    assert failed_nodes(status) == failing
+
+
+def test_a_recovered_node_moves_the_policy_status_and_an_unchanged_cycle_does_not():
+    failing = {"b": NodeFailure("timeout", "no answer", since=1_800_000_000.0)}
+    spec = parse_policy({})
+    before = policy_status(report(failing), spec, 1, before=[])
+    again = policy_status(report(failing, now=1_800_000_020.0), spec, 1, before=before["conditions"])
+    assert not policy_status_moved(before, again, spec.min_status_change)
+    recovered = policy_status(report({}, now=1_800_000_020.0), spec, 1, before=before["conditions"])
+    assert policy_status_moved(before, recovered, spec.min_status_change)
+    ready = next(c for c in recovered["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] == rfc3339(1_800_000_010.0)  # Ready stayed True: its transition time stays

@@ -216,8 +216,7 @@ class ControlPlane:
         ])
         await self._wait_http(f"http://127.0.0.1:{self.etcd_port}/health", "etcd")
         self.apiserver_port = free_port()
-        await self._spawn("kube-apiserver", self._apiserver_flags())
-        await self._wait_http(f"{self.url}/readyz", "kube-apiserver", cert=self.pki.path("admin"))
+        await self._start_apiserver()
         write_kubeconfig(self.admin_kubeconfig, self.url, self.pki.ca.pem, user="kubernetes-admin",
                          cert=self.pki.path("admin.crt"), key=self.pki.path("admin.key"))
         controller_manager = write_kubeconfig(
@@ -303,6 +302,18 @@ class ControlPlane:
         return [event for event in events if event.get("stage") == "ResponseComplete"
                 and (username is None or event.get("user", {}).get("username") == username)]
 
+    async def _start_apiserver(self) -> None:
+        await self._spawn("kube-apiserver", self._apiserver_flags())
+        await self._wait_http(f"{self.url}/readyz", "kube-apiserver", cert=self.pki.path("admin"))
+
+    async def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port: every watch is dropped, and its watch cache
+        starts afresh at the current resourceVersion, so a watch resumed from an older one is told 410 Gone."""
+        entry = next(p for p in self._processes if p.name == "kube-apiserver")
+        await self._stop_process(entry)
+        self._processes.remove(entry)
+        await self._start_apiserver()
+
     async def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "ab") as log_file:
@@ -310,6 +321,18 @@ class ControlPlane:
                 str(self.binaries / name), *args, stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
                 stderr=log_file, preexec_fn=_die_with_parent, cwd=self.workdir)
         self._processes.append(_Process(name, process, log_path))
+
+    @staticmethod
+    async def _stop_process(entry: _Process) -> None:
+        if entry.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                entry.process.terminate()
+        try:
+            await asyncio.wait_for(entry.process.wait(), 10)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                entry.process.kill()
+            await entry.process.wait()
 
     def _check_alive(self) -> None:
         for entry in self._processes:
@@ -345,15 +368,7 @@ class ControlPlane:
         # One at a time, last started first: a kube-apiserver whose etcd went at the same moment waits out its
         # shutdown timeout (10 s per test) instead of the second it takes with etcd still there.
         for entry in reversed(self._processes):
-            if entry.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    entry.process.terminate()
-            try:
-                await asyncio.wait_for(entry.process.wait(), 10)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    entry.process.kill()
-                await entry.process.wait()
+            await self._stop_process(entry)
         self._processes.clear()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

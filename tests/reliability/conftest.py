@@ -14,7 +14,9 @@ from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
-from tests.operator.conftest import REPO, Operator, any_cluster, operator, sim_cluster, start_operator  # noqa: F401
+from tests.operator.conftest import (  # noqa: F401 (fixtures)
+    REPO, Operator, any_cluster, any_operator, operator, sim_cluster, start_operator,
+)
 
 StartOperator = Callable[..., Awaitable[Operator]]
 

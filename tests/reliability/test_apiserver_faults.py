@@ -1,5 +1,9 @@
 """The API server misbehaving: dropped watches, expired resourceVersions, a restart, throttled and failing
-status writes, name conflicts. The operator's view and its published objects stay right through all of it."""
+status writes, name conflicts. The operator's view and its published objects stay right through all of it.
+
+Simulator only: the faults are injected inside the API server, which only the simulator allows (the watch
+gap, which a relay can make for a real server too, is in test_watch_gaps.py on both backends).
+"""
 
 from __future__ import annotations
 

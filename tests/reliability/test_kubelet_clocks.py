@@ -1,6 +1,10 @@
 """Kubelet clocks and a flapping kubelet: a skewed clock changes no value (rates use the kubelet's own sample
 times), a clock stepping back is reported and never yields a negative rate or a spike, and a node failing
-every other scrape gets one Event per transition, not one per cycle."""
+every other scrape gets one Event per transition, not one per cycle.
+
+Simulator only: these are the kubelets' faults, and the real control plane's fake nodes are the same
+simulated kubelets (tests/operator/test_e2e_bad_input.py runs one kubelet fault on both backends).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Misbehaving kubelets: every failure is reported per node (policy status, Events, error counter), the
 other nodes keep reporting, and the last good values of a failing node's workloads are not shown as current.
+
+Simulator only: these are the kubelets' faults, and the real control plane's fake nodes are the same
+simulated kubelets (tests/operator/test_e2e_bad_input.py runs one kubelet fault on both backends).
 """
 
 from __future__ import annotations

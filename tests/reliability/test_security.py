@@ -1,5 +1,10 @@
 """Security: kubelet TLS verified unless a policy opts out (and then says so), credentials never leak into
-logs, Events or status, and each namespace only ever holds its own workloads' WorkloadMetrics."""
+logs, Events or status, and each namespace only ever holds its own workloads' WorkloadMetrics.
+
+Simulator only: the operator authenticates with the simulator's bearer token, whose absence from every
+output is the point, and one policy scrapes through the API server's node proxy, which a real kube-apiserver
+refuses for the fake nodes' loopback addresses. (RBAC on the real server: tests/packaging/test_rbac_e2e.py.)
+"""
 
 from __future__ import annotations
 

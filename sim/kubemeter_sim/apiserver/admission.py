@@ -1,15 +1,15 @@
 """What the real registry strategies do to an object before it is stored: name checks, defaults, status rules,
-generation, and CRD schema pruning/defaulting/validation (via schema.py when it is available)."""
+generation, and CRD schema pruning/defaulting/validation (through the schema package)."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import re
 from typing import Any
 
 from kubemeter_sim.apiserver.errors import ApiError, bad_request, invalid
 from kubemeter_sim.apiserver.jsonutil import clone
 from kubemeter_sim.apiserver.resources import ResourceType
+from kubemeter_sim.apiserver.schema import TYPE_LABELS, CompiledSchema, invalid_status
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -139,7 +139,6 @@ def crd_schema_causes(crd: dict) -> list[dict]:
     """Each version's openAPIV3Schema must compile (structural, CEL rules that compile) and its defaults must
     pass the schema and CEL rules they sit under, as apiextensions-apiserver checks when a CRD is written.
     Versions that share one schema are checked once, named as the internal API names it: ``spec.validation``."""
-    schema_module = importlib.import_module("kubemeter_sim.apiserver.schema")
     versions = [v for v in (crd.get("spec") or {}).get("versions") or [] if isinstance(v, dict)]
     schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
     if schemas and all(schema == schemas[0] for schema in schemas):
@@ -151,11 +150,11 @@ def crd_schema_causes(crd: dict) -> list[dict]:
         if raw is None:
             continue
         try:
-            compiled = schema_module.CompiledSchema.compile(raw)
+            compiled = CompiledSchema.compile(raw)
         except ValueError as error:
             field, _, message = str(error).partition(": ")
             label = message.partition(":")[0]
-            reason = next((r for r, text in schema_module.TYPE_LABELS.items() if text == label), "FieldValueInvalid")
+            reason = next((r for r, text in TYPE_LABELS.items() if text == label), "FieldValueInvalid")
             causes.append({"reason": reason, "message": message, "field": f"{where}.{field}"})
             continue
         causes.extend({"reason": e.type, "message": e.message, "field": e.field}
@@ -269,16 +268,12 @@ def spec_changed(rtype: ResourceType, new: dict, old: dict) -> bool:
     return new.get("spec") != old.get("spec")
 
 
-def compiled_schema(rtype: ResourceType) -> Any | None:
-    """The CompiledSchema of a CR type, or None (schemaless) when schema.py is not there yet."""
+def compiled_schema(rtype: ResourceType) -> CompiledSchema | None:
+    """The CompiledSchema of a CR type, or None for a schemaless one."""
     if rtype.schema is None:
         return None
     if rtype.compiled_schema is None:
-        try:
-            schema_module = importlib.import_module("kubemeter_sim.apiserver.schema")
-        except ImportError:
-            return None
-        rtype.compiled_schema = schema_module.CompiledSchema.compile(rtype.schema)
+        rtype.compiled_schema = CompiledSchema.compile(rtype.schema)
     return rtype.compiled_schema
 
 
@@ -296,8 +291,7 @@ def admit_custom(rtype: ResourceType, obj: dict, old: dict | None, field_validat
     prepared = schema.prepare(obj, old)
     errors = schema.validate(prepared, old)
     if errors:
-        schema_module = importlib.import_module("kubemeter_sim.apiserver.schema")
-        status = schema_module.invalid_status(rtype.kind, rtype.group, obj["metadata"].get("name", ""), errors)
+        status = invalid_status(rtype.kind, rtype.group, obj["metadata"].get("name", ""), errors)
         raise ApiError(status.get("code", 422), status.get("reason", "Invalid"), status.get("message", ""),
                        status.get("details"))
     return prepared

@@ -113,6 +113,17 @@ def pod_causes(pod: dict) -> list[dict]:
     return causes
 
 
+def event_causes(event: dict) -> list[dict]:
+    """core/v1 Events: the Event's namespace must be its object's, or ``default`` for a cluster-scoped object
+    (``kube-system`` too when the Event has an eventTime), as the legacy Event validation has it."""
+    involved = (event.get("involvedObject") or {}).get("namespace") or ""
+    namespace = event["metadata"].get("namespace") or ""
+    allowed = {involved} if involved else ({"default", "kube-system"} if event.get("eventTime") else {"default"})
+    if namespace in allowed:
+        return []
+    return [field_invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+
+
 def crd_causes(obj: dict) -> list[dict]:
     spec = obj.get("spec") or {}
     names = spec.get("names") or {}
@@ -199,6 +210,11 @@ def prepare_for_create(rtype: ResourceType, obj: dict, now: str) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
     elif rtype.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
+    elif rtype.kind == "Event" and not rtype.group:
+        # fields of core/v1 Event without omitempty: serialised even when a client left them out
+        obj.setdefault("eventTime", None)
+        obj.setdefault("reportingComponent", "")
+        obj.setdefault("reportingInstance", "")
     elif rtype.kind in _STATUS_RESET_ON_CREATE:
         obj["status"] = {}
     elif rtype.custom and "status" in rtype.subresources:
@@ -288,9 +304,10 @@ def admit_custom(rtype: ResourceType, obj: dict, old: dict | None, field_validat
     schema = compiled_schema(rtype)
     if schema is None:
         return obj
-    unknown = schema.unknown_fields(obj)
+    unknown = sorted(schema.unknown_fields(obj))
     if unknown and field_validation == "Strict":
-        raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
+        raise bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: strict '
+                          "decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
     if unknown and field_validation == "Warn":
         warnings.extend(f'unknown field "{f}"' for f in unknown)
     prepared = schema.prepare(obj, old)

@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
 from kubemeter_sim.apiserver import discovery, protobuf, tables
 from kubemeter_sim.apiserver.auth import (
@@ -35,7 +36,8 @@ _PROXY_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", 
                 "DELETE": "delete", "OPTIONS": "get"}
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-_PRE_TIMEOUT_BOOKMARK = 2.0     # seconds before a watch's timeoutSeconds ends it, its last bookmark
+_PRE_TIMEOUT_BOOKMARK = 2.0     # from this long before a watch's timeoutSeconds ends it ...
+_BOOKMARK_TICK = 1.0            # ... a bookmark at each tick of the watch cache's bookmark timer
 _OFF_LOOP_ITEMS = 2000          # lists at least this long are encoded in a worker thread
 
 
@@ -460,14 +462,14 @@ class ApiServer:
 
     async def _pump(self, watcher: Watcher, response: web.StreamResponse, rtype: ResourceType,
                     bookmarks: bool, last_bookmark: float | None) -> None:
-        """Write the watcher's events as they come; with bookmarks, one every bookmark interval and one shortly
-        before the watch times out (``last_bookmark``, loop time), as the watch cache sends them."""
+        """Write the watcher's events as they come; with bookmarks, one every bookmark interval and, from
+        ``last_bookmark`` (loop time) until the watch times out, one a tick, as the watch cache sends them."""
         loop = asyncio.get_running_loop()
         while True:
             if not watcher.lines and not watcher.closed:
                 wait = self._bookmark_interval if bookmarks else None
-                if bookmarks and last_bookmark is not None and last_bookmark > loop.time():
-                    wait = min(self._bookmark_interval, last_bookmark - loop.time())
+                if bookmarks and last_bookmark is not None:
+                    wait = min(self._bookmark_interval, max(last_bookmark - loop.time(), _BOOKMARK_TICK))
                 try:
                     async with asyncio.timeout(wait):
                         await watcher.wakeup.wait()
@@ -630,9 +632,9 @@ def _decode_patch(body: bytes, patch_type: str) -> Any:
 
 
 def _json_response(document: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    headers = {}
-    if warnings:
-        headers["Warning"] = ", ".join('299 - ' + json.dumps(w) for w in warnings)
+    headers = CIMultiDict()
+    for warning in warnings or ():
+        headers.add("Warning", "299 - " + json.dumps(warning))  # one header each, as the real server sends them
     return web.Response(body=dumps(document), status=status, content_type=JSON, headers=headers)
 
 

@@ -255,6 +255,8 @@ class Store(Lifecycle):
                                     meta["name"])
         if rtype.kind == "Pod":
             admission.check_invalid(rtype, admission.pod_causes(obj), meta["name"])
+        if rtype.kind == "Event" and not rtype.group:
+            admission.check_invalid(rtype, admission.event_causes(obj), meta["name"])
         key = object_key(namespace, meta["name"])
         if key in self._collections[rtype.key].entries:
             raise already_exists(rtype.plural, rtype.group, meta["name"])

@@ -86,6 +86,13 @@ class Backend:
         await self.ok("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
         return name
 
+    async def leases(self, namespace: str, *names: str) -> str:
+        """A new namespace with these Leases in it; the path of its Leases."""
+        path = leases(await self.namespace(namespace))
+        for name in names:
+            await self.ok("POST", path, lease(name))
+        return path
+
     async def watch(self, path: str, params: dict[str, str], *, events: int | None = None,
                     timeout: float = 20.0) -> list[dict[str, Any]]:
         """The events of one watch: until ``events`` arrived, or until the server ends the stream."""
@@ -547,10 +554,7 @@ async def test_no_bookmark_while_the_resource_stands_still(backends: Backends) -
 
 async def test_initial_events_end_with_an_annotated_bookmark(backends: Backends) -> None:
     async def scenario(b: Backend) -> list[Any]:
-        namespace = await b.namespace("fid-initial")
-        path = leases(namespace)
-        for name in ("a", "b"):
-            await b.ok("POST", path, lease(name))
+        path = await b.leases("fid-initial", "a", "b")
         events = await b.watch(path, {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
                                       "allowWatchBookmarks": "true"}, events=3)
         refused = await b.call("GET", path, params={"watch": "true", "sendInitialEvents": "true"})
@@ -565,10 +569,7 @@ async def test_an_old_resource_version_still_in_the_window_replays_every_change(
     does not touch it), so neither answers 410 here. The simulator's 410 (its ``expire_resource_versions``,
     the ERROR event and the expired continue token) is checked in tests/sim; see the README."""
     async def scenario(b: Backend) -> list[Any]:
-        namespace = await b.namespace("fid-history")
-        path = leases(namespace)
-        for name in ("x", "y"):
-            await b.ok("POST", path, lease(name))
+        path = await b.leases("fid-history", "x", "y")
         first = await b.ok("GET", path, params={"limit": "1"})
         await b.ok("DELETE", f"{path}/x")
         events = await b.watch(path, {"resourceVersion": "1", "timeoutSeconds": "1"})
@@ -712,6 +713,45 @@ async def test_label_and_field_selectors_select_alike(backends: Backends) -> Non
         pods = [status_of(await b.call("GET", "/api/v1/pods", params={"fieldSelector": selector}))["http"] for
                 selector in ("spec.nodeName=x", "status.phase!=Running", "spec.restartPolicy=Always")]
         return [selected, bad, malformed, pods]
+    await backends.same(scenario)
+
+
+async def test_list_resource_version_semantics_agree(backends: Backends) -> None:
+    """resourceVersion and resourceVersionMatch on a LIST: what each combination returns or why it is refused."""
+    async def scenario(b: Backend) -> list[Any]:
+        path = await b.leases("fid-list-rv", "a", "b")
+        earlier = (await b.ok("GET", path))["metadata"]["resourceVersion"]
+        await b.ok("POST", path, lease("c"))
+        current = (await b.ok("GET", path))["metadata"]["resourceVersion"]
+        then = await b.ok("GET", path, params={"resourceVersion": earlier, "resourceVersionMatch": "Exact"})
+        seen = [[i["metadata"]["name"] for i in then["items"]]]
+        for params in ({"resourceVersion": "0"}, {"resourceVersion": "0", "limit": "2"},
+                       {"resourceVersion": current, "resourceVersionMatch": "NotOlderThan"},
+                       {"resourceVersion": current, "resourceVersionMatch": "Exact"},
+                       {"resourceVersion": current, "resourceVersionMatch": "Exact", "limit": "2"}):
+            page = await b.ok("GET", path, params=params)
+            seen.append(([i["metadata"]["name"] for i in page["items"]], bool(page["metadata"].get("continue"))))
+        refused = await answers(
+            b, ("GET", path, {"params": {"resourceVersionMatch": "NotOlderThan"}}),
+            ("GET", path, {"params": {"resourceVersion": "0", "resourceVersionMatch": "Exact"}}),
+            ("GET", path, {"params": {"resourceVersion": "x"}}),
+            ("GET", path, {"params": {"limit": "x"}}),
+            ("GET", path, {"params": {"resourceVersion": current, "resourceVersionMatch": "Sometime"}}))
+        return [seen, refused]
+    await backends.same(scenario)
+
+
+async def test_the_pages_of_a_list_show_one_moment_while_objects_change(backends: Backends) -> None:
+    async def scenario(b: Backend) -> list[Any]:
+        path = await b.leases("fid-snapshot", "a", "b", "c")
+        first = await b.ok("GET", path, params={"limit": "1"})
+        await b.ok("DELETE", f"{path}/c")
+        await b.ok("POST", path, lease("d"))
+        await b.ok("PATCH", f"{path}/b", {"spec": {"holderIdentity": "changed"}},
+                   content_type="application/merge-patch+json")
+        rest = await b.ok("GET", path, params={"continue": first["metadata"]["continue"]})
+        return [[(i["metadata"]["name"], i["spec"]["holderIdentity"]) for i in first["items"] + rest["items"]],
+                first["metadata"]["resourceVersion"] == rest["metadata"]["resourceVersion"]]
     await backends.same(scenario)
 
 

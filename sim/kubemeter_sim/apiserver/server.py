@@ -13,7 +13,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubemeter_sim.apiserver import discovery, protobuf, tables
+from kubemeter_sim.apiserver import admission, discovery, protobuf, tables
 from kubemeter_sim.apiserver.auth import (
     Attributes, Authenticator, Identity, allows, forbidden_error, review_attributes)
 from kubemeter_sim.apiserver.errors import (
@@ -377,11 +377,20 @@ class ApiServer:
         try:
             limit = int(query.get("limit") or 0)
         except ValueError:
-            raise bad_request(f"invalid limit: {query.get('limit')}") from None
+            raise bad_request(f'strconv.ParseInt: parsing "{query.get("limit")}": invalid syntax') from None
+        resource_version = query.get("resourceVersion") or ""
+        if resource_version and not resource_version.isdigit():
+            raise bad_request(f'invalid resource version: resourceVersion: Invalid value: "{resource_version}": '
+                              f'strconv.ParseUint: parsing "{resource_version}": invalid syntax')
+        _check_list_options(query)
+        if resource_version == "0":
+            limit = 0  # "any version" is served whole from the watch cache, which ignores limit
         field_selector = _with_name(query.get("fieldSelector"), target.name)
-        entries, token, remaining = self.store.select(rtype, target.namespace, query.get("labelSelector"),
-                                                      field_selector, max(limit, 0), query.get("continue"))
-        metadata: dict[str, Any] = {"resourceVersion": self.store.resource_version}
+        exact_rv = int(resource_version) if query.get("resourceVersionMatch") == "Exact" else None
+        entries, token, remaining, list_rv = self.store.select(
+            rtype, target.namespace, query.get("labelSelector"), field_selector, max(limit, 0), query.get("continue"),
+            exact_rv)
+        metadata: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if token:
             metadata["continue"] = token
         if remaining is not None:
@@ -547,6 +556,32 @@ def _check_initial_events_options(resource_version_match: str | None) -> None:
         raise invalid("ListOptions", "meta.k8s.io", "", [{
             "reason": "FieldValueForbidden", "field": "resourceVersionMatch",
             "message": "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"}])
+
+
+def _check_list_options(query: Any) -> None:
+    """apimachinery's ValidateListOptions for a LIST: resourceVersionMatch needs a resourceVersion (not "0" for
+    Exact) and no continue token; sendInitialEvents is for watches only."""
+    causes = []
+    match = query.get("resourceVersionMatch") or ""
+    if match:
+        if not query.get("resourceVersion"):
+            causes.append(admission.field_forbidden("resourceVersionMatch",
+                                                    "resourceVersionMatch is forbidden unless resourceVersion is "
+                                                    "provided"))
+        if query.get("continue"):
+            causes.append(admission.field_forbidden("resourceVersionMatch",
+                                                    "resourceVersionMatch is forbidden when continue is provided"))
+        if match not in ("Exact", "NotOlderThan"):
+            causes.append({"reason": "FieldValueNotSupported", "field": "resourceVersionMatch",
+                           "message": f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan", '
+                                      '""'})
+        if match == "Exact" and query.get("resourceVersion") == "0":
+            causes.append(admission.field_forbidden("resourceVersionMatch", 'resourceVersionMatch "exact" is '
+                                                                            'forbidden for resourceVersion "0"'))
+    if query.get("sendInitialEvents"):
+        causes.append(admission.field_forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
+    if causes:
+        raise invalid("ListOptions", "meta.k8s.io", "", causes)
 
 
 async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:

@@ -11,6 +11,7 @@ else must be equal. Each test runs one scenario on both backends at once and com
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import ssl
@@ -351,10 +352,18 @@ async def test_a_crd_whose_default_fails_its_cel_rules_is_refused_alike(backends
                                                        "message": "source must not be empty"}],
                          "properties": {"source": {"type": "string", "default": "here"}}}}}}}]}}
 
-    async def scenario(b: Backend) -> dict[str, Any]:
-        return status_of(await b.call("POST", CRDS, crd))
+    rising = copy.deepcopy(crd)
+    rising["metadata"]["name"] = "risers.fidelity.example.com"
+    rising["spec"]["names"] = {"plural": "risers", "singular": "riser", "kind": "Riser"}
+    spec = rising["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["default"] = {"count": 1}
+    spec["properties"] = {"count": {"type": "integer"}}
+    spec["x-kubernetes-validations"] = [{"rule": "self.count > oldSelf.count", "message": "count must rise"}]
+
+    async def scenario(b: Backend) -> list[dict[str, Any]]:
+        return [status_of(await b.call("POST", CRDS, crd)), status_of(await b.call("POST", CRDS, rising))]
     seen = await backends.same(scenario)
-    assert seen["http"] == 422, seen
+    assert [s["http"] for s in seen] == [422, 422], seen
 
 
 async def test_unknown_fields_are_refused_with_strict_and_warned_about_otherwise(backends: Backends) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from kubemeter.durations import parse_duration
+from kubemeter.timefmt import parse_duration
 
 FaultKind = Literal[
     "latency", "timeout", "http500", "refused", "garbage", "truncated", "oversized", "tls",

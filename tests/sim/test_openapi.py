@@ -152,8 +152,8 @@ async def kubectl(tmp_path: Path) -> Any:
 
 async def test_kubectl_leaves_validation_to_the_server_and_shows_its_errors(kubectl: Any) -> None:
     assert await kubectl("create", "-f", "-", stdin=manifest("{interval: 30s, foo: 1}")) == (
-        1, 'Error from server (BadRequest): error when creating "STDIN": strict decoding error: '
-           'unknown field "spec.foo"\n')
+        1, 'Error from server (BadRequest): error when creating "STDIN": MetricsPolicy in version "v1alpha1" cannot '
+           'be handled as a MetricsPolicy: strict decoding error: unknown field "spec.foo"\n')
     assert await kubectl("create", "-f", "-", stdin=manifest("{interval: 30x}")) == (
         1, 'The MetricsPolicy "p" is invalid: spec.interval: Invalid value: "30x": spec.interval in body '
            "should match '^[0-9]+(s|m)$'\n")

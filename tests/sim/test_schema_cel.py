@@ -43,6 +43,9 @@ def test_go_durations_compare_across_units() -> None:
                                     "duration(self.timeout) > duration('500ms')"}], **DURATIONS)
     assert errors_of(schema, {"interval": "1m30s", "timeout": "1s"}) == []
     assert len(errors_of(schema, {"interval": "1h", "timeout": "1s"})) == 1
+    # Go's forms that kubemeter's own duration pattern does not take: CEL reads them as the real server does
+    assert errors_of(schema, {"interval": "1.5m", "timeout": ".6s"}) == []
+    assert len(errors_of(schema, {"interval": "90000000μs", "timeout": "-1s"})) == 1  # -1s is not > 500ms
 
 
 def test_rule_that_fails_to_evaluate_is_an_invalid_value_not_an_exception() -> None:

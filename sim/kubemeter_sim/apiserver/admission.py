@@ -25,10 +25,10 @@ _DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric charac
                 "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_NAME_PART_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+NAME_PART_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
                   "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation "
                   "is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
                     "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
                     "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
 _RBAC_KINDS = frozenset({"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"})
@@ -90,9 +90,9 @@ def label_causes(obj: dict) -> list[dict]:
         prefix, _, name = key.rpartition("/")
         if (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix))) or len(name) > 63 \
                 or not _QUALIFIED_NAME.match(name):
-            causes.append(field_invalid("metadata.labels", key, _NAME_PART_MSG))
+            causes.append(field_invalid("metadata.labels", key, NAME_PART_MSG))
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            causes.append(field_invalid("metadata.labels", value, _LABEL_VALUE_MSG))
+            causes.append(field_invalid("metadata.labels", value, LABEL_VALUE_MSG))
     return causes
 
 
@@ -111,6 +111,17 @@ def pod_causes(pod: dict) -> list[dict]:
         if not (isinstance(container, dict) and container.get("image")):
             causes.append(field_required(f"spec.containers[{index}].image", ""))
     return causes
+
+
+def event_causes(event: dict) -> list[dict]:
+    """core/v1 Events: the Event's namespace must be its object's, or ``default`` for a cluster-scoped object
+    (``kube-system`` too when the Event has an eventTime), as the legacy Event validation has it."""
+    involved = (event.get("involvedObject") or {}).get("namespace") or ""
+    namespace = event["metadata"].get("namespace") or ""
+    allowed = {involved} if involved else ({"default", "kube-system"} if event.get("eventTime") else {"default"})
+    if namespace in allowed:
+        return []
+    return [field_invalid("involvedObject.namespace", involved, "does not match event.namespace")]
 
 
 def crd_causes(obj: dict) -> list[dict]:
@@ -198,6 +209,11 @@ def prepare_for_create(rtype: ResourceType, obj: dict, now: str) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
     elif rtype.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
+    elif rtype.kind == "Event" and not rtype.group:
+        # fields of core/v1 Event without omitempty: serialised even when a client left them out
+        obj.setdefault("eventTime", None)
+        obj.setdefault("reportingComponent", "")
+        obj.setdefault("reportingInstance", "")
     elif rtype.kind in _STATUS_RESET_ON_CREATE:
         obj["status"] = {}
     elif rtype.custom and "status" in rtype.subresources:
@@ -283,9 +299,10 @@ def admit_custom(rtype: ResourceType, obj: dict, old: dict | None, field_validat
     schema = compiled_schema(rtype)
     if schema is None:
         return obj
-    unknown = schema.unknown_fields(obj)
+    unknown = sorted(schema.unknown_fields(obj))
     if unknown and field_validation == "Strict":
-        raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
+        raise bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: strict '
+                          "decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
     if unknown and field_validation == "Warn":
         warnings.extend(f'unknown field "{f}"' for f in unknown)
     prepared = schema.prepare(obj, old)

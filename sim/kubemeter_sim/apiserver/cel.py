@@ -7,7 +7,6 @@ static check that every called function exists (cel-python only notices at evalu
 
 from __future__ import annotations
 
-import datetime
 import operator
 import re
 from dataclasses import dataclass
@@ -18,11 +17,10 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError, base_functions
 
-from kubemeter.durations import DURATION_PATTERN, parse_duration
+from kubemeter_sim.apiserver.goduration import GoDurationError, parse_go_duration
 
 # Macros cel-python expands itself (its ``min`` doubles as the Kubernetes lists-library ``list.min()``).
 _MACROS = frozenset({"has", "all", "exists", "exists_one", "map", "filter", "dyn", "min"})
-_GO_DURATION = re.compile(r"^[-+]?(" + DURATION_PATTERN.strip("^$") + r"|0)$")
 _NUMBERS = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
 _GLOBAL_NAMES = frozenset({"self", "oldSelf", "int", "uint", "double", "bool", "string", "bytes", "list", "map",
                            "null_type", "type", "duration", "timestamp"})
@@ -35,11 +33,13 @@ class CelRuntimeError(Exception):
 def _duration(value: Any) -> Any:
     if isinstance(value, celtypes.DurationType):
         return value
-    if isinstance(value, str) and _GO_DURATION.match(value):
-        sign = -1 if value.startswith("-") else 1
-        text = value.lstrip("+-")
-        seconds = 0.0 if text == "0" else parse_duration(text)
-        return celtypes.DurationType(datetime.timedelta(seconds=sign * seconds))
+    if isinstance(value, str):
+        try:
+            seconds, nanos = divmod(parse_go_duration(value), 1_000_000_000)
+        except GoDurationError:
+            pass
+        else:
+            return celtypes.DurationType(seconds, nanos)  # kept to the microsecond (a timedelta underneath)
     source = "string" if isinstance(value, str) else type(value).__name__.removesuffix("Type").lower()
     return CELEvalError(f"type conversion error from '{source}' to 'google.protobuf.Duration'")
 

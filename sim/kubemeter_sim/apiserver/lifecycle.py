@@ -145,8 +145,7 @@ class Lifecycle:
         rtype = self._storage_for(("", "namespaces"))
         if not entry.obj["metadata"].get("deletionTimestamp"):
             new = clone(entry.obj)
-            new["metadata"]["deletionTimestamp"] = admission.now_rfc3339()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["metadata"]["deletionTimestamp"] = admission.now_rfc3339()  # no grace period for namespaces
             new["status"] = {"phase": "Terminating"}
             entry = self._commit("MODIFIED", rtype, key, new, entry.obj)
             for collection_key, collection in self._collections.items():

@@ -5,13 +5,17 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from kubemeter_sim.apiserver.errors import ApiError, bad_request
+from kubemeter_sim.apiserver.admission import LABEL_VALUE_MSG, NAME_PART_MSG, field_invalid
+from kubemeter_sim.apiserver.errors import bad_request
 
-_KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
-_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
-_SET_RE = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s*\(([^)]*)\)\s*")
-_EXISTS_RE = re.compile(rf"^\s*(!?)\s*({_KEY})\s*(?=,|$)")
-_CMP_RE = re.compile(rf"^\s*({_KEY})\s*(==|=|!=|>|<)\s*({_VALUE})\s*(?=,|$)")
+_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$")
+_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_SPECIAL = frozenset("=!(),><")
+_WHITESPACE = frozenset(" \t\r\n")
+# Tokens apimachinery's label lexer knows; any other run of characters is an identifier.
+_OPERATORS = frozenset({")", ",", "!", "==", "=", ">", "in", "<", "!=", "notin", "("})
+_BINARY = ("in", "notin", "=", "==", "!=", "gt", "lt")
+_END = ("end", "")
 
 Matcher = Callable[[dict], bool]
 
@@ -45,39 +49,149 @@ class Requirement:
         return number is not None and (number > bound if self.op == ">" else number < bound)
 
 
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, literal) pairs as apimachinery's label Lexer makes them: kind is the operator itself,
+    ``id`` for an identifier, ``error`` for a run of symbols that is no operator, then ("end", "")."""
+    tokens, index = [], 0
+    while True:
+        while index < len(text) and text[index] in _WHITESPACE:
+            index += 1
+        if index == len(text):
+            return tokens + [_END]
+        start = index
+        if text[index] in _SPECIAL:
+            longest = ""
+            while index < len(text) and text[index] in _SPECIAL:
+                if text[start:index + 1] in _OPERATORS:
+                    longest = text[start:index + 1]
+                elif longest:
+                    break
+                index += 1
+            if not longest:
+                tokens.append(("error", f"error expected: keyword found '{text[start:index]}'"))
+                continue
+            index = start + len(longest)
+            tokens.append((longest, longest))
+        else:
+            while index < len(text) and text[index] not in _SPECIAL and text[index] not in _WHITESPACE:
+                index += 1
+            word = text[start:index]
+            tokens.append((word if word in _OPERATORS else "id", word))
+
+
+class _LabelParser:
+    """apimachinery's recursive-descent label selector parser, with its error wording. ``in`` and ``notin``
+    are identifiers wherever a value may stand."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.position = 0
+
+    def peek(self, as_value: bool = True) -> tuple[str, str]:
+        kind, literal = self.tokens[self.position]
+        return ("id", literal) if as_value and kind in ("in", "notin") else (kind, literal)
+
+    def take(self, as_value: bool = True) -> tuple[str, str]:
+        token = self.peek(as_value)
+        self.position += 1
+        return token
+
+    def parse(self) -> tuple[Requirement, ...]:
+        requirements = []
+        while True:
+            kind, literal = self.peek()
+            if kind == "end":
+                return tuple(requirements)
+            if kind not in ("id", "!"):
+                raise bad_request(f"found '{literal}', expected: !, identifier, or 'end of string'")
+            try:
+                requirements.append(self.requirement())
+            except ValueError as error:
+                raise bad_request(f"unable to parse requirement: {error}") from None
+            kind, literal = self.take()
+            if kind == "end":
+                return tuple(requirements)
+            if kind != ",":
+                raise bad_request(f"found '{literal}', expected: ',' or 'end of string'")
+            kind, literal = self.peek()
+            if kind not in ("id", "!"):
+                raise bad_request(f"found '{literal}', expected: identifier after ','")
+
+    def requirement(self) -> Requirement:
+        kind, key = self.take()
+        absent = kind == "!"
+        if absent:
+            kind, key = self.take()
+        if kind != "id":
+            raise ValueError(f"found '{key}', expected: identifier")
+        if len(key) > 316 or not _KEY.match(key):
+            raise ValueError(_field_error("<nil>", key, NAME_PART_MSG))   # the parser's field path is nil
+        if absent:
+            return Requirement(key, "!", ())   # whatever follows is the caller's to refuse
+        if self.peek()[0] in ("end", ","):
+            return Requirement(key, "exists", ())
+        kind, literal = self.take(as_value=False)
+        if kind not in ("in", "notin", "=", "==", "!=", ">", "<"):
+            raise ValueError(f"found '{literal}', expected: {', '.join(_BINARY)}")
+        values = self.value_set() if kind in ("in", "notin") else self.exact_value()
+        for index, value in enumerate(values):
+            if len(value) > 63 or not _VALUE.match(value):
+                raise ValueError(_field_error(f"values[{index}][{key}]", value, LABEL_VALUE_MSG))
+        if kind in (">", "<") and not values[0].lstrip("-").isdigit():
+            raise ValueError(_field_error("values[0]", values[0], "for 'Gt', 'Lt' operators, the value must be an "
+                                                                  "integer"))
+        return Requirement(key, "=" if kind == "==" else kind, values)
+
+    def value_set(self) -> tuple[str, ...]:
+        kind, literal = self.take()
+        if kind != "(":
+            raise ValueError(f"found '{literal}' expected: '('")
+        kind, literal = self.peek()
+        if kind == ")":
+            self.take()
+            return ("",)
+        if kind not in ("id", ","):
+            raise ValueError(f"found '{literal}', expected: ',', ')' or identifier")
+        values: set[str] = set()
+        while True:
+            kind, literal = self.take()
+            if kind == "id":
+                values.add(literal)
+                after, after_literal = self.peek()
+                if after == ")":
+                    break
+                if after != ",":
+                    raise ValueError(f"found '{after_literal}', expected: ',' or ')'")
+            elif kind == ",":
+                if not values or self.peek()[0] in (")", ","):
+                    values.add("")           # "(,", ",)" and ",," hold an empty value
+                if self.peek()[0] == ")":
+                    break
+            else:
+                raise ValueError(f"found '{literal}', expected: ',', or identifier")
+        self.take()
+        return tuple(sorted(values))
+
+    def exact_value(self) -> tuple[str, ...]:
+        kind, literal = self.peek()
+        if kind in ("end", ","):
+            return ("",)
+        self.take()
+        if kind != "id":
+            raise ValueError(f"found '{literal}', expected: identifier")
+        return (literal,)
+
+
+def _field_error(field: str, value: str, why: str) -> str:
+    cause = field_invalid(field, value, why)
+    return f"{cause['field']}: {cause['message']}"
+
+
 def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
-    """Parse ``a=b,c in (x,y),!d``; ApiError 400 on a malformed selector."""
+    """Parse ``a=b,c in (x,y),!d``; ApiError 400 worded as apimachinery's parser on a malformed selector."""
     if not text or not text.strip():
         return ()
-    requirements = []
-    rest = text
-    while rest.strip():
-        if match := _SET_RE.match(rest):
-            values = tuple(v.strip() for v in match.group(4).split(",") if v.strip())
-            if not values:
-                raise _bad_selector("for 'in', 'notin' operators, values set can't be empty")
-            requirements.append(Requirement(match.group(1), match.group(3), values))
-        elif match := _CMP_RE.match(rest):
-            op = "=" if match.group(3) == "==" else match.group(3)
-            if op in (">", "<") and not match.group(4).isdigit():
-                raise _bad_selector("for 'Gt', 'Lt' operators, the value must be an integer")
-            requirements.append(Requirement(match.group(1), op, (match.group(4),)))
-        elif match := _EXISTS_RE.match(rest):
-            requirements.append(Requirement(match.group(2), "!" if match.group(1) else "exists", ()))
-        else:
-            raise _bad_selector(f"found '{rest.strip()}', expected: valid label requirement")
-        rest = rest[match.end():]
-        if rest.strip():
-            if not rest.lstrip().startswith(","):
-                raise _bad_selector(f"found '{rest.strip()}', expected: ',' or end of string")
-            rest = rest.lstrip()[1:]
-            if not rest.strip():
-                raise _bad_selector("found '', expected: identifier")
-    return tuple(requirements)
-
-
-def _bad_selector(why: str) -> ApiError:
-    return bad_request(f"unable to parse requirement: {why}")
+    return _LabelParser(text).parse()
 
 
 def label_matcher(text: str | None) -> Matcher | None:

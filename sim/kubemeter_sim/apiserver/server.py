@@ -11,8 +11,9 @@ from typing import Any, Awaitable, Callable
 
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
-from kubemeter_sim.apiserver import discovery, protobuf, tables
+from kubemeter_sim.apiserver import admission, discovery, protobuf, tables
 from kubemeter_sim.apiserver.auth import (
     Attributes, Authenticator, Identity, allows, forbidden_error, review_attributes)
 from kubemeter_sim.apiserver.errors import (
@@ -35,7 +36,8 @@ _PROXY_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", 
                 "DELETE": "delete", "OPTIONS": "get"}
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-_PRE_TIMEOUT_BOOKMARK = 2.0     # seconds before a watch's timeoutSeconds ends it, its last bookmark
+_PRE_TIMEOUT_BOOKMARK = 2.0     # from this long before a watch's timeoutSeconds ends it ...
+_BOOKMARK_TICK = 1.0            # ... a bookmark at each tick of the watch cache's bookmark timer
 _OFF_LOOP_ITEMS = 2000          # lists at least this long are encoded in a worker thread
 
 
@@ -375,11 +377,20 @@ class ApiServer:
         try:
             limit = int(query.get("limit") or 0)
         except ValueError:
-            raise bad_request(f"invalid limit: {query.get('limit')}") from None
+            raise bad_request(f'strconv.ParseInt: parsing "{query.get("limit")}": invalid syntax') from None
+        resource_version = query.get("resourceVersion") or ""
+        if resource_version and not resource_version.isdigit():
+            raise bad_request(f'invalid resource version: resourceVersion: Invalid value: "{resource_version}": '
+                              f'strconv.ParseUint: parsing "{resource_version}": invalid syntax')
+        _check_list_options(query)
+        if resource_version == "0":
+            limit = 0  # "any version" is served whole from the watch cache, which ignores limit
         field_selector = _with_name(query.get("fieldSelector"), target.name)
-        entries, token, remaining = self.store.select(rtype, target.namespace, query.get("labelSelector"),
-                                                      field_selector, max(limit, 0), query.get("continue"))
-        metadata: dict[str, Any] = {"resourceVersion": self.store.resource_version}
+        exact_rv = int(resource_version) if query.get("resourceVersionMatch") == "Exact" else None
+        entries, token, remaining, list_rv = self.store.select(
+            rtype, target.namespace, query.get("labelSelector"), field_selector, max(limit, 0), query.get("continue"),
+            exact_rv)
+        metadata: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if token:
             metadata["continue"] = token
         if remaining is not None:
@@ -460,14 +471,14 @@ class ApiServer:
 
     async def _pump(self, watcher: Watcher, response: web.StreamResponse, rtype: ResourceType,
                     bookmarks: bool, last_bookmark: float | None) -> None:
-        """Write the watcher's events as they come; with bookmarks, one every bookmark interval and one shortly
-        before the watch times out (``last_bookmark``, loop time), as the watch cache sends them."""
+        """Write the watcher's events as they come; with bookmarks, one every bookmark interval and, from
+        ``last_bookmark`` (loop time) until the watch times out, one a tick, as the watch cache sends them."""
         loop = asyncio.get_running_loop()
         while True:
             if not watcher.lines and not watcher.closed:
                 wait = self._bookmark_interval if bookmarks else None
-                if bookmarks and last_bookmark is not None and last_bookmark > loop.time():
-                    wait = min(self._bookmark_interval, last_bookmark - loop.time())
+                if bookmarks and last_bookmark is not None:
+                    wait = min(self._bookmark_interval, max(last_bookmark - loop.time(), _BOOKMARK_TICK))
                 try:
                     async with asyncio.timeout(wait):
                         await watcher.wakeup.wait()
@@ -545,6 +556,32 @@ def _check_initial_events_options(resource_version_match: str | None) -> None:
         raise invalid("ListOptions", "meta.k8s.io", "", [{
             "reason": "FieldValueForbidden", "field": "resourceVersionMatch",
             "message": "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"}])
+
+
+def _check_list_options(query: Any) -> None:
+    """apimachinery's ValidateListOptions for a LIST: resourceVersionMatch needs a resourceVersion (not "0" for
+    Exact) and no continue token; sendInitialEvents is for watches only."""
+    causes = []
+    match = query.get("resourceVersionMatch") or ""
+    if match:
+        if not query.get("resourceVersion"):
+            causes.append(admission.field_forbidden("resourceVersionMatch",
+                                                    "resourceVersionMatch is forbidden unless resourceVersion is "
+                                                    "provided"))
+        if query.get("continue"):
+            causes.append(admission.field_forbidden("resourceVersionMatch",
+                                                    "resourceVersionMatch is forbidden when continue is provided"))
+        if match not in ("Exact", "NotOlderThan"):
+            causes.append({"reason": "FieldValueNotSupported", "field": "resourceVersionMatch",
+                           "message": f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan", '
+                                      '""'})
+        if match == "Exact" and query.get("resourceVersion") == "0":
+            causes.append(admission.field_forbidden("resourceVersionMatch", 'resourceVersionMatch "exact" is '
+                                                                            'forbidden for resourceVersion "0"'))
+    if query.get("sendInitialEvents"):
+        causes.append(admission.field_forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
+    if causes:
+        raise invalid("ListOptions", "meta.k8s.io", "", causes)
 
 
 async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
@@ -630,9 +667,9 @@ def _decode_patch(body: bytes, patch_type: str) -> Any:
 
 
 def _json_response(document: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    headers = {}
-    if warnings:
-        headers["Warning"] = ", ".join('299 - ' + json.dumps(w) for w in warnings)
+    headers = CIMultiDict()
+    for warning in warnings or ():
+        headers.add("Warning", "299 - " + json.dumps(warning))  # one header each, as the real server sends them
     return web.Response(body=dumps(document), status=status, content_type=JSON, headers=headers)
 
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable
 from kubemeter_sim.apiserver import admission
 from kubemeter_sim.apiserver.conversion import convert
 from kubemeter_sim.apiserver.errors import (
-    ApiError, bad_request, expired, invalid, no_such_resource, not_found, stale_conflict, unsupported_media_type,
-    already_exists, forbidden)
+    ApiError, bad_request, expired, invalid, no_such_resource, not_found, stale_conflict, too_old_resource_version,
+    unsupported_media_type, already_exists, forbidden)
 from kubemeter_sim.apiserver.jsonutil import clone, dumps
 from kubemeter_sim.apiserver.lifecycle import Lifecycle
 from kubemeter_sim.apiserver.objects import Change, Collection, Entry, WriteOptions, object_key
@@ -185,17 +185,22 @@ class Store(Lifecycle):
         return self._entry(rtype, name, namespace)[1]
 
     def select(self, rtype: ResourceType, namespace: str | None = None, label_selector: str | None = None,
-               field_selector: str | None = None, limit: int = 0, continue_token: str | None = None
-               ) -> tuple[list[Entry], str, int | None]:
-        """Entries in key order, one page: (entries, continue token or "", remainingItemCount or None)."""
+               field_selector: str | None = None, limit: int = 0, continue_token: str | None = None,
+               exact_rv: int | None = None) -> tuple[list[Entry], str, int | None, int]:
+        """Entries in key order, one page: (entries, continue token or "", remainingItemCount or None, the
+        list's resourceVersion). A continue token's pages show the collection as it was at the first page's
+        resourceVersion, as ``exact_rv`` (resourceVersionMatch=Exact) shows it at that one."""
         label_ok = label_matcher(label_selector)
         field_ok = field_matcher(field_selector, rtype.kind, rtype.custom)
-        start = ""
+        start, list_rv = "", exact_rv
         if continue_token:
-            start, token_rv = self._decode_continue(continue_token)
-            if token_rv < self._compacted_rv:
+            start, list_rv = self._decode_continue(continue_token)
+            if list_rv < self._compacted_rv:
                 raise expired(_CONTINUE_EXPIRED)
-        collection = self._collections[rtype.key]
+        elif exact_rv is not None and exact_rv < self._compacted_rv:
+            raise too_old_resource_version(exact_rv, self._compacted_rv)
+        collection = self._collections[rtype.key] if list_rv is None else self._as_of(rtype, list_rv)
+        list_rv = self._rv if list_rv is None else list_rv
         keys, first, end = collection.key_range(namespace if rtype.namespaced else None, start)
         entries: list[Entry] = []
         for index in range(first, end):
@@ -205,12 +210,35 @@ class Store(Lifecycle):
             if limit and len(entries) == limit:
                 # remainingItemCount only when it is exact, i.e. without selectors (as the real server).
                 remaining = end - index if not label_ok and not field_ok else None
-                return entries, self._encode_continue(keys[index - 1]), remaining
+                return entries, self._encode_continue(keys[index - 1], list_rv), remaining, list_rv
             entries.append(entry)
-        return entries, "", None
+        return entries, "", None, list_rv
 
-    def _encode_continue(self, last_key: str) -> str:
-        token = {"v": "meta.k8s.io/v1", "rv": self._rv, "start": last_key + "\x00"}
+    def _as_of(self, rtype: ResourceType, rv: int) -> Collection:
+        """The collection as it was at ``rv``: today's, with the changes after ``rv`` undone from the history (as
+        far as it reaches back; a history cut short by its length serves what it still can)."""
+        current = self._collections[rtype.key]
+        later = []
+        for change in reversed(self.history):
+            if change.rv <= rv:
+                break
+            if change.rtype.key == rtype.key:
+                later.append(change)
+        if not later:
+            return current
+        past = Collection()
+        past.entries = dict(current.entries)
+        for change in later:                      # newest first
+            meta = change.entry.obj["metadata"]
+            key = object_key(meta.get("namespace") if rtype.namespaced else None, meta["name"])
+            if change.old is None:
+                past.entries.pop(key, None)
+            else:
+                past.entries[key] = Entry(change.old)
+        return past
+
+    def _encode_continue(self, last_key: str, rv: int) -> str:
+        token = {"v": "meta.k8s.io/v1", "rv": rv, "start": last_key + "\x00"}
         return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
 
     @staticmethod
@@ -224,7 +252,7 @@ class Store(Lifecycle):
     def list(self, api_version: str, plural: str, namespace: str | None = None,
              label_selector: str | None = None, field_selector: str | None = None) -> list[dict]:
         rtype = self.resource(api_version, plural)
-        entries, _, _ = self.select(rtype, namespace, label_selector, field_selector)
+        entries, _, _, _ = self.select(rtype, namespace, label_selector, field_selector)
         return [clone(self.as_version(rtype, e.obj)) for e in entries]
 
     # ---- create ----------------------------------------------------------------------------------------------
@@ -255,6 +283,8 @@ class Store(Lifecycle):
                                     meta["name"])
         if rtype.kind == "Pod":
             admission.check_invalid(rtype, admission.pod_causes(obj), meta["name"])
+        if rtype.kind == "Event" and not rtype.group:
+            admission.check_invalid(rtype, admission.event_causes(obj), meta["name"])
         key = object_key(namespace, meta["name"])
         if key in self._collections[rtype.key].entries:
             raise already_exists(rtype.plural, rtype.group, meta["name"])
@@ -474,7 +504,7 @@ class Store(Lifecycle):
                           label_selector: str | None = None, field_selector: str | None = None,
                           propagation_policy: str = "Background") -> list[dict]:
         rtype = self.resource(api_version, plural)
-        entries, _, _ = self.select(rtype, namespace, label_selector, field_selector)
+        entries, _, _, _ = self.select(rtype, namespace, label_selector, field_selector)
         removed = []
         for entry in entries:
             meta = entry.obj["metadata"]

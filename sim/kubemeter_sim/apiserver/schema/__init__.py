@@ -78,8 +78,9 @@ class CompiledSchema:
 
 def _default_errors(node: Node, path: str) -> list[FieldError]:
     """apiextensions' ValidateDefaults: every ``default`` must pass its own node's schema and then the CEL rules
-    of that node and below, as written (nested defaults are not applied to it first). Errors are named
-    ``<node path>.default[...]``; additionalProperties are not followed (defaults are forbidden there)."""
+    of that node and below, as written (nested defaults are not applied to it first): transition rules with the
+    default as ``oldSelf`` too, and the others as on a create. Errors are named ``<node path>.default[...]``;
+    additionalProperties are not followed (defaults are forbidden there)."""
     errors: list[FieldError] = []
     if node.has_default:
         where = f"{path}.default"
@@ -88,8 +89,9 @@ def _default_errors(node: Node, path: str) -> list[FieldError]:
         errors.extend(structural.errors + structural.list_errors)
         if not structural.errors and not structural.list_errors:
             cel = CelValidator()
+            cel.node(node, node.default, node.default, where)  # unchanged: only transition rules run
             cel.node(node, node.default, ABSENT, where)
-            errors.extend(cel.errors)
+            errors.extend(dict.fromkeys(cel.errors))            # a rule judged the same in both runs, once
     if node.items is not None:
         errors.extend(_default_errors(node.items, f"{path}.items"))
     for name, child in (node.properties or {}).items():

@@ -49,7 +49,6 @@ class RunSettings:
     kubelet_ca: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     relist_debounce: float = 3.0
-    events_namespace: str = "default"
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_name: str = "kubemeter"
@@ -78,7 +77,7 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
         )
         self.relister = Relister(self.model, self.api, debounce=settings.relist_debounce)
-        self.events = EventRecorder(self.api, settings.events_namespace, instance=settings.identity)
+        self.events = EventRecorder(self.api, instance=settings.identity)
         self.post_event: EventPoster = post_event or self.events.post
         self.deps = LoopDeps(
             model=self.model,

@@ -75,8 +75,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CA bundle for kubelet serving certificates (default: the cluster CA)")
     parser.add_argument("--max-body-bytes", type=int, default=_env("MAX_BODY_BYTES", 16 * 1024 * 1024, int),
                         help="largest kubelet response accepted (default 16 MiB)")
-    parser.add_argument("--events-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
-                        help="namespace for Events about cluster-scoped objects (default: $POD_NAMESPACE or default)")
     parser.add_argument("--leader-election", action=argparse.BooleanOptionalAction,
                         default=_env("LEADER_ELECTION", False, lambda v: v.lower() in ("1", "true", "yes")),
                         help="only the holder of a Lease publishes (needed with more than one replica)")
@@ -99,7 +97,6 @@ def run_settings(args: argparse.Namespace):
         write_burst=args.write_burst,
         kubelet_ca=args.kubelet_ca,
         max_body_bytes=args.max_body_bytes,
-        events_namespace=args.events_namespace,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,

@@ -18,6 +18,7 @@ import kopf
 from kubemeter import GROUP, VERSION
 from kubemeter.app import Runtime
 from kubemeter.kube import credentials
+from kubemeter.kubeapi import CLUSTER_EVENTS_NAMESPACE
 from kubemeter.watch.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
 
 WATCHED = {
@@ -89,7 +90,7 @@ def build_registry() -> kopf.OperatorRegistry:
             token=creds.token,
             certificate_path=creds.cert_path,
             private_key_path=creds.key_path,
-            default_namespace=runtime.settings.events_namespace,
+            default_namespace=CLUSTER_EVENTS_NAMESPACE,  # kopf's Events about MetricsPolicies go there too
         )
 
     def watch(resource: str, group: str, version: str, plural: str) -> None:

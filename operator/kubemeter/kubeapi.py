@@ -154,18 +154,23 @@ def _result_label(status: int) -> str:
     )
 
 
+CLUSTER_EVENTS_NAMESPACE = "default"
+"""Where Events about cluster-scoped objects live (client-go's recorder and kopf post them there too)."""
+
+
 class EventRecorder:
     """Posts core/v1 Events through the operator's API client, so its rate limiter and retries apply.
 
-    Shaped like client-go's recorder: an Event about a cluster-scoped object (a Node) lives in ``namespace``
-    with no namespace in its involvedObject, which is where ``kubectl describe node`` looks for it. Posting
-    runs in the background and never raises: an Event is worth a log line, never a failed cycle.
+    Shaped like client-go's recorder: an Event about a cluster-scoped object (a Node, a MetricsPolicy) lives in
+    ``default`` with no namespace in its involvedObject; the API server refuses it in any other namespace
+    (``involvedObject.namespace: Invalid value: "": does not match event.namespace``). Posting runs in the
+    background and never raises: an Event is worth a log line, never a failed cycle.
     """
 
     MAX_MESSAGE = 1024  # the API server rejects longer Event messages
 
-    def __init__(self, api: KubeApi, namespace: str, component: str = "kubemeter", instance: str = "") -> None:
-        self.api, self.namespace = api, namespace
+    def __init__(self, api: KubeApi, component: str = "kubemeter", instance: str = "") -> None:
+        self.api = api
         self.component, self.instance = component, instance
         self._tasks: set[asyncio.Task] = set()
 
@@ -184,7 +189,7 @@ class EventRecorder:
             "kind": "Event",
             "metadata": {
                 "name": f"{ref['name']}.{time.time_ns():x}",  # client-go's naming: unique per object and time
-                "namespace": ref.get("namespace") or self.namespace,
+                "namespace": ref.get("namespace") or CLUSTER_EVENTS_NAMESPACE,
             },
             "involvedObject": involved,
             "type": type_,

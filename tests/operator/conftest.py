@@ -8,6 +8,7 @@ Everything shares one event loop with the simulator, so every blocking client ca
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -139,20 +140,20 @@ async def any_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 
 async def start_operator(
     cluster: Cluster, kubeconfig: Path | None = None, *, wait_synced: bool = True, in_cluster: bool = False,
-    **settings,
+    base: RunSettings | None = None, **settings,
 ) -> OperatorThread:
     """Start the operator on its own thread; return once its model is seeded (or, with ``wait_synced``
     false, once it serves HTTP: for tests of a start-up that cannot complete). ``in_cluster``: no kubeconfig,
-    as in a pod (the caller provides the service-account files and environment)."""
-    runtime = Runtime(
-        RunSettings(
-            kubeconfig=None if in_cluster else str(kubeconfig or cluster.kubeconfig),
-            metrics_host="127.0.0.1",
-            metrics_port=0,
-            relist_debounce=0.5,
-            **settings,
-        )
-    )
+    as in a pod (the caller provides the service-account files and environment). ``base``: settings to start
+    from (as the chart's command line gives them) instead of the defaults; /metrics always on a free loopback port."""
+    runtime = Runtime(dataclasses.replace(
+        base or RunSettings(),
+        kubeconfig=None if in_cluster else str(kubeconfig or cluster.kubeconfig),
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        relist_debounce=0.5,
+        **settings,
+    ))
     thread = OperatorThread(runtime)
     thread.start()
     started = runtime.relister.synced.is_set if wait_synced else lambda: runtime.metrics_port is not None

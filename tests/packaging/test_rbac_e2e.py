@@ -12,6 +12,8 @@ import kubernetes
 import pytest
 from kubernetes.config import incluster_config
 
+from kubemeter.app import RunSettings
+from kubemeter.cli import build_parser, run_settings
 from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
@@ -47,6 +49,17 @@ def mount_service_account(cluster: Cluster | RealCluster, token: str, directory:
     monkeypatch.delenv("KUBECONFIG", raising=False)
 
 
+def chart_settings(manifests: list[dict], monkeypatch: pytest.MonkeyPatch) -> RunSettings:
+    """The settings the chart's Deployment gives the operator: its container args read by kubemeter's own command
+    line, in the environment the pod gets (POD_NAMESPACE and POD_NAME from the downward API)."""
+    (deployment,) = by_kind(manifests, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"] for e in container["env"]} == {"POD_NAMESPACE", "POD_NAME"}
+    monkeypatch.setenv("POD_NAMESPACE", OPERATOR_NAMESPACE)
+    monkeypatch.setenv("POD_NAME", f"{deployment['metadata']['name']}-0")
+    return run_settings(build_parser().parse_args(container["command"][1:] + container["args"]))
+
+
 @pytest.fixture(params=BACKENDS)
 async def restricted(request: pytest.FixtureRequest, tmp_path: Path, render, monkeypatch: pytest.MonkeyPatch):
     """A cluster (each backend), its CRDs (applied as admin), and a factory for operators running as the chart's
@@ -58,13 +71,16 @@ async def restricted(request: pytest.FixtureRequest, tmp_path: Path, render, mon
         threads = []
 
         async def operator_for(values: dict, *, in_cluster: bool = False, **settings) -> Operator:
-            operator_for.username, token = await chart_service_account_token(cluster, render(values))
+            """An operator with the settings, the ServiceAccount and the rules the chart gives it for ``values``."""
+            manifests = render(values)
+            operator_for.username, token = await chart_service_account_token(cluster, manifests)
             kubeconfig = None
             if in_cluster:
                 mount_service_account(cluster, token, tmp_path / f"serviceaccount-{len(threads)}", monkeypatch)
             else:
                 kubeconfig = kubeconfig_with_token(cluster, token, tmp_path / f"kubeconfig-{len(threads)}")
-            thread = await start_operator(cluster, kubeconfig, in_cluster=in_cluster, **settings)
+            thread = await start_operator(cluster, kubeconfig, in_cluster=in_cluster,
+                                          base=chart_settings(manifests, monkeypatch), **settings)
             threads.append(thread)
             return Operator(cluster, thread, admin)
 
@@ -138,9 +154,10 @@ async def test_leader_election_works_under_the_chart_lease_role(restricted, rend
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--leader-election" in args
     (lease_name,) = [a.split("=", 1)[1] for a in args if a.startswith("--lease-name=")]
-    operator = await restricted(
-        {"replicaCount": 2}, leader_election=True, lease_namespace=OPERATOR_NAMESPACE, lease_name=lease_name
-    )
+    operator = await restricted({"replicaCount": 2})
+    settings = operator.runtime.settings
+    assert (settings.leader_election, settings.lease_namespace, settings.lease_name) == (
+        True, OPERATOR_NAMESPACE, lease_name), "the chart's args and the pod's namespace, read by the CLI"
     elector = operator.runtime.elector
     assert elector is not None
     await eventually(elector.leading.is_set, timeout=20)

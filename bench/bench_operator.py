@@ -109,7 +109,7 @@ COMPARED = (
     ("operator CPU per cycle", "cpu_seconds_per_cycle", "s", 1.0),
     ("max VmRSS", "rss_bytes", "MB", 1e-6),
     ("cycle duration (mean)", "cycle_seconds_mean", "s", 1.0),
-    ("WorkloadMetrics status writes per cycle", "status_writes_per_cycle", "", 1.0),
+    ("WorkloadMetrics status writes per interval", "status_writes_per_cycle", "", 1.0),
     ("containers", "containers", "", 1.0),
     ("cluster up and settled (every pod running)", "up_seconds", "s", 1.0),
 )

@@ -187,8 +187,8 @@ def counting_requests() -> Iterator[RequestLog]:
 # ---- the cluster ----------------------------------------------------------------------------------------------
 BACKENDS = ("sim", "real")
 REAL_SETTLE_PODS_PER_SECOND = 10.0
-"""The real control plane must settle the scenario at least this fast (a 900 s limit for 9,000 pods; it takes
-far less on 2 cores), else the benchmark gives up with the test bed's error."""
+"""The real control plane must settle the scenario at least this fast (a 900 s limit for 9,000 pods, which took
+316 s on 2 cores), else the benchmark gives up with the test bed's error."""
 
 
 def admin_client(cluster: Cluster | RealCluster) -> kubernetes.client.ApiClient:

@@ -28,7 +28,7 @@ from common import (
 from kubemeter import GROUP, VERSION
 from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
-from kubemeter_sim.real.rest import Rest, collection
+from kubemeter_sim.real.rest import Rest, RestError, collection
 
 POLICY = "bench"
 WORKLOAD_METRICS = (f"{GROUP}/{VERSION}", "workloadmetrics")
@@ -91,6 +91,10 @@ class StatusWrites:
                         break
                     version = event["object"]["metadata"]["resourceVersion"]
                     self._record(event["type"], event["object"])
+            except RestError as error:  # refused (410 for a version already compacted): from a new version
+                log.warning("status writes: watch refused (%s); some changes may be missed", error)
+                version = ""
+                await asyncio.sleep(1.0)
             except (OSError, TimeoutError, RuntimeError, ValueError) as error:  # aiohttp's errors are OSErrors
                 log.warning("status writes: watch failed (%s); watching again", error)
                 await asyncio.sleep(1.0)

@@ -21,7 +21,7 @@ from pathlib import Path
 import kubernetes
 
 from common import (
-    BENCH, PYTHON, Row, bench_main, process_usage, report, simulated_cluster, stop_process, wait_until,
+    BENCH, PYTHON, Row, bench_cluster, bench_main, process_usage, report, stop_process, wait_until,
 )
 from ingest_probe import SENT_ANNOTATION
 from kubemeter_sim.cluster import Cluster
@@ -155,7 +155,7 @@ def keeps_up(result: dict) -> bool:
 async def run(profile: str) -> bool:
     settings = PROFILES[profile]
     with tempfile.TemporaryDirectory(prefix="kubemeter-bench-") as workdir:
-        async with simulated_cluster(settings["nodes"], settings["pods_per_node"], Path(workdir)) as (cluster, client):
+        async with bench_cluster(settings["nodes"], settings["pods_per_node"], Path(workdir)) as (cluster, client, _):
             churn = Churn(cluster, settings["churn_rate"])
             churn.prepare()
             await asyncio.to_thread(_warm_listing, client)

@@ -1,7 +1,9 @@
-"""Shared pieces of the operator benchmarks: result tables, the simulated cluster, the operator process.
+"""Shared pieces of the operator benchmarks: result tables, the cluster, the operator process.
 
 The simulator runs in the benchmark's own process (so a benchmark can inject faults, churn pods and count
-API requests); the operator always runs in a separate process, so its CPU and memory are its own.
+API requests); so do the fake nodes of a real control plane (``--control-plane real``), whose etcd,
+kube-apiserver, kube-controller-manager and kube-scheduler are processes of their own. The operator always
+runs in a separate process, so its CPU and memory are its own.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import aiohttp
@@ -32,6 +34,8 @@ from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.apiserver.server import ApiServer
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.rest import collection
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -66,10 +70,12 @@ def _cell(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def report(name: str, profile: str, title: str, rows: list[Row], details: dict[str, Any]) -> bool:
+def report(name: str, profile: str, title: str, rows: list[Row], details: dict[str, Any],
+           columns: tuple[str, str] = ("kubemeter", "baseline")) -> bool:
     """Print the table, write results/<name>.json (<name>.short.json for the short profile, so `make bench`
-    keeps the figures of the last full run), and say whether every target passed."""
-    header = ("what", "kubemeter", "baseline", "ratio", "target", "result")
+    keeps the figures of the last full run), and say whether every target passed. ``columns``: the headings of
+    the two value columns (the ratio is the first over the second)."""
+    header = ("what", *columns, "ratio", "target", "result")
     lines = [header] + [
         (r.what, _cell(r.kubemeter, r.unit), _cell(r.baseline, r.unit), _cell(r.ratio), r.target,
          "-" if r.passed is None else ("PASS" if r.passed else "FAIL"))
@@ -178,27 +184,66 @@ def counting_requests() -> Iterator[RequestLog]:
         ApiServer._handle = original  # type: ignore[method-assign]
 
 
-# ---- the simulated cluster -----------------------------------------------------------------------------------
-def admin_client(cluster: Cluster) -> kubernetes.client.ApiClient:
+# ---- the cluster ----------------------------------------------------------------------------------------------
+BACKENDS = ("sim", "real")
+REAL_SETTLE_PODS_PER_SECOND = 10.0
+"""The real control plane must settle the scenario at least this fast (a 900 s limit for 9,000 pods, which took
+316 s on 2 cores), else the benchmark gives up with the test bed's error."""
+
+
+def admin_client(cluster: Cluster | RealCluster) -> kubernetes.client.ApiClient:
     client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
     client.user_agent = BENCH_USER_AGENT
     return client
 
 
+class BenchCluster(NamedTuple):
+    cluster: Cluster | RealCluster
+    client: kubernetes.client.ApiClient
+    """The benchmark's own admin client (its User-Agent keeps its calls out of the request counts)."""
+    up_seconds: float
+    """From starting the cluster until every pod of the scenario ran and the CRDs were installed."""
+
+
 @asynccontextmanager
-async def simulated_cluster(nodes: int, pods_per_node: int, workdir: Path) -> Any:
-    """A mixed-scenario cluster with the kubemeter CRDs installed; yields (cluster, admin client)."""
+async def bench_cluster(nodes: int, pods_per_node: int, workdir: Path,
+                        backend: str = "sim") -> AsyncIterator[BenchCluster]:
+    """A mixed-scenario cluster with the kubemeter CRDs installed: the simulator, or a real control plane whose
+    fake nodes drive the pods its scheduler binds (settled: every pod running)."""
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    async with Cluster(nodes, pods_per_node, scenario="mixed", workdir=workdir, watch_history=100_000) as cluster:
+    if backend == "real":
+        settle_timeout = max(120.0, nodes * pods_per_node / REAL_SETTLE_PODS_PER_SECOND)
+        backend_cluster: Cluster | RealCluster = RealCluster(nodes, pods_per_node, scenario="mixed", workdir=workdir,
+                                                             settle_timeout=settle_timeout)
+    else:
+        backend_cluster = Cluster(nodes, pods_per_node, scenario="mixed", workdir=workdir, watch_history=100_000)
+    async with backend_cluster as cluster:
         client = admin_client(cluster)
         try:
             await asyncio.to_thread(install_crds, client)
-            print(f"  cluster: {nodes} nodes, {len(cluster.store.list('v1', 'pods'))} pods, "
-                  f"up in {time.monotonic() - started:.0f}s", flush=True)
-            yield cluster, client
+            up = time.monotonic() - started
+            pods = len(await listed(cluster, "v1", "pods"))
+            print(f"  cluster ({backend}): {nodes} nodes, {pods} pods, up in {up:.0f}s", flush=True)
+            yield BenchCluster(cluster, client, up)
         finally:
             client.close()
+
+
+async def object_count(cluster: Cluster | RealCluster, api_version: str, plural: str) -> int:
+    """How many objects of a resource exist (on a real server: one page of one, and its remainingItemCount)."""
+    if cluster.backend == "real":
+        page = await cluster.rest.get(collection(api_version, plural), limit="1")
+        return len(page["items"]) + (page["metadata"].get("remainingItemCount") or 0)
+    return len(cluster.store.select(cluster.store.resource(api_version, plural))[0])
+
+
+async def listed(cluster: Cluster | RealCluster, api_version: str, plural: str) -> list[dict]:
+    """Every object of a resource: from the simulator's store, or from the real API server (a blocking read,
+    so on a thread: this event loop also runs the fake kubelets)."""
+    if cluster.backend == "real":
+        return await asyncio.to_thread(cluster.store.list, api_version, plural)
+    return cluster.store.list(api_version, plural)
 
 
 async def create_policy(client: kubernetes.client.ApiClient, name: str, spec: dict) -> None:
@@ -207,8 +252,10 @@ async def create_policy(client: kubernetes.client.ApiClient, name: str, spec: di
     await asyncio.to_thread(custom.create_cluster_custom_object, GROUP, VERSION, "metricspolicies", body)
 
 
-def container_count(cluster: Cluster) -> int:
-    return sum(len(p["spec"]["containers"]) for p in cluster.store.list("v1", "pods"))
+async def container_count(cluster: Cluster | RealCluster) -> tuple[int, int]:
+    """(pods, containers) of the cluster."""
+    pods = await listed(cluster, "v1", "pods")
+    return len(pods), sum(len(p["spec"]["containers"]) for p in pods)
 
 
 # ---- the operator process ------------------------------------------------------------------------------------
@@ -314,9 +361,15 @@ async def operator_process(kubeconfig: Path, log_path: Path, write_qps: float = 
         await operator.stop()
 
 
-def bench_main(doc: str, run: Callable[[str], Awaitable[bool]]) -> None:
-    """The command line of a target benchmark: ``--profile``; exit status 1 when a target was missed."""
+def bench_main(doc: str, run: Callable[..., Awaitable[bool]],
+               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """The command line of a target benchmark: ``--profile`` and any arguments ``add_arguments`` adds (passed to
+    ``run`` by keyword); exit status 1 when a target was missed."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--profile", choices=("short", "full"), default="full",
                         help="short: small sizes for `make bench`; full: the sizes of the targets")
-    raise SystemExit(0 if asyncio.run(run(parser.parse_args().profile)) else 1)
+    if add_arguments is not None:
+        add_arguments(parser)
+    options = vars(parser.parse_args())
+    profile = options.pop("profile")
+    raise SystemExit(0 if asyncio.run(run(profile, **options)) else 1)

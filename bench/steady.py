@@ -1,29 +1,38 @@
-"""A steady-state session: simulated cluster in this process, ``kubemeter run`` in another, one policy.
+"""A steady-state session: a cluster (the simulator in this process, or a real control plane with its fake
+nodes in this process), ``kubemeter run`` in another process, one policy.
 
 After ``warmup`` cycles (the first ones create every WorkloadMetrics and have no CPU rates yet), each
 phase runs its setup (e.g. a fault), lets one cycle pass, then measures a window of ``cycles`` whole
 intervals. The loop starts a cycle every interval, so a window of K intervals holds K cycles' work whatever
 its phase. The operator's /metrics is scraped once per interval in the window (as Prometheus would), which
-also yields each cycle's duration; CPU and RSS come from /proc; API requests from the server's handler.
+also yields each cycle's duration; CPU and RSS come from /proc; API requests from the simulated server's
+handler (not counted on a real control plane: its handler cannot be wrapped, and its own /metrics count every
+client together); WorkloadMetrics status changes from the simulator's store, or a watch of the real server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import (
-    OperatorProcess, Request, RequestLog, container_count, counting_requests, create_policy, metric_sum,
-    operator_process, simulated_cluster, wait_until,
+    OperatorProcess, Request, RequestLog, bench_cluster, container_count, counting_requests, create_policy,
+    metric_sum, object_count, operator_process, wait_until,
 )
 from kubemeter import GROUP, VERSION
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.rest import Rest, RestError, collection
 
 POLICY = "bench"
+WORKLOAD_METRICS = (f"{GROUP}/{VERSION}", "workloadmetrics")
+log = logging.getLogger(__name__)
 _WATCH_EVENTS = re.compile(r'^kubemeter_watch_events_total\{resource="([^"]*)",type="([^"]*)"\} (\S+)$', re.M)
 SETTLE_CHECKS = 30
 SETTLE_CHECK_SECONDS = 15.0
@@ -49,15 +58,49 @@ def _status_values(status: dict) -> dict:
 
 
 class StatusWrites:
-    """Every change of a WorkloadMetrics status, seen from the store (whoever wrote it)."""
+    """Every change of a WorkloadMetrics status (whoever wrote it), seen from the simulator's store, or from a
+    watch of the real API server (each then recorded when its event arrives, milliseconds after the write)."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster | RealCluster) -> None:
         self.writes: list[StatusWrite] = []
         self._last: dict[str, dict] = {}
-        cluster.store.add_listener(self._on_change)
+        self._watch: asyncio.Task[None] | None = None
+        if cluster.backend == "real":
+            self._watch = asyncio.create_task(self._follow(cluster.rest), name="bench-status-writes")
+        else:
+            cluster.store.add_listener(self._on_change)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
 
     def _on_change(self, change_type: str, rtype, obj: dict) -> None:
-        if rtype.plural != "workloadmetrics" or change_type != "MODIFIED" or not obj.get("status"):
+        if rtype.plural == WORKLOAD_METRICS[1]:
+            self._record(change_type, obj)
+
+    async def _follow(self, rest: Rest) -> None:
+        path, version = collection(*WORKLOAD_METRICS), ""
+        while True:
+            try:
+                if not version:  # from now on: the session starts this before any WorkloadMetrics exists
+                    version = (await rest.get(path, limit="1"))["metadata"]["resourceVersion"]
+                async for event in rest.watch(path, version):
+                    if event["type"] == "ERROR":  # expired: changes before the new version are not seen
+                        log.warning("status writes: watch expired (%s); some changes may be missed", event["object"])
+                        version = ""
+                        break
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    self._record(event["type"], event["object"])
+            except RestError as error:  # refused (410 for a version already compacted): from a new version
+                log.warning("status writes: watch refused (%s); some changes may be missed", error)
+                version = ""
+                await asyncio.sleep(1.0)
+            except (OSError, TimeoutError, RuntimeError, ValueError) as error:  # aiohttp's errors are OSErrors
+                log.warning("status writes: watch failed (%s); watching again", error)
+                await asyncio.sleep(1.0)
+
+    def _record(self, change_type: str, obj: dict) -> None:
+        if change_type != "MODIFIED" or not obj.get("status"):
             return
         meta = obj["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
@@ -71,7 +114,7 @@ class StatusWrites:
 class Phase:
     name: str
     cycles: int
-    setup: Callable[[Cluster], Awaitable[None]] | None = None
+    setup: Callable[[Cluster | RealCluster], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -92,23 +135,25 @@ class PhaseResult:
 
 @dataclass
 class Session:
+    backend: str
     nodes: int
     pods: int
     containers: int
     interval: float
+    up_seconds: float
+    """Starting the cluster until the scenario was settled (every pod running) and the CRDs installed."""
     phases: list[PhaseResult] = field(default_factory=list)
     status_history: list[StatusWrite] = field(default_factory=list)
     requests: RequestLog = field(default_factory=RequestLog)
 
 
-async def creations_done(cluster: Cluster) -> None:
+async def creations_done(cluster: Cluster | RealCluster) -> None:
     """Wait until the number of WorkloadMetrics is stable over a check: the creation backlog of the first
     cycles (two requests per workload at the operator's QPS) is over. Bounded: at 1,000 nodes (~10,000
     workloads at 20 QPS) it lasts longer than a benchmark should wait; the window then starts anyway."""
-    rtype = cluster.store.resource(f"{GROUP}/{VERSION}", "workloadmetrics")
     before = -1
     for _ in range(SETTLE_CHECKS):
-        count = len(cluster.store.select(rtype)[0])
+        count = await object_count(cluster, *WORKLOAD_METRICS)
         if count == before:
             return
         before = count
@@ -152,42 +197,50 @@ async def _next_cycle_end(operator: OperatorProcess, timeout: float) -> int:
     return await wait_until(advanced, timeout, "the next policy cycle", interval=0.25)
 
 
+async def _warm_up(operator: OperatorProcess, warmup: int, interval: float) -> None:
+    """Start-up (import, LIST of every pod, kopf's listing) is bounded by a generous deadline."""
+    async def warmed_up() -> bool:
+        count, _ = await operator.cycles(POLICY)
+        return count >= warmup
+
+    await wait_until(warmed_up, 600 + warmup * 3 * interval, f"{warmup} warm-up cycles", interval=1.0)
+    print(f"  operator warmed up ({warmup} cycles), RSS {operator.usage().rss_bytes / 1e6:.0f} MB", flush=True)
+
+
+async def _run_phase(operator: OperatorProcess, cluster: Cluster | RealCluster, phase: Phase, interval: float,
+                     requests: RequestLog, writes: StatusWrites) -> PhaseResult:
+    # Measure from the end of a cycle that started after the setup.
+    if phase.setup is not None:
+        await phase.setup(cluster)
+        await _next_cycle_end(operator, 3 * interval + 60)
+    await _next_cycle_end(operator, 3 * interval + 60)
+    events_before = watch_events(await operator.metrics())
+    before = operator.usage()
+    start = time.monotonic()
+    seconds, durations, text, rss = await _measure(operator, interval, phase.cycles)
+    after = operator.usage()
+    print(f"  phase {phase.name}: {len(durations)} cycles, "
+          f"{after.cpu_seconds - before.cpu_seconds:.1f} CPU s in {seconds:.0f}s", flush=True)
+    return PhaseResult(
+        phase.name, seconds, len(durations), durations, after.cpu_seconds - before.cpu_seconds,
+        rss, requests.between(start, start + seconds),
+        [w for w in writes.writes if start <= w.at < start + seconds], text,
+        {key: (value - events_before.get(key, 0.0)) / seconds
+         for key, value in watch_events(text).items() if value > events_before.get(key, 0.0)})
+
+
 async def run_session(nodes: int, pods_per_node: int, policy_spec: dict, phases: list[Phase], workdir: Path,
-                      *, warmup: int = 2, write_qps: float = 20.0) -> Session:
+                      *, warmup: int = 2, write_qps: float = 20.0, backend: str = "sim") -> Session:
     interval = float(policy_spec["interval"].rstrip("s"))
     with counting_requests() as requests:
-        async with simulated_cluster(nodes, pods_per_node, workdir) as (cluster, client):
-            writes = StatusWrites(cluster)
-            session = Session(nodes, len(cluster.store.list("v1", "pods")), container_count(cluster), interval,
-                              requests=requests)
-            await create_policy(client, POLICY, policy_spec)
-            async with operator_process(cluster.kubeconfig, workdir / "operator.log", write_qps) as operator:
-                # Start-up (import, LIST of every pod, kopf's listing) is bounded by a generous deadline.
-                async def warmed_up() -> bool:
-                    count, _ = await operator.cycles(POLICY)
-                    return count >= warmup
-
-                await wait_until(warmed_up, 600 + warmup * 3 * interval, f"{warmup} warm-up cycles", interval=1.0)
-                print(f"  operator warmed up ({warmup} cycles), RSS {operator.usage().rss_bytes / 1e6:.0f} MB",
-                      flush=True)
-                for phase in phases:
-                    # Measure from the end of a cycle that started after the setup.
-                    if phase.setup is not None:
-                        await phase.setup(cluster)
-                        await _next_cycle_end(operator, 3 * interval + 60)
-                    await _next_cycle_end(operator, 3 * interval + 60)
-                    events_before = watch_events(await operator.metrics())
-                    before = operator.usage()
-                    start = time.monotonic()
-                    seconds, durations, text, rss = await _measure(operator, interval, phase.cycles)
-                    after = operator.usage()
-                    session.phases.append(PhaseResult(
-                        phase.name, seconds, len(durations), durations, after.cpu_seconds - before.cpu_seconds,
-                        rss, requests.between(start, start + seconds),
-                        [w for w in writes.writes if start <= w.at < start + seconds], text,
-                        {key: (value - events_before.get(key, 0.0)) / seconds
-                         for key, value in watch_events(text).items() if value > events_before.get(key, 0.0)}))
-                    print(f"  phase {phase.name}: {len(durations)} cycles, "
-                          f"{after.cpu_seconds - before.cpu_seconds:.1f} CPU s in {seconds:.0f}s", flush=True)
-            session.status_history = writes.writes
+        async with bench_cluster(nodes, pods_per_node, workdir, backend) as (cluster, client, up_seconds):
+            with closing(StatusWrites(cluster)) as writes:
+                pods, containers = await container_count(cluster)
+                session = Session(backend, nodes, pods, containers, interval, up_seconds, requests=requests)
+                await create_policy(client, POLICY, policy_spec)
+                async with operator_process(cluster.kubeconfig, workdir / "operator.log", write_qps) as operator:
+                    await _warm_up(operator, warmup, interval)
+                    for phase in phases:
+                        session.phases.append(await _run_phase(operator, cluster, phase, interval, requests, writes))
+                session.status_history = writes.writes
     return session

@@ -61,9 +61,11 @@ class RealCluster(ClusterSettings):
 
     def __init__(self, nodes: int = 3, pods_per_node: int = 10, *, scenario: Literal["mixed", "empty"] = "mixed",
                  seed: int = 0, workdir: str | Path | None = None, kubelet_version: str = "1.37.2",
-                 housekeeping_interval: float = 10.0) -> None:
+                 housekeeping_interval: float = 10.0, settle_timeout: float = SETTLE_SECONDS) -> None:
         super().__init__(nodes, pods_per_node, scenario, seed, workdir, kubelet_version, housekeeping_interval)
         self.control_plane = ControlPlane(self.workdir / "control-plane")
+        self.settle_timeout = settle_timeout
+        """How long the scenario's pods may take to run, all together (thousands of pods need minutes)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -117,7 +119,7 @@ class RealCluster(ClusterSettings):
                            f"node {name} Ready without the not-ready taint")
         if self.scenario_name == "mixed":
             await populate_mixed(self.scenario, self.pods_per_node)
-            await self.scenario.wait_settled()
+            await self.scenario.wait_settled(self.settle_timeout)
 
     async def _stop(self) -> None:
         if hasattr(self, "fake_nodes"):

@@ -13,11 +13,9 @@ from typing import Any
 
 from kubemeter_sim.apiserver.store import Store
 from kubemeter_sim.kubelet_status import (
-    node_status, restarted_container_statuses, running_pod_status, succeeded_pod_status,
+    CONTROL_PLANE_TAINT, node_labels, node_status, restarted_container_statuses, running_pod_status,
+    succeeded_pod_status,
 )
-from kubemeter_sim.scenario.scheduler import CONTROL_PLANE_LABEL
-
-_ZONES = ("sim-zone-a", "sim-zone-b", "sim-zone-c")
 
 
 def _node_network(number: int) -> str:
@@ -37,15 +35,11 @@ class Kubelets:
     def register(self, name: str, number: int, ip: str, port: int, *, control_plane: bool, tainted: bool) -> None:
         """The kubelet registers its Node (labels, pod CIDR, kubeadm's control-plane taint when ``tainted``) and
         reports it Ready at ``ip:port``."""
-        labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                  "topology.kubernetes.io/zone": _ZONES[number % len(_ZONES)]}
+        labels = node_labels(name, number, control_plane=control_plane)
         spec: dict[str, Any] = {"podCIDR": f"{_node_network(number)}.0/24"}
         spec["podCIDRs"] = [spec["podCIDR"]]
-        if control_plane:
-            labels[CONTROL_PLANE_LABEL] = ""
         if tainted:
-            spec["taints"] = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
+            spec["taints"] = [dict(CONTROL_PLANE_TAINT)]
         self.store.create("v1", "nodes", {"metadata": {"name": name, "labels": labels, "annotations": {
             "node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
             "spec": spec})

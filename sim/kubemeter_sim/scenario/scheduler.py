@@ -11,8 +11,7 @@ import heapq
 from collections import Counter
 from typing import Any
 
-CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
-"""The control-plane node's role label, and the key of its NoSchedule taint (kubeadm's)."""
+from kubemeter_sim.kubelet_status import CONTROL_PLANE_LABEL
 
 
 class Scheduler:

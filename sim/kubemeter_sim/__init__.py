@@ -5,6 +5,8 @@
 * :mod:`kubemeter_sim.kubelet` -- one HTTPS kubelet per node (``/metrics/resource``, ``/stats/summary``,
   ``/pods``, ``/healthz``), rendered by :mod:`kubemeter_sim.payloads` from :mod:`kubemeter_sim.profiles`;
 * :mod:`kubemeter_sim.faults` -- kubelet misbehaviour to inject;
-* :mod:`kubemeter_sim.scenario` -- workloads as the controllers make them, and operations on them;
+* :mod:`kubemeter_sim.scenario` -- workloads as the controllers make them, and operations on them (a package:
+  controllers, scheduler, pods, kubelets' writes);
+* :mod:`kubemeter_sim.catalogue` -- what test clusters are made of (``populate_mixed``), on either backend;
 * :mod:`kubemeter_sim.cli` -- ``kubemeter sim``.
 """

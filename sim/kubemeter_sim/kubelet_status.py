@@ -1,4 +1,4 @@
-"""What a kubelet writes to the API server, as pure functions: its Node's status and a running pod's status.
+"""What a kubelet writes to the API server, as pure functions: its Node's labels and status, and a pod's status.
 
 Shared by the simulated cluster's scenario (writing into its store) and by the fake kubelets of the real
 control plane (writing through the API), so both backends show the same objects.
@@ -12,10 +12,25 @@ from typing import Any
 
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 """A kubelet registers its Node with this taint; the node-lifecycle controller removes it once Ready."""
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+"""The control-plane node's role label, and the key of its NoSchedule taint (kubeadm's)."""
+CONTROL_PLANE_TAINT = {"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}
+_ZONES = ("sim-zone-a", "sim-zone-b", "sim-zone-c")
 
 
 def rfc3339(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def node_labels(name: str, number: int, *, control_plane: bool) -> dict[str, str]:
+    """The labels a kubelet registers the ``number``-th node with: architecture, OS, hostname, a zone in
+    turn, and the control-plane role."""
+    labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+              "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+              "topology.kubernetes.io/zone": _ZONES[number % len(_ZONES)]}
+    if control_plane:
+        labels[CONTROL_PLANE_LABEL] = ""
+    return labels
 
 
 def node_status(name: str, ip: str, port: int, kubelet_version: str, now: float) -> dict[str, Any]:

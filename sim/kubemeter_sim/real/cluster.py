@@ -27,7 +27,7 @@ from kubemeter_sim.real.controlplane import ControlPlane
 from kubemeter_sim.real.nodes import FakeNodes
 from kubemeter_sim.real.rest import Rest, collection, wait_for
 from kubemeter_sim.real.workloads import SETTLE_SECONDS, RealScenario
-from kubemeter_sim.scenario import populate_mixed
+from kubemeter_sim.catalogue import populate_mixed
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from kubemeter_sim.cluster import free_port, node_ip
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import ClientCredentials, Kubelet, KubeletFleet
 from kubemeter_sim.kubelet_status import (
-    NOT_READY_TAINT, node_status, rfc3339, running_pod_status,
+    CONTROL_PLANE_TAINT, NOT_READY_TAINT, node_labels, node_status, rfc3339, running_pod_status,
 )
 from kubemeter_sim.real.rest import MERGE_PATCH, Rest, RestError
 
@@ -40,7 +40,6 @@ LEASE_SECONDS = 40
 RENEW_SECONDS = 10.0
 AUTH_CACHE_SECONDS = 120.0
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-_ZONES = ("sim-zone-a", "sim-zone-b", "sim-zone-c")
 
 
 NODE_NETWORK = 2
@@ -121,14 +120,10 @@ class FakeNodes:
                           housekeeping_interval=self.housekeeping_interval, on_restart=None)
         await self.fleet.add(kubelet, context)
         self.nodes[name] = _Node(name, number, ip, kubelet)
-        labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                  "topology.kubernetes.io/zone": _ZONES[number % len(_ZONES)]}
+        labels = node_labels(name, number, control_plane=control_plane)
         taints = [dict(NOT_READY_TAINT)]
-        if control_plane:
-            labels["node-role.kubernetes.io/control-plane"] = ""
-            if taint_control_plane:
-                taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+        if control_plane and taint_control_plane:
+            taints.append(dict(CONTROL_PLANE_TAINT))
         cidr = f"10.{128 + number // 256}.{number % 256}.0/24"
         await self.rest.create("/api/v1/nodes", {
             "apiVersion": "v1", "kind": "Node",

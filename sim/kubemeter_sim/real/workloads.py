@@ -2,7 +2,7 @@
 DaemonSets, CronJobs, Jobs, bare pods) and left to the real controllers, scheduler and garbage collector;
 static pods are mirror pods created by their node's fake kubelet.
 
-Same methods as :class:`kubemeter_sim.scenario.Scenario`, so :func:`kubemeter_sim.scenario.populate_mixed`
+Same methods as :class:`kubemeter_sim.scenario.Scenario`, so :func:`kubemeter_sim.catalogue.populate_mixed`
 builds the same cluster on both backends. Differences, by necessity: ``started_ago`` cannot backdate anything
 on a real server (pods start now), and CronJobs are created suspended so the real CronJob controller never
 starts a Job in the middle of a test (``run_cronjob`` starts one as the controller would).

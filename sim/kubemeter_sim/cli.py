@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -52,25 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Start the cluster, print how to reach it, and serve until SIGINT or SIGTERM."""
-    workdir = args.kubeconfig.resolve().parent
-    workdir.mkdir(parents=True, exist_ok=True)
+    args.kubeconfig.resolve().parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        return await _serve(args, workdir, stop)
+        return await _serve(args, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
 
-async def _serve(args: argparse.Namespace, workdir: Path, stop: asyncio.Event) -> int:
+async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
     started = time.monotonic()
     versions = {"kubelet_version": args.kubelet_version} if args.kubelet_version else {}
     try:
         cluster = cluster_class(args.control_plane)(args.nodes, args.pods_per_node, scenario=args.scenario,
-                                                    seed=args.seed, workdir=workdir, **versions)
+                                                    seed=args.seed, **versions)
         await cluster.__aenter__()
     except ControlPlaneError as error:
         print(f"kubemeter sim: {error}")
@@ -83,19 +83,22 @@ async def _serve(args: argparse.Namespace, workdir: Path, stop: asyncio.Event) -
 
 async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealCluster, started: float,
                            stop: asyncio.Event) -> int:
-    if cluster.kubeconfig.resolve() != args.kubeconfig.resolve():
-        cluster.kubeconfig.replace(args.kubeconfig)
+    # The cluster's state (certificates, etcd's data) is in a directory of its own that goes with it; only the
+    # kubeconfig is written where asked, so a second run never meets the first one's leftovers.
+    shutil.copyfile(cluster.kubeconfig, args.kubeconfig)
     for name, fault in args.fail_node:
         if name not in cluster.kubelets:
             print(f"error: --fail-node: no node {name!r} (nodes: {', '.join(cluster.kubelets)})")
             return 2
         await cluster.node_fault(name, fault)
     pods = len(cluster.store.list("v1", "pods"))
-    print(f"cluster up in {time.monotonic() - started:.1f}s: {args.nodes} nodes, {pods} pods, "
+    print(f"cluster ready in {time.monotonic() - started:.1f}s: {args.nodes} nodes, {pods} pods, "
           f"{'real' if cluster.backend == 'real' else 'simulated'} API server {cluster.url}, "
           f"kubelets on port {cluster.kubelet_port}")
     print(f"kubelet CA: {cluster.ca_path}")
     print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
+    print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()}  # the kubelets' "
+          "certificates are from the cluster CA, which the kubeconfig carries")
     print("Ctrl-C to stop.", flush=True)
     await stop.wait()
     return 0

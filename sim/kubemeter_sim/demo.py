@@ -30,10 +30,16 @@ CRDS = Path(__file__).resolve().parent / "crds"
 EXAMPLE_POLICY = Path(__file__).resolve().parent / "examples" / "metricspolicy-demo.yaml"
 
 
+DEMO_MARKER = ".kubemeter-demo"
+"""Marks a directory as the demo's own, the only kind it may empty."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=4, help="simulated nodes (default 4)")
     parser.add_argument("--pods-per-node", type=int, default=8, help="pods per node (default 8)")
-    parser.add_argument("--workdir", default="demo-state", help="where the kubeconfig and CA go (default demo-state/)")
+    parser.add_argument("--workdir", default="demo-state",
+                        help="where the kubeconfig and CA go (default demo-state/); a new or empty directory, or a "
+                             "previous demo's, which is replaced")
     parser.add_argument("--metrics-port", type=int, default=8080, help="the operator's /metrics port (default 8080)")
     parser.add_argument("--failing-node-fault", default="timeout",
                         help="fault injected on the last node, e.g. timeout, http500, garbage (default timeout)")
@@ -148,13 +154,19 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> in
         print(f"kubemeter demo: its CRDs or {EXAMPLE_POLICY.name} are missing from {CRDS.parent} (a broken install)",
               file=sys.stderr)
         return 2
+    workdir = Path(args.workdir).resolve()
+    if workdir.exists():
+        if any(workdir.iterdir()) and not (workdir / DEMO_MARKER).exists():
+            print(f"kubemeter demo: {workdir} is not empty and not a previous demo's state: give --workdir a new or "
+                  "empty directory (the demo replaces what is in it)", file=sys.stderr)
+            return 2
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / DEMO_MARKER).write_text("kubemeter demo state: replaced by the next `kubemeter demo`\n")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    workdir = Path(args.workdir).resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
     kind = "a real control plane with fake" if args.control_plane == "real" else "a simulated cluster:"
     print(f"starting {kind} {args.nodes} nodes x {args.pods_per_node} pods ...", flush=True)
     backend = cluster_class(args.control_plane)

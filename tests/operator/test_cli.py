@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,35 @@ def test_run_against_an_api_server_that_does_not_answer_says_so(tmp_path):
     result = kubemeter("run", "--kubeconfig", str(kubeconfig), "--metrics-port", "0")
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"cannot reach the API server at https://127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_never_empties_a_directory_that_is_not_its_own(tmp_path):
+    precious = tmp_path / "notes" / "precious.txt"
+    precious.parent.mkdir()
+    precious.write_text("keep")
+    result = subprocess.run(
+        [sys.executable, "-m", "kubemeter", "demo", "--duration", "3", "--metrics-port", "0", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "is not empty and not a previous demo's state" in result.stderr, result.stderr
+    assert precious.read_text() == "keep"
+
+
+@pytest.mark.parametrize("control_plane", ["sim", "real"])
+def test_sim_runs_again_with_the_same_kubeconfig_and_leaves_only_the_kubeconfig(tmp_path, control_plane):
+    """Its state (certificates, etcd's data on a real control plane) lives and goes with the cluster: a second run
+    never meets the first one's, and the kubeconfig's directory holds nothing else afterwards."""
+    kubeconfig = tmp_path / "kc"
+    for _ in range(2):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kubemeter", "sim", "--control-plane", control_plane, "--nodes", "1",
+             "--pods-per-node", "2", "--kubeconfig", str(kubeconfig)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            ready = process.stdout.readline()
+            assert ready.startswith("cluster ready in"), ready + process.stdout.read()
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+        assert "current-context" in kubeconfig.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["kc"]

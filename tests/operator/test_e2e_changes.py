@@ -136,8 +136,13 @@ async def test_policy_edits_apply_at_the_next_cycle(any_operator):
     policy = await any_operator.policy("p")
     assert policy["status"]["observedGeneration"] == policy["metadata"]["generation"]
     # Interval: the loop picks it up (and starts a cycle at once rather than after the old hour).
-    await any_operator.patch_policy("p", {"interval": "45m", "aggregation": {"window": "1h"}})
+    await any_operator.patch_policy("p", {"interval": "45m", "aggregation": {"window": "50m", "percentiles": [75]}})
     await eventually(lambda: any_operator.runtime.lifecycle.policies["p"].loop.spec.interval == 2700)
+    # Steady usage or not, every object shows the new window and percentiles after the next cycle.
+    await any_operator.cycle("p")
+    shown = {(o["status"]["window"], tuple(o["status"]["cpu"].get("percentileCores", {"p75": None})))
+             for o in await any_operator.workload_metrics()}
+    assert shown == {("50m", ("p75",))}, shown
 
 
 async def test_deleting_a_policy_stops_its_loop_and_collects_its_objects(any_operator):

@@ -61,6 +61,17 @@ def test_only_meaningful_changes_are_written(old, new, expected):
     assert moved(old, new, 0.05) is expected
 
 
+def test_a_policy_edit_that_changes_what_a_status_holds_is_written_at_once():
+    """Steady usage, but the percentiles, the window or the endpoint changed: the old spec's figures must not stay."""
+    before = {"pods": 2, "window": "5m", "cpu": {"usageCores": 0.5, "percentileCores": {"p90": 0.6}}}
+    same = key_values({**before, "lastUpdated": "later"})
+    assert not moved(key_values(before), same, 0.05), "only the time moved"
+    for edited in ({**before, "window": "3m"},
+                   {**before, "cpu": {"usageCores": 0.5, "percentileCores": {"p50": 0.5}}},
+                   {**before, "network": {"receiveBytesPerSecond": 1.0}}):
+        assert moved(key_values(before), key_values(edited), 0.05), edited
+
+
 def test_resource_status_has_numbers_for_machines_and_quantities_for_humans():
     figures = ResourceFigures(
         usage=0.25, avg=0.2, max=0.5, percentiles={50.0: 0.2, 99.9: 0.49}, requests=0.5, limits=None,

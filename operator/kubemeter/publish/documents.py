@@ -126,10 +126,28 @@ def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_s
     return _compact(status)
 
 
+def _shape(value: object, prefix: str = "") -> list[str]:
+    """The field paths of a status document, without its values (list items by their names)."""
+    paths: list[str] = []
+    if isinstance(value, Mapping):
+        for key in sorted(value):
+            paths += [f"{prefix}.{key}", *_shape(value[key], f"{prefix}.{key}")]
+    elif isinstance(value, list):
+        for item in value:
+            name = item.get("name", "") if isinstance(item, Mapping) else ""
+            paths += _shape(item, f"{prefix}[{name}]")
+    return paths
+
+
 def key_values(status: Mapping) -> dict[str, object]:
-    """What decides whether a status is worth writing again; the rest rides along."""
+    """What decides whether a status is worth writing again; the rest rides along. A policy edit that changes
+    what a status holds (its window, its percentiles, the summary's sections) or a container coming or going
+    changes its shape: written at once, never left showing the old spec's figures as current."""
     cpu, memory = status.get("cpu") or {}, status.get("memory") or {}
     return {
+        "window": status.get("window"),
+        # a hash: this is kept per workload between cycles, and the paths are many
+        "shape": hash(tuple(_shape({k: v for k, v in status.items() if k not in ("lastUpdated", "lastSampleTime")}))),
         "pods": status.get("pods"),
         "podsReporting": status.get("podsReporting"),
         "stale": status.get("stale"),

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import decimal
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from kubemeter import GROUP, VERSION
 from kubemeter.compute.quantity import format_bytes, format_cpu
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
+from kubemeter.names import MAX_NAME, cut_with_hash, short_hash
 from kubemeter.policy import PolicySpec
 from kubemeter.timefmt import format_duration, parse_rfc3339, rfc3339
 from kubemeter.types import NodeFailure, WorkloadRef
@@ -33,13 +33,9 @@ MAX_FAILED_NODES = 50
 _ABSOLUTE_FLOOR = {"cpu": 0.001, "memory": 1024.0 * 1024.0}
 
 
-def _short_hash(*parts: str, length: int = 10) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
-
-
 def policy_label_value(policy: str) -> str:
     """Label values are at most 63 characters; a longer policy name is represented by its hash."""
-    return policy if len(policy) <= 63 else f"h-{_short_hash(policy, length=20)}"
+    return policy if len(policy) <= 63 else f"h-{short_hash(policy, length=20)}"
 
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -53,10 +49,9 @@ def workloadmetrics_name(policy: str, workload: WorkloadRef, hashed: bool = Fals
     base = readable = f"{workload.kind.lower()}-{workload.name}"
     if not _DNS_SUBDOMAIN.fullmatch(readable):
         base = _NOT_ALPHANUMERIC.sub("-", readable.lower()).strip("-") or "workload"
-    if not hashed and len(base) <= 253 and base == readable:
+    if not hashed and len(base) <= MAX_NAME and base == readable:
         return base
-    suffix = _short_hash(policy, workload.api_version, workload.kind, workload.name)
-    return f"{base[: 253 - len(suffix) - 1].rstrip('-.')}-{suffix}"
+    return cut_with_hash(base, MAX_NAME, policy, workload.api_version, workload.kind, workload.name)
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

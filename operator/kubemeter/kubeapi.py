@@ -22,6 +22,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from kubemeter.names import MAX_NAME, cut_with_hash
 from kubemeter.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,16 @@ CLUSTER_EVENTS_NAMESPACE = "default"
 """Where Events about cluster-scoped objects live (client-go's recorder and kopf post them there too)."""
 
 
+def event_name(involved: str, nanoseconds: int) -> str:
+    """client-go's Event name, ``<involved object's name>.<hex time>`` (unique per object and time), with the
+    name part cut and a hash of the whole name added where the result would be longer than an object name may
+    be (client-go's is then no valid object name: the simulator refuses it, as other objects' names)."""
+    stamp = f"{nanoseconds:x}"
+    room = MAX_NAME - len(stamp) - 1
+    part = involved if len(involved) <= room else cut_with_hash(involved, room, involved)
+    return f"{part}.{stamp}"
+
+
 class EventRecorder:
     """Posts core/v1 Events through the operator's API client, so its rate limiter and retries apply.
 
@@ -188,7 +199,7 @@ class EventRecorder:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{ref['name']}.{time.time_ns():x}",  # client-go's naming: unique per object and time
+                "name": event_name(ref["name"], time.time_ns()),
                 "namespace": ref.get("namespace") or CLUSTER_EVENTS_NAMESPACE,
             },
             "involvedObject": involved,

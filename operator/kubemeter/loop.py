@@ -29,6 +29,13 @@ from kubemeter.watch.model import ClusterModel
 
 log = logging.getLogger(__name__)
 
+# A kubelet's sample times may run ahead of the time that passed here between two of its scrapes by the age of
+# the earlier sample (cAdvisor's housekeeping: 10-15 s, longer on a loaded node) and the difference of the two
+# answers' latencies (under the timeout, so under an interval). Three intervals (a minute at least) beyond it
+# is none of those but a clock that jumped: a rate over that stretch would be over four times too small.
+_CLOCK_JUMP_INTERVALS = 3
+_CLOCK_JUMP_MIN_SECONDS = 60.0
+
 EventPoster = Callable[[dict, str, str, str], None]
 """(involved object {apiVersion, kind, name, namespace?, uid}, type Normal|Warning, reason, message)."""
 
@@ -79,8 +86,9 @@ class PolicyLoop:
         self.aggregator = Aggregator(spec.window, spec.percentiles)
         self.meter = UsageMeter()
         self.failures: dict[str, NodeFailure] = dict(failures or {})
-        self._node_times: dict[str, float] = {}
-        """Each node's newest sample timestamp: the kubelet's clock must not step back between scrapes."""
+        self._node_times: dict[str, tuple[float, float]] = {}
+        """Each node's newest sample timestamp, and when its answer arrived: between two scrapes the kubelet's
+        clock must neither step back nor jump far ahead of ours."""
         self.last_report: CycleReport | None = None
         self.cycles_published = 0
         self._wake = asyncio.Event()
@@ -184,15 +192,21 @@ class PolicyLoop:
             if timeout <= 0:
                 raise ScrapeError("timeout", f"the cycle's deadline passed before node {node.name} could be scraped")
             scraped = await self.deps.scraper.scrape(node, source, timeout)
-            self._check_clock(node.name, scraped.metrics.node.timestamp)
+            usage: dict[str, dict[str, Usage]] = {}
+            extras: dict[str, PodExtras] | None = {} if spec.endpoint == "summary" else None
+            pods = selection.pods_by_node.get(node.name, {})
+            # Measured before the clock check: a scrape whose clock stepped gives no usage, but its samples are
+            # the baselines of the next one's rates (not a baseline from before the step).
+            self.meter.measure(scraped.metrics, scraped.time, pods, spec.interval, usage, extras)
+            self._check_clock(node.name, scraped.metrics.node.timestamp, scraped.time, spec.interval)
         except ScrapeError as exc:
             error = exc
             metrics.scrape_errors.labels(policy=self.name, node=node.name, reason=error.reason).inc()
         else:
             error = None
-            pods = selection.pods_by_node.get(node.name, {})
-            extras = measured.extras if spec.endpoint == "summary" else None
-            self.meter.measure(scraped.metrics, scraped.time, pods, spec.interval, measured.usage, extras)
+            measured.usage.update(usage)
+            if extras is not None:
+                measured.extras.update(extras)
             if scraped.kubelet_reported_errors:
                 # The kubelet says its own collection partly failed: keep what it served, count the fact.
                 metrics.scrape_errors.labels(policy=self.name, node=node.name, reason="kubelet_reported").inc()
@@ -208,19 +222,30 @@ class PolicyLoop:
         self.meter.prune(now - 3 * spec.interval - spec.timeout, {pod.uid for pod in selection.pods()})
         return snapshot
 
-    def _check_clock(self, node: str, timestamp: float | None) -> None:
-        """Samples taken "before" the previous scrape's give no sound rate: the node is reported as failing
-        for this scrape (a skewed but steady clock is fine: rates use the kubelet's own timestamps)."""
+    def _check_clock(self, node: str, timestamp: float | None, arrived: float, interval: float) -> None:
+        """Samples taken "before" the previous scrape's, or far more after them than the time that passed
+        here, give no sound rate: the node is reported as failing for this scrape (a skewed but steady clock
+        is fine: rates use the kubelet's own timestamps)."""
         if timestamp is None:
             return
         previous = self._node_times.get(node)
-        self._node_times[node] = timestamp
+        self._node_times[node] = (timestamp, arrived)
+        if previous is None:
+            return
+        before, arrived_before = previous
         # One second of slack: /stats/summary times have second precision, /metrics/resource milliseconds.
-        if previous is not None and timestamp < previous - 1.0:
+        if timestamp < before - 1.0:
             raise ScrapeError(
                 "clock_backwards",
-                f"node {node} sent samples {previous - timestamp:.3f}s older than the previous scrape's: "
+                f"node {node} sent samples {before - timestamp:.3f}s older than the previous scrape's: "
                 "its clock stepped back",
+            )
+        ahead = (timestamp - before) - (arrived - arrived_before)
+        if ahead > max(_CLOCK_JUMP_INTERVALS * interval, _CLOCK_JUMP_MIN_SECONDS):
+            raise ScrapeError(
+                "clock_forward",
+                f"node {node} sent samples {ahead:.0f}s further ahead of the previous scrape's than the time "
+                "that passed between the two: its clock jumped forward",
             )
 
     def _report_transitions(self, selection: Selection, failures: dict[str, NodeFailure]) -> None:

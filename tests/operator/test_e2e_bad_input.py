@@ -65,6 +65,40 @@ async def test_a_spec_the_operator_cannot_run_is_reported_in_status(any_operator
     assert report.scraped == 3
 
 
+async def test_an_invalid_generation_stays_reported_while_the_last_valid_spec_runs(any_operator):
+    """The cycles of the last valid spec must not write Invalid=False over the newer, invalid generation."""
+    await any_operator.create_policy("p", stepped())
+    await any_operator.cycle("p")
+    await any_operator.patch_policy("p", {"selector": {"podSelector": {"matchLabels": {"bad key": "x"}}}})
+
+    async def status() -> dict:
+        return (await any_operator.policy("p")).get("status") or {}
+
+    def conditions(found: dict) -> dict[str, dict]:
+        return {c["type"]: c for c in found.get("conditions", [])}
+
+    await eventually(lambda: _invalid_at(status(), 2))
+    for _ in range(3):
+        report = await any_operator.cycle("p")
+        assert report.scraped == 3, "the last valid spec keeps running"
+        found = await status()
+        invalid = conditions(found)["Invalid"]
+        assert (invalid["status"], invalid["reason"], invalid["observedGeneration"]) == ("True", "InvalidSpec", 2)
+        assert "'bad key' is not a valid label key" in invalid["message"]
+        assert found["observedGeneration"] == 2
+        assert conditions(found)["Ready"]["status"] == "True", "the running spec is healthy"
+
+    await any_operator.patch_policy("p", {"selector": {"podSelector": {"matchLabels": None}}})
+    await eventually(lambda: any_operator.runtime.lifecycle.policies["p"].generation == 3)
+    await any_operator.cycle("p")  # a valid generation applies from the next cycle, which clears Invalid
+    assert await _invalid_at(status(), 3, "False")
+
+
+async def _invalid_at(status, generation: int, expected: str = "True") -> bool:
+    invalid = next((c for c in (await status).get("conditions", []) if c["type"] == "Invalid"), {})
+    return invalid.get("status") == expected and invalid.get("observedGeneration") == generation
+
+
 async def test_scrape_failures_and_recoveries_become_node_events(any_operator):
     await any_operator.create_policy("p", stepped(source={"timeout": "1s"}))
     await any_operator.cycle("p")

@@ -71,3 +71,13 @@ async def test_a_label_key_the_schema_cannot_check_is_reported_invalid_in_status
     assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "InvalidSpec")
     [event] = await eventually(lambda: events(any_operator.client, "InvalidPolicy"))  # posted in the background
     assert event["involvedObject"]["name"] == "bad-key" and "'app name'" in event["message"]
+
+
+async def test_events_about_a_policy_with_the_longest_name_are_stored(any_operator):
+    """A 253-character name (the longest the API server allows) left no room for client-go's ``.<hex time>``:
+    the API server refused every Event about such a policy."""
+    name = ("kubemeter-policy." * 15)[:252] + "x"
+    await any_operator.create_policy(name, stepped(selector={"podSelector": {"matchLabels": {"app name": "web"}}}))
+    [event] = await eventually(lambda: events(any_operator.client, "InvalidPolicy"))  # posted in the background
+    assert event["involvedObject"]["name"] == name and event["involvedObject"]["kind"] == "MetricsPolicy"
+    assert "'app name'" in event["message"] and len(event["metadata"]["name"]) <= 253

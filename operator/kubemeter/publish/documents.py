@@ -11,14 +11,15 @@
 from __future__ import annotations
 
 import decimal
-import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from kubemeter import GROUP, VERSION
 from kubemeter.compute.quantity import format_bytes, format_cpu
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
+from kubemeter.names import MAX_NAME, cut_with_hash, short_hash
 from kubemeter.policy import PolicySpec
 from kubemeter.timefmt import format_duration, parse_rfc3339, rfc3339
 from kubemeter.types import NodeFailure, WorkloadRef
@@ -32,13 +33,9 @@ MAX_FAILED_NODES = 50
 _ABSOLUTE_FLOOR = {"cpu": 0.001, "memory": 1024.0 * 1024.0}
 
 
-def _short_hash(*parts: str, length: int = 10) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
-
-
 def policy_label_value(policy: str) -> str:
     """Label values are at most 63 characters; a longer policy name is represented by its hash."""
-    return policy if len(policy) <= 63 else f"h-{_short_hash(policy, length=20)}"
+    return policy if len(policy) <= 63 else f"h-{short_hash(policy, length=20)}"
 
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -52,10 +49,9 @@ def workloadmetrics_name(policy: str, workload: WorkloadRef, hashed: bool = Fals
     base = readable = f"{workload.kind.lower()}-{workload.name}"
     if not _DNS_SUBDOMAIN.fullmatch(readable):
         base = _NOT_ALPHANUMERIC.sub("-", readable.lower()).strip("-") or "workload"
-    if not hashed and len(base) <= 253 and base == readable:
+    if not hashed and len(base) <= MAX_NAME and base == readable:
         return base
-    suffix = _short_hash(policy, workload.api_version, workload.kind, workload.name)
-    return f"{base[: 253 - len(suffix) - 1].rstrip('-.')}-{suffix}"
+    return cut_with_hash(base, MAX_NAME, policy, workload.api_version, workload.kind, workload.name)
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -245,13 +241,12 @@ def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], li
         degraded = ("Degraded", "True", "NothingSelected", "no running pod matches the policy's selectors")
     else:
         degraded = ("Degraded", "False", "AllNodesScraped", "every selected kubelet answered")
-    invalid = ("Invalid", "False", "ValidSpec", "the spec is valid")
     warnings = []
     if report.selection.unresolved_pods:
         count = report.selection.unresolved_pods
         waiting = "1 pod waits for its owner" if count == 1 else f"{count} pods wait for their owners"
         warnings.append(f"{waiting} to be known (not counted until then)")
-    return [ready, degraded, invalid], warnings
+    return [ready, degraded], warnings
 
 
 def failed_nodes(status: Mapping | None) -> dict[str, NodeFailure]:
@@ -265,9 +260,34 @@ def failed_nodes(status: Mapping | None) -> dict[str, NodeFailure]:
     return failures
 
 
-def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before: list[dict]) -> dict:
+@dataclass(frozen=True, slots=True)
+class InvalidGeneration:
+    """A generation newer than the running spec that the operator cannot run: reported (with its generation)
+    by every status written until a valid generation runs, while the last valid spec keeps running."""
+
+    generation: int
+    message: str
+
+    def condition(self, now: float) -> dict:
+        return condition("Invalid", "True", "InvalidSpec", self.message, self.generation, now)
+
+
+def observed_generation(generation: int, invalid: InvalidGeneration | None) -> int:
+    """The newest generation the operator has seen: the running one, or a newer one it reports invalid."""
+    return generation if invalid is None else max(generation, invalid.generation)
+
+
+def policy_status(
+    report: CycleReport, spec: PolicySpec, generation: int, before: list[dict], invalid: InvalidGeneration | None = None
+) -> dict:
+    """``generation``: the spec that ran; ``invalid``: a newer one that cannot run, if any."""
     snapshot, now = report.snapshot, report.snapshot.time
     checks, warnings = _readiness(report)
+    updates = [condition(t, s, r, m, generation, now) for t, s, r, m in checks]
+    if invalid is None:
+        updates.append(condition("Invalid", "False", "ValidSpec", "the spec is valid", generation, now))
+    else:
+        updates.append(invalid.condition(now))
     if spec.insecure_skip_tls_verify and spec.via == "direct":
         warnings.append(
             "insecureSkipTLSVerify is set: kubelet certificates are not verified, so the operator's "
@@ -277,10 +297,8 @@ def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before
     failed = sorted(report.failures.items())
     return _compact(
         {
-            "observedGeneration": generation,
-            "conditions": merge_conditions(
-                before, [condition(t, s, r, m, generation, now) for t, s, r, m in checks], now
-            ),
+            "observedGeneration": observed_generation(generation, invalid),
+            "conditions": merge_conditions(before, updates, now),
             "lastScrapeTime": rfc3339(report.started),
             "lastCycleSeconds": round(report.duration, 3),
             "nodes": {"selected": len(report.selection.nodes), "scraped": report.scraped, "failed": len(failed)},

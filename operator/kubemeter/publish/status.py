@@ -28,10 +28,12 @@ from kubemeter.publish.documents import (
     METRICSPOLICIES,
     POLICY_LABEL,
     WORKLOADMETRICS,
+    InvalidGeneration,
     condition,
     key_values,
     merge_conditions,
     moved,
+    observed_generation,
     policy_label_value,
     policy_status,
     policy_status_moved,
@@ -93,6 +95,7 @@ class StatusPublisher:
         self._loaded = False
         self._policy_status: dict | None = None
         self._policy_written: tuple[dict, float] | None = None
+        self._invalid: InvalidGeneration | None = None
         self._in_flight = 0
         self.writes_planned = 0
 
@@ -134,7 +137,8 @@ class StatusPublisher:
         else:
             for ref in self._published:
                 self._queue(_Write(ref, None, now))
-        self._plan_policy(policy_status(report, spec, generation, self._conditions_before()), spec, now)
+        invalid = self._invalid_beyond(generation)
+        self._plan_policy(policy_status(report, spec, generation, self._conditions_before(), invalid), spec, now)
         self._ensure_drain()
 
     def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
@@ -177,10 +181,18 @@ class StatusPublisher:
     def invalid(self, message: str, generation: int, running: bool) -> None:
         """Report a spec the operator cannot run. ``running``: the last valid spec keeps running (its Ready
         stands); otherwise nothing runs, and Ready says so (a blank READY column would say nothing)."""
-        updates = [("Invalid", "True", "InvalidSpec", message)]
+        self._invalid = InvalidGeneration(generation, message)
+        updates = []
         if not running:
             updates.append(("Ready", "False", "InvalidSpec", "nothing runs until the spec is valid; see Invalid"))
         self._report(updates, generation)
+
+    def _invalid_beyond(self, generation: int) -> InvalidGeneration | None:
+        """The invalid generation still to report alongside a status of the spec ``generation``: none once a
+        newer generation runs (a valid spec applied since)."""
+        if self._invalid is not None and generation > self._invalid.generation:
+            self._invalid = None
+        return self._invalid
 
     def cycle_failed(self, message: str, generation: int) -> None:
         """Report a cycle that ended in an error before publishing: the figures shown are no longer current."""
@@ -188,11 +200,13 @@ class StatusPublisher:
 
     def _report(self, updates: list[tuple[str, str, str, str]], generation: int) -> None:
         now = self.clock()
+        invalid = self._invalid_beyond(generation)
         status = dict(self._policy_status or {})
-        status["observedGeneration"] = generation
-        status["conditions"] = merge_conditions(
-            self._conditions_before(), [condition(*update, generation, now) for update in updates], now
-        )
+        status["observedGeneration"] = observed_generation(generation, invalid)
+        reported = [condition(*update, generation, now) for update in updates]
+        if invalid is not None:
+            reported.append(invalid.condition(now))
+        status["conditions"] = merge_conditions(self._conditions_before(), reported, now)
         self._policy_status = status
         self._queue(_Write(None, status, now))
         self._ensure_drain()

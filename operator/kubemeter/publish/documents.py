@@ -162,6 +162,23 @@ def workload_from_spec(namespace: str, spec: Mapping) -> WorkloadRef | None:
     return WorkloadRef(namespace, workload["kind"], workload["name"], workload.get("apiVersion", ""))
 
 
+def policy_owner_reference(policy: str, policy_uid: str) -> dict:
+    """What makes the garbage collector delete a WorkloadMetrics with its policy."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "name": policy, "uid": policy_uid,
+            "controller": True}
+
+
+def owner_references_for(policy: str, policy_uid: str, references: list[dict]) -> list[dict] | None:
+    """The ownerReferences an adopted WorkloadMetrics needs, or None when it has them: a policy deleted with
+    ``--cascade=orphan`` left it without an owner (or a deleted policy's uid is still named), and a re-created
+    policy of the same name must own it again, or it would outlive that policy."""
+    ours = policy_owner_reference(policy, policy_uid)
+    if any(r.get("uid") == policy_uid and r.get("controller") for r in references):
+        return None
+    others = [r for r in references if not (r.get("kind") == "MetricsPolicy" and r.get("apiVersion") == ours["apiVersion"])]
+    return [*others, ours]
+
+
 def workloadmetrics_object(policy: str, policy_uid: str, ref: WorkloadRef, name: str) -> dict:
     """A new WorkloadMetrics (its status is written next), labelled and owned by its policy."""
     return {
@@ -171,15 +188,7 @@ def workloadmetrics_object(policy: str, policy_uid: str, ref: WorkloadRef, name:
             "name": name,
             "namespace": ref.namespace,
             "labels": {**MANAGED_BY, POLICY_LABEL: policy_label_value(policy)},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "MetricsPolicy",
-                    "name": policy,
-                    "uid": policy_uid,
-                    "controller": True,
-                }
-            ],
+            "ownerReferences": [policy_owner_reference(policy, policy_uid)],
         },
         "spec": {
             "policy": policy,

@@ -25,6 +25,7 @@ from kubemeter.compute.snapshot import Snapshot
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.documents import (
+    MANAGED_BY,
     METRICSPOLICIES,
     POLICY_LABEL,
     WORKLOADMETRICS,
@@ -32,6 +33,7 @@ from kubemeter.publish.documents import (
     key_values,
     merge_conditions,
     moved,
+    owner_references_for,
     policy_label_value,
     policy_status,
     policy_status_moved,
@@ -65,6 +67,28 @@ class _Write:
     ref: WorkloadRef | None  # None: the MetricsPolicy itself
     status: dict | None  # None: delete
     at: float
+
+
+async def delete_orphaned_workloadmetrics(api: KubeApi) -> None:
+    """Delete the WorkloadMetrics whose policy no longer exists (deleted with ``--cascade=orphan``, so the
+    garbage collector left them, with figures nobody updates). The objects are listed before the
+    policies: one created meanwhile belongs to a policy the second list shows."""
+    selector = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
+    objects = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, WORKLOADMETRICS,
+                             label_selector=selector)
+    policies = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, METRICSPOLICIES)
+    existing = {item["metadata"]["name"] for item in policies.get("items", [])}
+    for item in objects.get("items", []):
+        meta, policy = item["metadata"], (item.get("spec") or {}).get("policy")
+        if policy in existing:
+            continue
+        try:
+            await api.call(api.custom.delete_namespaced_custom_object, GROUP, VERSION, meta["namespace"],
+                           WORKLOADMETRICS, meta["name"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        log.info("deleted WorkloadMetrics %s/%s: its policy %s no longer exists", meta["namespace"], meta["name"], policy)
 
 
 class StatusPublisher:
@@ -116,6 +140,8 @@ class StatusPublisher:
             ref = workload_from_spec(meta["namespace"], item.get("spec") or {})
             if ref is None or (item.get("spec") or {}).get("policy") != self.policy:
                 continue
+            if not await self._own(meta):
+                continue  # deleted meanwhile
             self._published[ref] = _Published(
                 name=meta["name"],
                 values=key_values(status),
@@ -123,6 +149,29 @@ class StatusPublisher:
                 last_sample=parse_rfc3339(status.get("lastSampleTime")),
             )
         self._loaded = True
+
+    async def _own(self, meta: Mapping) -> bool:
+        """Make this policy the controller owner of an adopted object; False if the object is gone."""
+        references = owner_references_for(self.policy, self.policy_uid, list(meta.get("ownerReferences") or []))
+        if references is None:
+            return True
+        try:
+            await self.api.call(
+                self.api.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                WORKLOADMETRICS,
+                meta["name"],
+                [{"op": "add", "path": "/metadata/ownerReferences", "value": references}],
+                _content_type=_JSON_PATCH,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return False
+        log.info("policy %s: adopted WorkloadMetrics %s/%s", self.policy, meta["namespace"], meta["name"])
+        return True
 
     # ---- planning ------------------------------------------------------------------------------
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:

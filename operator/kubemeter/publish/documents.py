@@ -41,6 +41,32 @@ def policy_label_value(policy: str) -> str:
     return policy if len(policy) <= 63 else f"h-{_short_hash(policy, length=20)}"
 
 
+# The CRDs' bounds on what names a workload (hack/gen-crds.py writes them from these). A pod's ownerReference
+# is set by whoever can create pods in a namespace, and the API server checks none of its lengths.
+MAX_KIND_LENGTH = 63
+MAX_NAME_LENGTH = 253
+MAX_API_VERSION_LENGTH = 316
+
+
+def _bounded(value: str, limit: int) -> str:
+    """``value`` if it fits, else its beginning and a hash of all of it (distinct values stay distinct)."""
+    if len(value) <= limit:
+        return value
+    suffix = _short_hash(value)
+    return f"{value[: limit - len(suffix) - 1]}-{suffix}"
+
+
+def stored_workload(workload: WorkloadRef) -> WorkloadRef:
+    """The workload as status and WorkloadMetrics name it: within the CRDs' bounds, so that no value a
+    namespace user chose can make a status write invalid (the namespace is a validated name already)."""
+    return WorkloadRef(
+        workload.namespace,
+        _bounded(workload.kind, MAX_KIND_LENGTH),
+        _bounded(workload.name, MAX_NAME_LENGTH),
+        _bounded(workload.api_version, MAX_API_VERSION_LENGTH),
+    )
+
+
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
 
@@ -296,13 +322,14 @@ def policy_status(report: CycleReport, spec: PolicySpec, generation: int, before
                 _compact(
                     {
                         "namespace": w.workload.namespace,
-                        "kind": w.workload.kind,
-                        "name": w.workload.name,
+                        "kind": stored.kind,
+                        "name": stored.name,
                         "cpuCores": _round(w.cpu.usage),
                         "memoryBytes": _int(w.memory.usage),
                     }
                 )
                 for w in snapshot.top_workloads(spec.top_workloads)
+                for stored in (stored_workload(w.workload),)
             ],
             "warnings": warnings or None,
         }

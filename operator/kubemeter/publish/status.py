@@ -37,6 +37,7 @@ from kubemeter.publish.documents import (
     policy_label_value,
     policy_status,
     policy_status_moved,
+    stored_workload,
     workload_from_spec,
     workload_status,
     workloadmetrics_name,
@@ -187,7 +188,8 @@ class StatusPublisher:
         self._ensure_drain()
 
     def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
-        for ref, result in snapshot.workloads.items():
+        for workload, result in snapshot.workloads.items():
+            ref = stored_workload(workload)
             published = self._published.get(ref)
             last_sample = now if result.pods_reporting else (published.last_sample if published else None)
             status = workload_status(result, spec, now, last_sample)
@@ -200,7 +202,7 @@ class StatusPublisher:
                     self._pending.pop(ref, None)
                     continue
             self._queue(_Write(ref, status, now))
-        for ref in self._published.keys() - snapshot.workloads.keys():
+        for ref in self._published.keys() - {stored_workload(workload) for workload in snapshot.workloads}:
             self._queue(_Write(ref, None, now))
 
     def _stored_next(self, ref: WorkloadRef, published: _Published) -> dict[str, object]:
@@ -300,22 +302,46 @@ class StatusPublisher:
             await self._write_workload(write)
 
     async def _send_policy(self, write: _Write) -> None:
+        assert write.status is not None
+        status = write.status
         try:
-            await self.api.call(
-                self.api.custom.patch_cluster_custom_object_status,
-                GROUP,
-                VERSION,
-                METRICSPOLICIES,
-                self.policy,
-                [{"op": "add", "path": "/status", "value": write.status}],
-                _content_type=_JSON_PATCH,
-                also_retry=CONFLICT,
-            )
+            await self._patch_policy_status(status)
         except ApiException as exc:
-            if exc.status != 404:  # a policy deleted meanwhile: nothing to report on
+            if exc.status == 422:
+                # Refused as invalid (a CRD stricter than this operator): the policy would go on showing the
+                # last status it accepted, as if current. Say so instead, with no figures left to mislead.
+                self._on_write("error")
+                log.warning("policy %s: its status was refused: %s", self.policy, describe(exc))
+                status = self._write_refused(status, describe(exc), write.at)
+                await self._patch_policy_status(status)
+            elif exc.status != 404:  # a policy deleted meanwhile: nothing to report on
                 raise
-        self._policy_written = (write.status, write.at)
+        self._policy_written = (status, write.at)
         self._on_write("success")
+
+    def _write_refused(self, refused: dict, reason: str, now: float) -> dict:
+        """The status saying a write of ``refused`` failed: its conditions, Ready False with the reason; the
+        transition times those of what the object holds."""
+        generation = refused.get("observedGeneration", 0)
+        ready = condition("Ready", "False", "StatusWriteFailed", f"the status write was refused: {reason}"[:1024],
+                          generation, now)
+        held = self._policy_written[0] if self._policy_written is not None else self._policy_status or {}
+        others = [c for c in refused.get("conditions", ()) if c["type"] != "Ready"]
+        conditions = merge_conditions(list(held.get("conditions") or []), [*others, ready], now)
+        self._policy_status = {"observedGeneration": generation, "conditions": conditions}
+        return self._policy_status
+
+    async def _patch_policy_status(self, status: dict) -> None:
+        await self.api.call(
+            self.api.custom.patch_cluster_custom_object_status,
+            GROUP,
+            VERSION,
+            METRICSPOLICIES,
+            self.policy,
+            [{"op": "add", "path": "/status", "value": status}],
+            _content_type=_JSON_PATCH,
+            also_retry=CONFLICT,
+        )
 
     async def _delete(self, ref: WorkloadRef) -> None:
         published = self._published.pop(ref, None)

@@ -7,6 +7,7 @@ from kubemeter.publish.documents import (
     failed_nodes,
     policy_status,
     policy_status_moved,
+    stale_workload_status,
     stored_workload,
     workloadmetrics_name,
 )
@@ -64,3 +65,19 @@ def test_a_workload_is_named_within_the_crds_bounds_and_distinct_workloads_stay_
     assert stored_workload(first) == first, "a stored workload read back is the same key"
     assert len(workloadmetrics_name("p", first)) <= 253
 
+
+def test_a_stale_status_keeps_what_the_pods_declare_and_drops_every_measured_figure():
+    status = {
+        "pods": 2, "podsReporting": 2, "window": "5m", "samples": 9, "stale": False,
+        "lastUpdated": rfc3339(1_800_000_000.0), "lastSampleTime": rfc3339(1_800_000_000.0),
+        "cpu": {"usage": "250m", "usageCores": 0.25, "avgCores": 0.2, "requestsCores": 0.5, "requestUtilization": 0.5},
+        "memory": {"usage": "1Mi", "workingSetBytes": 1048576, "limitsBytes": 4194304},
+        "network": {"receiveBytesPerSecond": 10.0},
+        "containers": [{"name": "app", "cpu": {"usageCores": 0.25, "requestsCores": 0.5}, "memory": {"maxBytes": 9}}],
+    }
+    assert stale_workload_status(status, 1_800_000_600.0) == {
+        "pods": 2, "podsReporting": 0, "window": "5m", "stale": True,
+        "lastUpdated": rfc3339(1_800_000_600.0), "lastSampleTime": rfc3339(1_800_000_000.0),
+        "cpu": {"requestsCores": 0.5}, "memory": {"limitsBytes": 4194304},
+        "containers": [{"name": "app", "cpu": {"requestsCores": 0.5}}],
+    }

@@ -170,3 +170,34 @@ async def test_an_operator_start_removes_the_objects_of_policies_that_no_longer_
 
     assert await eventually(only_kept), "the orphans of the deleted policy are removed, the others kept"
 
+
+async def test_objects_a_restart_with_an_invalid_spec_cannot_update_say_they_are_stale(cluster: Cluster, start):
+    first = await start()
+    await first.create_policy("p", stepped())
+    await first.cycle("p")
+    before = by_workload(await first.workload_metrics())
+    assert before and not any(o["status"]["stale"] for o in before.values())
+    await first.thread.stop()
+    # Invalid in a way only the operator can tell (a matchLabels key): nothing runs after the restart.
+    await first.patch_policy("p", {"selector": {"podSelector": {"matchLabels": {"bad key": "x"}}}})
+
+    second = await start()
+
+    async def reported_invalid() -> bool:
+        conditions = {c["type"]: c for c in (await second.policy("p")).get("status", {}).get("conditions", ())}
+        return conditions.get("Ready", {}).get("reason") == "InvalidSpec"
+
+    await eventually(reported_invalid)
+
+    async def all_stale() -> dict | None:
+        objects = by_workload(await second.workload_metrics())
+        return objects if all(o["status"].get("stale") for o in objects.values()) else None
+
+    after = await eventually(all_stale)
+    assert after.keys() == before.keys(), "kept: a valid spec continues them"
+    for key, obj in after.items():
+        status = obj["status"]
+        assert obj["metadata"]["uid"] == before[key]["metadata"]["uid"], key
+        assert status["podsReporting"] == 0, key
+        assert "usageCores" not in status.get("cpu", {}) and "workingSetBytes" not in status.get("memory", {}), key
+        assert status["lastSampleTime"] == before[key]["status"]["lastSampleTime"], "when it was last measured"

@@ -152,6 +152,32 @@ def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_s
     return _compact(status)
 
 
+def stale_workload_status(status: Mapping, now: float) -> dict:
+    """A previous run's status of a workload nothing measures now (its policy's spec is invalid, so no cycle
+    runs): stale, no pod reporting, every measured figure gone; what the pods declare (requests, limits) and
+    when the workload was last measured (``lastSampleTime``) stay."""
+
+    def declared(figures: Mapping | None) -> dict:
+        return {k: v for k, v in (figures or {}).items() if k.startswith(("requests", "limits"))}
+
+    return _compact(
+        {
+            "pods": status.get("pods"),
+            "podsReporting": 0,
+            "window": status.get("window"),
+            "lastUpdated": rfc3339(now),
+            "lastSampleTime": status.get("lastSampleTime"),
+            "stale": True,
+            "cpu": declared(status.get("cpu")),
+            "memory": declared(status.get("memory")),
+            "containers": [
+                _compact({"name": c.get("name"), "cpu": declared(c.get("cpu")), "memory": declared(c.get("memory"))})
+                for c in status.get("containers") or ()
+            ] or None,
+        }
+    )
+
+
 def key_values(status: Mapping) -> dict[str, object]:
     """What decides whether a status is worth writing again; the rest rides along."""
     cpu, memory = status.get("cpu") or {}, status.get("memory") or {}

@@ -37,6 +37,7 @@ from kubemeter.publish.documents import (
     policy_label_value,
     policy_status,
     policy_status_moved,
+    stale_workload_status,
     stored_workload,
     workload_from_spec,
     workload_status,
@@ -119,6 +120,7 @@ class StatusPublisher:
         self._policy_status: dict | None = None
         self._policy_written: tuple[dict, float] | None = None
         self._in_flight = 0
+        self._marking_stale: asyncio.Task | None = None
         self.writes_planned = 0
 
     def adopt_policy_status(self, status: Mapping | None) -> None:
@@ -127,8 +129,9 @@ class StatusPublisher:
             self._policy_status = dict(status)
 
     # ---- start-up: adopt what a previous run wrote ----------------------------------------------
-    async def load_existing(self) -> None:
-        """Adopt the WorkloadMetrics a previous run wrote, so a restart neither recreates nor rewrites them."""
+    async def load_existing(self) -> list[tuple[WorkloadRef, dict]]:
+        """Adopt the WorkloadMetrics a previous run wrote, so a restart neither recreates nor rewrites them;
+        each adopted one's workload and status."""
         response = await self.api.call(
             self.api.custom.list_cluster_custom_object,
             GROUP,
@@ -136,6 +139,7 @@ class StatusPublisher:
             WORKLOADMETRICS,
             label_selector=f"{POLICY_LABEL}={policy_label_value(self.policy)}",
         )
+        adopted = []
         for item in response.get("items", []):
             meta, status = item["metadata"], item.get("status") or {}
             ref = workload_from_spec(meta["namespace"], item.get("spec") or {})
@@ -149,7 +153,25 @@ class StatusPublisher:
                 written_at=parse_rfc3339(status.get("lastUpdated")) or 0.0,
                 last_sample=parse_rfc3339(status.get("lastSampleTime")),
             )
+            adopted.append((ref, status))
         self._loaded = True
+        return adopted
+
+    async def _mark_stale(self, leading: asyncio.Event) -> None:
+        """Left alone, the objects would show their last figures as current. Kept rather than deleted: a valid
+        spec continues them (same objects, no delete and re-create), and their requests and last sample stay."""
+        await leading.wait()  # a standby's leader may still be running the last valid spec
+        try:
+            adopted = await self.load_existing()
+        except Exception:  # tried again with the next invalid generation
+            log.exception("policy %s: marking its WorkloadMetrics stale failed", self.policy)
+            self._marking_stale = None
+            return
+        now = self.clock()
+        for ref, status in adopted:
+            if status and not status.get("stale"):
+                self._queue(_Write(ref, stale_workload_status(status, now), now))
+        self._ensure_drain()
 
     async def _own(self, meta: Mapping) -> bool:
         """Make this policy the controller owner of an adopted object; False if the object is gone."""
@@ -176,6 +198,7 @@ class StatusPublisher:
 
     # ---- planning ------------------------------------------------------------------------------
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
+        await self._stop_marking_stale()  # a cycle runs: it writes what is current
         if not self._loaded:
             await self.load_existing()
         now = report.snapshot.time
@@ -232,6 +255,16 @@ class StatusPublisher:
         if not running:
             updates.append(("Ready", "False", "InvalidSpec", "nothing runs until the spec is valid; see Invalid"))
         self._report(updates, generation)
+
+    def mark_stale(self, leading: asyncio.Event) -> None:
+        """Nothing runs (the spec was invalid since this run started): once this replica leads, the objects a
+        previous run wrote say they are stale, until a cycle of a valid spec writes them again."""
+        if self._marking_stale is None:
+            self._marking_stale = asyncio.create_task(self._mark_stale(leading), name=f"mark-stale-{self.policy}")
+
+    async def _stop_marking_stale(self) -> None:
+        await cancel_and_wait(self._marking_stale)
+        self._marking_stale = None
 
     def cycle_failed(self, message: str, generation: int) -> None:
         """Report a cycle that ended in an error before publishing: the figures shown are no longer current."""
@@ -430,4 +463,5 @@ class StatusPublisher:
         self._policy_written = None
 
     async def close(self) -> None:
+        await self._stop_marking_stale()
         await cancel_and_wait(self._drain)

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
 from kubemeter.policy import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN  # noqa: E402
+from kubemeter.publish.documents import MAX_API_VERSION_LENGTH, MAX_KIND_LENGTH, MAX_NAME_LENGTH  # noqa: E402
 from kubemeter.timefmt import DURATION_PATTERN  # noqa: E402
 
 Schema = dict[str, Any]
@@ -410,8 +411,8 @@ def metrics_policy_status() -> Schema:
                     "One workload's usage.",
                     {
                         "namespace": string("The workload's namespace.", maxLength=63),
-                        "kind": string("The workload's kind, e.g. Deployment.", maxLength=63),
-                        "name": string("The workload's name."),
+                        "kind": string("The workload's kind, e.g. Deployment.", maxLength=MAX_KIND_LENGTH),
+                        "name": string("The workload's name.", maxLength=MAX_NAME_LENGTH),
                         "cpuCores": number("CPU in use, in cores.", minimum=0),
                         "memoryBytes": integer("Memory working set, in bytes.", minimum=0),
                     },
@@ -480,9 +481,9 @@ def workload_metrics_spec() -> Schema:
             "workload": obj(
                 "The measured workload: the top controller of its pods, or the pod itself when it has none.",
                 {
-                    "apiVersion": string("The workload's API version, e.g. apps/v1.", maxLength=316),
-                    "kind": string("The workload's kind, e.g. Deployment, CronJob or Pod.", maxLength=63),
-                    "name": string("The workload's name."),
+                    "apiVersion": string("The workload's API version, e.g. apps/v1.", maxLength=MAX_API_VERSION_LENGTH),
+                    "kind": string("The workload's kind, e.g. Deployment, CronJob or Pod.", maxLength=MAX_KIND_LENGTH),
+                    "name": string("The workload's name.", maxLength=MAX_NAME_LENGTH),
                 },
                 required=["apiVersion", "kind", "name"],
                 **immutable("workload"),

@@ -25,6 +25,7 @@ from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.policies import PolicyLifecycle
 from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS
 from kubemeter.publish.prometheus import build_registry, exposition
+from kubemeter.publish.status import delete_orphaned_workloadmetrics
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.scrape.scraper import KubeletScraper
 from kubemeter.tasks import cancel_and_wait
@@ -92,6 +93,7 @@ class Runtime:
         self.elector: LeaderElector | None = None
         self._elector_task: asyncio.Task | None = None
         self._seed_task: asyncio.Task | None = None
+        self._orphans_task: asyncio.Task | None = None
         self._watch_counters: dict[tuple[str, str | None], prometheus_client.Counter] = {}
         if settings.leader_election:
             self.elector = LeaderElector(
@@ -145,6 +147,7 @@ class Runtime:
         cycles wait for the seed (``synced``)."""
         shrink_tls_read_buffers()  # before the first kubelet (and API server) connection opens
         self._seed_task = asyncio.create_task(self._seed(), name="seed")
+        self._orphans_task = asyncio.create_task(self._delete_orphans(), name="delete-orphans")
         if self.elector is None:
             self.deps.active.set()
         else:
@@ -171,9 +174,20 @@ class Runtime:
             pass
         settle_long_lived()
 
+    async def _delete_orphans(self) -> None:
+        """Once leading: remove the WorkloadMetrics of policies deleted with their dependents orphaned."""
+        await self.deps.active.wait()
+        while True:
+            try:
+                await delete_orphaned_workloadmetrics(self.api)
+                return
+            except Exception:
+                log.exception("removing the WorkloadMetrics of deleted policies failed; retrying in 5s")
+                await asyncio.sleep(5)
+
     async def stop(self) -> None:
         await self.lifecycle.stop_all()
-        for task in (self._elector_task, self._seed_task):
+        for task in (self._elector_task, self._seed_task, self._orphans_task):
             await cancel_and_wait(task)
         await self.relister.close()
         await self.kubelets.close()

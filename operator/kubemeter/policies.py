@@ -67,6 +67,8 @@ class PolicyLifecycle:
             kept = " (the last valid spec keeps running)" if current.loop is not None else ""
             log.warning("policy %s is invalid: %s%s", name, exc, kept)
             current.publisher.invalid(f"{exc}{kept}", generation, running=current.loop is not None)
+            if current.loop is None:
+                current.publisher.mark_stale(self.deps.active)
             self.deps.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
             return
         if current.loop is None:

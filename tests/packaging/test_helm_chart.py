@@ -80,7 +80,7 @@ def test_cluster_role_is_least_privilege(render: Render) -> None:
     # Exactly what the operator calls (tests/packaging/test_rbac_e2e.py proves it needs no more).
     assert rules_for(manifests, "metricspolicies", "kubemeter.io") == {"get", "list", "watch"}
     assert rules_for(manifests, "metricspolicies/status", "kubemeter.io") == {"patch"}
-    assert rules_for(manifests, "workloadmetrics", "kubemeter.io") == {"get", "list", "create", "delete"}
+    assert rules_for(manifests, "workloadmetrics", "kubemeter.io") == {"get", "list", "create", "patch", "delete"}
     assert rules_for(manifests, "workloadmetrics/status", "kubemeter.io") == {"patch"}
     assert rules_for(manifests, "events") == {"create"}
     assert rules_for(manifests, "events", "events.k8s.io") == set()

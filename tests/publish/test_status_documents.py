@@ -3,9 +3,16 @@
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot, Totals
 from kubemeter.policy import parse_policy
-from kubemeter.publish.documents import failed_nodes, policy_status, policy_status_moved
+from kubemeter.publish.documents import (
+    failed_nodes,
+    policy_status,
+    policy_status_moved,
+    stale_workload_status,
+    stored_workload,
+    workloadmetrics_name,
+)
 from kubemeter.timefmt import rfc3339
-from kubemeter.types import NodeFailure, NodeInfo, Selection
+from kubemeter.types import NodeFailure, NodeInfo, Selection, WorkloadRef
 
 NODES = [NodeInfo("a", "uid-a", {}, "127.0.0.1", 10250), NodeInfo("b", "uid-b", {}, "127.0.0.2", 10250)]
 NOTHING_MEASURED = Totals(0, None, None, 0.0, 0.0, 0.0, 0.0)
@@ -45,3 +52,32 @@ def test_a_recovered_node_moves_the_policy_status_and_an_unchanged_cycle_does_no
     assert policy_status_moved(before, recovered, spec.min_status_change)
     ready = next(c for c in recovered["conditions"] if c["type"] == "Ready")
     assert ready["lastTransitionTime"] == rfc3339(1_800_000_010.0)  # Ready stayed True: its transition time stays
+
+
+def test_a_workload_is_named_within_the_crds_bounds_and_distinct_workloads_stay_distinct():
+    usual = WorkloadRef("shop", "Deployment", "web", "apps/v1")
+    assert stored_workload(usual) == usual
+    long_kind = "K" * 64
+    first, second = (stored_workload(WorkloadRef("t", long_kind + tail, "n" * 300, "g" * 400 + "/v1"))
+                     for tail in ("a", "b"))
+    assert (len(first.kind), len(first.name), len(first.api_version)) == (63, 253, 316)
+    assert first.kind.startswith("K" * 50) and first.kind != second.kind
+    assert stored_workload(first) == first, "a stored workload read back is the same key"
+    assert len(workloadmetrics_name("p", first)) <= 253
+
+
+def test_a_stale_status_keeps_what_the_pods_declare_and_drops_every_measured_figure():
+    status = {
+        "pods": 2, "podsReporting": 2, "window": "5m", "samples": 9, "stale": False,
+        "lastUpdated": rfc3339(1_800_000_000.0), "lastSampleTime": rfc3339(1_800_000_000.0),
+        "cpu": {"usage": "250m", "usageCores": 0.25, "avgCores": 0.2, "requestsCores": 0.5, "requestUtilization": 0.5},
+        "memory": {"usage": "1Mi", "workingSetBytes": 1048576, "limitsBytes": 4194304},
+        "network": {"receiveBytesPerSecond": 10.0},
+        "containers": [{"name": "app", "cpu": {"usageCores": 0.25, "requestsCores": 0.5}, "memory": {"maxBytes": 9}}],
+    }
+    assert stale_workload_status(status, 1_800_000_600.0) == {
+        "pods": 2, "podsReporting": 0, "window": "5m", "stale": True,
+        "lastUpdated": rfc3339(1_800_000_600.0), "lastSampleTime": rfc3339(1_800_000_000.0),
+        "cpu": {"requestsCores": 0.5}, "memory": {"limitsBytes": 4194304},
+        "containers": [{"name": "app", "cpu": {"requestsCores": 0.5}}],
+    }

@@ -4,14 +4,17 @@ first cycle, CPU from the second, and the objects of workloads deleted while it 
 from __future__ import annotations
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
+from kubemeter import GROUP, VERSION
 from kubemeter_sim.cluster import Cluster
-from tests.operator.conftest import stepped
+from tests.operator.conftest import eventually, stepped
 from tests.operator.test_e2e_metering import top_owner
 from tests.reliability.support import RequestCounter, first_cycle, node_events
 
 GONE = ("shop", "Deployment")
 INTERVAL = 3600.0  # stepped(): 1h
+GC_TIMEOUT = 60.0  # a real garbage collector can take about 30 s to start following a new custom resource
 
 
 def started_within_interval(cluster: Cluster) -> set[tuple[str, str, str]]:
@@ -103,3 +106,98 @@ async def test_a_restart_continues_a_node_failure_instead_of_reporting_it_anew(c
     # The recovery is reported (so the failure Event was not lost), and the failure was not reported twice.
     assert await node_events(admin, "ScrapeRecovered", {broken: 1}) == {broken: 1}
     assert await node_events(admin, "ScrapeFailed", {broken: 1}) == {broken: 1}
+
+
+async def delete_policy(op, name: str, propagation: str) -> None:
+    """``kubectl delete mp NAME --cascade=...``, returning once the policy is gone (the garbage collector has
+    orphaned its dependents first when asked to)."""
+    await op.call(op.custom.delete_cluster_custom_object, GROUP, VERSION, "metricspolicies", name,
+                  propagation_policy=propagation)
+
+    async def gone() -> bool:
+        try:
+            await op.policy(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    await eventually(gone, timeout=GC_TIMEOUT)
+
+
+def owner_uids(objects: list[dict]) -> set[tuple[str, ...]]:
+    """The controller owner uids of each object (an empty tuple: it has none)."""
+    return {tuple(r["uid"] for r in o["metadata"].get("ownerReferences", ()) if r.get("controller")) for o in objects}
+
+
+async def test_a_policy_recreated_after_an_orphaning_delete_owns_its_objects_again(cluster: Cluster, start):
+    op = await start()
+    await op.create_policy("p", stepped())
+    await op.cycle("p")
+    count = len(await op.workload_metrics())
+    await delete_policy(op, "p", "Orphan")  # kubectl delete mp p --cascade=orphan
+    assert owner_uids(await op.workload_metrics()) == {()}, "orphaned: no owner left"
+
+    recreated = await op.create_policy("p", stepped())
+    await op.cycle("p")
+    adopted = await op.workload_metrics()
+    assert len(adopted) == count
+    assert owner_uids(adopted) == {(recreated["metadata"]["uid"],)}, "adopted objects are owned by the new policy"
+
+    await delete_policy(op, "p", "Background")  # kubectl delete mp p
+    assert await eventually(lambda: _none_left(op), timeout=GC_TIMEOUT)
+
+
+async def _none_left(op) -> bool:
+    return not await op.workload_metrics()
+
+
+async def test_an_operator_start_removes_the_objects_of_policies_that_no_longer_exist(cluster: Cluster, start):
+    first = await start()
+    await first.create_policy("gone", stepped())
+    await first.create_policy("kept", stepped(output={"topWorkloads": 3}))
+    await first.cycle("gone")
+    await first.cycle("kept")
+    kept = {o["metadata"]["uid"] for o in await first.workload_metrics() if o["spec"]["policy"] == "kept"}
+    assert kept
+    await first.thread.stop()
+    await delete_policy(first, "gone", "Orphan")
+    assert {o["spec"]["policy"] for o in await first.workload_metrics()} == {"gone", "kept"}
+
+    second = await start()
+
+    async def only_kept() -> bool:
+        return {o["metadata"]["uid"] for o in await second.workload_metrics()} == kept
+
+    assert await eventually(only_kept), "the orphans of the deleted policy are removed, the others kept"
+
+
+async def test_objects_a_restart_with_an_invalid_spec_cannot_update_say_they_are_stale(cluster: Cluster, start):
+    first = await start()
+    await first.create_policy("p", stepped())
+    await first.cycle("p")
+    before = by_workload(await first.workload_metrics())
+    assert before and not any(o["status"]["stale"] for o in before.values())
+    await first.thread.stop()
+    # Invalid in a way only the operator can tell (a matchLabels key): nothing runs after the restart.
+    await first.patch_policy("p", {"selector": {"podSelector": {"matchLabels": {"bad key": "x"}}}})
+
+    second = await start()
+
+    async def reported_invalid() -> bool:
+        conditions = {c["type"]: c for c in (await second.policy("p")).get("status", {}).get("conditions", ())}
+        return conditions.get("Ready", {}).get("reason") == "InvalidSpec"
+
+    await eventually(reported_invalid)
+
+    async def all_stale() -> dict | None:
+        objects = by_workload(await second.workload_metrics())
+        return objects if all(o["status"].get("stale") for o in objects.values()) else None
+
+    after = await eventually(all_stale)
+    assert after.keys() == before.keys(), "kept: a valid spec continues them"
+    for key, obj in after.items():
+        status = obj["status"]
+        assert obj["metadata"]["uid"] == before[key]["metadata"]["uid"], key
+        assert status["podsReporting"] == 0, key
+        assert "usageCores" not in status.get("cpu", {}) and "workingSetBytes" not in status.get("memory", {}), key
+        assert status["lastSampleTime"] == before[key]["status"]["lastSampleTime"], "when it was last measured"

@@ -38,6 +38,29 @@ def policy_label_value(policy: str) -> str:
     return policy if len(policy) <= 63 else f"h-{short_hash(policy, length=20)}"
 
 
+# The CRDs' bounds on what names a workload (hack/gen-crds.py writes them from these). A pod's ownerReference
+# is set by whoever can create pods in a namespace, and the API server checks none of its lengths.
+MAX_KIND_LENGTH = 63
+MAX_NAME_LENGTH = 253
+MAX_API_VERSION_LENGTH = 316
+
+
+def _bounded(value: str, limit: int) -> str:
+    """``value`` if it fits, else its beginning and a hash of all of it (distinct values stay distinct)."""
+    return value if len(value) <= limit else cut_with_hash(value, limit, value)
+
+
+def stored_workload(workload: WorkloadRef) -> WorkloadRef:
+    """The workload as status and WorkloadMetrics name it: within the CRDs' bounds, so that no value a
+    namespace user chose can make a status write invalid (the namespace is a validated name already)."""
+    return WorkloadRef(
+        workload.namespace,
+        _bounded(workload.kind, MAX_KIND_LENGTH),
+        _bounded(workload.name, MAX_NAME_LENGTH),
+        _bounded(workload.api_version, MAX_API_VERSION_LENGTH),
+    )
+
+
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
 
@@ -135,6 +158,32 @@ def _shape(value: object, prefix: str = "") -> list[str]:
     return paths
 
 
+def stale_workload_status(status: Mapping, now: float) -> dict:
+    """A previous run's status of a workload nothing measures now (its policy's spec is invalid, so no cycle
+    runs): stale, no pod reporting, every measured figure gone; what the pods declare (requests, limits) and
+    when the workload was last measured (``lastSampleTime``) stay."""
+
+    def declared(figures: Mapping | None) -> dict:
+        return {k: v for k, v in (figures or {}).items() if k.startswith(("requests", "limits"))}
+
+    return _compact(
+        {
+            "pods": status.get("pods"),
+            "podsReporting": 0,
+            "window": status.get("window"),
+            "lastUpdated": rfc3339(now),
+            "lastSampleTime": status.get("lastSampleTime"),
+            "stale": True,
+            "cpu": declared(status.get("cpu")),
+            "memory": declared(status.get("memory")),
+            "containers": [
+                _compact({"name": c.get("name"), "cpu": declared(c.get("cpu")), "memory": declared(c.get("memory"))})
+                for c in status.get("containers") or ()
+            ] or None,
+        }
+    )
+
+
 def key_values(status: Mapping) -> dict[str, object]:
     """What decides whether a status is worth writing again; the rest rides along. A policy edit that changes
     what a status holds (its window, its percentiles, the summary's sections) or a container coming or going
@@ -176,6 +225,23 @@ def workload_from_spec(namespace: str, spec: Mapping) -> WorkloadRef | None:
     return WorkloadRef(namespace, workload["kind"], workload["name"], workload.get("apiVersion", ""))
 
 
+def policy_owner_reference(policy: str, policy_uid: str) -> dict:
+    """What makes the garbage collector delete a WorkloadMetrics with its policy."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "name": policy, "uid": policy_uid,
+            "controller": True}
+
+
+def owner_references_for(policy: str, policy_uid: str, references: list[dict]) -> list[dict] | None:
+    """The ownerReferences an adopted WorkloadMetrics needs, or None when it has them: a policy deleted with
+    ``--cascade=orphan`` left it without an owner (or a deleted policy's uid is still named), and a re-created
+    policy of the same name must own it again, or it would outlive that policy."""
+    ours = policy_owner_reference(policy, policy_uid)
+    if any(r.get("uid") == policy_uid and r.get("controller") for r in references):
+        return None
+    others = [r for r in references if not (r.get("kind") == "MetricsPolicy" and r.get("apiVersion") == ours["apiVersion"])]
+    return [*others, ours]
+
+
 def workloadmetrics_object(policy: str, policy_uid: str, ref: WorkloadRef, name: str) -> dict:
     """A new WorkloadMetrics (its status is written next), labelled and owned by its policy."""
     return {
@@ -185,15 +251,7 @@ def workloadmetrics_object(policy: str, policy_uid: str, ref: WorkloadRef, name:
             "name": name,
             "namespace": ref.namespace,
             "labels": {**MANAGED_BY, POLICY_LABEL: policy_label_value(policy)},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "MetricsPolicy",
-                    "name": policy,
-                    "uid": policy_uid,
-                    "controller": True,
-                }
-            ],
+            "ownerReferences": [policy_owner_reference(policy, policy_uid)],
         },
         "spec": {
             "policy": policy,
@@ -323,13 +381,14 @@ def policy_status(
                 _compact(
                     {
                         "namespace": w.workload.namespace,
-                        "kind": w.workload.kind,
-                        "name": w.workload.name,
+                        "kind": stored.kind,
+                        "name": stored.name,
                         "cpuCores": _round(w.cpu.usage),
                         "memoryBytes": _int(w.memory.usage),
                     }
                 )
                 for w in snapshot.top_workloads(spec.top_workloads)
+                for stored in (stored_workload(w.workload),)
             ],
             "warnings": warnings or None,
         }

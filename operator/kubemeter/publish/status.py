@@ -25,6 +25,7 @@ from kubemeter.compute.snapshot import Snapshot
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.documents import (
+    MANAGED_BY,
     METRICSPOLICIES,
     POLICY_LABEL,
     WORKLOADMETRICS,
@@ -34,9 +35,12 @@ from kubemeter.publish.documents import (
     merge_conditions,
     moved,
     observed_generation,
+    owner_references_for,
     policy_label_value,
     policy_status,
     policy_status_moved,
+    stale_workload_status,
+    stored_workload,
     workload_from_spec,
     workload_status,
     workloadmetrics_name,
@@ -69,6 +73,28 @@ class _Write:
     at: float
 
 
+async def delete_orphaned_workloadmetrics(api: KubeApi) -> None:
+    """Delete the WorkloadMetrics whose policy no longer exists (deleted with ``--cascade=orphan``, so the
+    garbage collector left them, with figures nobody updates). The objects are listed before the
+    policies: one created meanwhile belongs to a policy the second list shows."""
+    selector = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
+    objects = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, WORKLOADMETRICS,
+                             label_selector=selector)
+    policies = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, METRICSPOLICIES)
+    existing = {item["metadata"]["name"] for item in policies.get("items", [])}
+    for item in objects.get("items", []):
+        meta, policy = item["metadata"], (item.get("spec") or {}).get("policy")
+        if policy in existing:
+            continue
+        try:
+            await api.call(api.custom.delete_namespaced_custom_object, GROUP, VERSION, meta["namespace"],
+                           WORKLOADMETRICS, meta["name"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        log.info("deleted WorkloadMetrics %s/%s: its policy %s no longer exists", meta["namespace"], meta["name"], policy)
+
+
 class StatusPublisher:
     """Publishes one policy's cycles as status (the loop.Publisher of the operator)."""
 
@@ -97,6 +123,7 @@ class StatusPublisher:
         self._policy_written: tuple[dict, float] | None = None
         self._invalid: InvalidGeneration | None = None
         self._in_flight = 0
+        self._marking_stale: asyncio.Task | None = None
         self.writes_planned = 0
 
     def adopt_policy_status(self, status: Mapping | None) -> None:
@@ -105,8 +132,9 @@ class StatusPublisher:
             self._policy_status = dict(status)
 
     # ---- start-up: adopt what a previous run wrote ----------------------------------------------
-    async def load_existing(self) -> None:
-        """Adopt the WorkloadMetrics a previous run wrote, so a restart neither recreates nor rewrites them."""
+    async def load_existing(self) -> list[tuple[WorkloadRef, dict]]:
+        """Adopt the WorkloadMetrics a previous run wrote, so a restart neither recreates nor rewrites them;
+        each adopted one's workload and status."""
         response = await self.api.call(
             self.api.custom.list_cluster_custom_object,
             GROUP,
@@ -114,21 +142,66 @@ class StatusPublisher:
             WORKLOADMETRICS,
             label_selector=f"{POLICY_LABEL}={policy_label_value(self.policy)}",
         )
+        adopted = []
         for item in response.get("items", []):
             meta, status = item["metadata"], item.get("status") or {}
             ref = workload_from_spec(meta["namespace"], item.get("spec") or {})
             if ref is None or (item.get("spec") or {}).get("policy") != self.policy:
                 continue
+            if not await self._own(meta):
+                continue  # deleted meanwhile
             self._published[ref] = _Published(
                 name=meta["name"],
                 values=key_values(status),
                 written_at=parse_rfc3339(status.get("lastUpdated")) or 0.0,
                 last_sample=parse_rfc3339(status.get("lastSampleTime")),
             )
+            adopted.append((ref, status))
         self._loaded = True
+        return adopted
+
+    async def _mark_stale(self, leading: asyncio.Event) -> None:
+        """Left alone, the objects would show their last figures as current. Kept rather than deleted: a valid
+        spec continues them (same objects, no delete and re-create), and their requests and last sample stay."""
+        await leading.wait()  # a standby's leader may still be running the last valid spec
+        try:
+            adopted = await self.load_existing()
+        except Exception:  # tried again with the next invalid generation
+            log.exception("policy %s: marking its WorkloadMetrics stale failed", self.policy)
+            self._marking_stale = None
+            return
+        now = self.clock()
+        for ref, status in adopted:
+            if status and not status.get("stale"):
+                self._queue(_Write(ref, stale_workload_status(status, now), now))
+        self._ensure_drain()
+
+    async def _own(self, meta: Mapping) -> bool:
+        """Make this policy the controller owner of an adopted object; False if the object is gone."""
+        references = owner_references_for(self.policy, self.policy_uid, list(meta.get("ownerReferences") or []))
+        if references is None:
+            return True
+        try:
+            await self.api.call(
+                self.api.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                WORKLOADMETRICS,
+                meta["name"],
+                [{"op": "add", "path": "/metadata/ownerReferences", "value": references}],
+                _content_type=_JSON_PATCH,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return False
+        log.info("policy %s: adopted WorkloadMetrics %s/%s", self.policy, meta["namespace"], meta["name"])
+        return True
 
     # ---- planning ------------------------------------------------------------------------------
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
+        await self._stop_marking_stale()  # a cycle runs: it writes what is current
         if not self._loaded:
             await self.load_existing()
         now = report.snapshot.time
@@ -142,7 +215,8 @@ class StatusPublisher:
         self._ensure_drain()
 
     def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
-        for ref, result in snapshot.workloads.items():
+        for workload, result in snapshot.workloads.items():
+            ref = stored_workload(workload)
             published = self._published.get(ref)
             last_sample = now if result.pods_reporting else (published.last_sample if published else None)
             status = workload_status(result, spec, now, last_sample)
@@ -155,7 +229,7 @@ class StatusPublisher:
                     self._pending.pop(ref, None)
                     continue
             self._queue(_Write(ref, status, now))
-        for ref in self._published.keys() - snapshot.workloads.keys():
+        for ref in self._published.keys() - {stored_workload(workload) for workload in snapshot.workloads}:
             self._queue(_Write(ref, None, now))
 
     def _stored_next(self, ref: WorkloadRef, published: _Published) -> dict[str, object]:
@@ -193,6 +267,16 @@ class StatusPublisher:
         if self._invalid is not None and generation > self._invalid.generation:
             self._invalid = None
         return self._invalid
+
+    def mark_stale(self, leading: asyncio.Event) -> None:
+        """Nothing runs (the spec was invalid since this run started): once this replica leads, the objects a
+        previous run wrote say they are stale, until a cycle of a valid spec writes them again."""
+        if self._marking_stale is None:
+            self._marking_stale = asyncio.create_task(self._mark_stale(leading), name=f"mark-stale-{self.policy}")
+
+    async def _stop_marking_stale(self) -> None:
+        await cancel_and_wait(self._marking_stale)
+        self._marking_stale = None
 
     def cycle_failed(self, message: str, generation: int) -> None:
         """Report a cycle that ended in an error before publishing: the figures shown are no longer current."""
@@ -265,22 +349,46 @@ class StatusPublisher:
             await self._write_workload(write)
 
     async def _send_policy(self, write: _Write) -> None:
+        assert write.status is not None
+        status = write.status
         try:
-            await self.api.call(
-                self.api.custom.patch_cluster_custom_object_status,
-                GROUP,
-                VERSION,
-                METRICSPOLICIES,
-                self.policy,
-                [{"op": "add", "path": "/status", "value": write.status}],
-                _content_type=_JSON_PATCH,
-                also_retry=CONFLICT,
-            )
+            await self._patch_policy_status(status)
         except ApiException as exc:
-            if exc.status != 404:  # a policy deleted meanwhile: nothing to report on
+            if exc.status == 422:
+                # Refused as invalid (a CRD stricter than this operator): the policy would go on showing the
+                # last status it accepted, as if current. Say so instead, with no figures left to mislead.
+                self._on_write("error")
+                log.warning("policy %s: its status was refused: %s", self.policy, describe(exc))
+                status = self._write_refused(status, describe(exc), write.at)
+                await self._patch_policy_status(status)
+            elif exc.status != 404:  # a policy deleted meanwhile: nothing to report on
                 raise
-        self._policy_written = (write.status, write.at)
+        self._policy_written = (status, write.at)
         self._on_write("success")
+
+    def _write_refused(self, refused: dict, reason: str, now: float) -> dict:
+        """The status saying a write of ``refused`` failed: its conditions, Ready False with the reason; the
+        transition times those of what the object holds."""
+        generation = refused.get("observedGeneration", 0)
+        ready = condition("Ready", "False", "StatusWriteFailed", f"the status write was refused: {reason}"[:1024],
+                          generation, now)
+        held = self._policy_written[0] if self._policy_written is not None else self._policy_status or {}
+        others = [c for c in refused.get("conditions", ()) if c["type"] != "Ready"]
+        conditions = merge_conditions(list(held.get("conditions") or []), [*others, ready], now)
+        self._policy_status = {"observedGeneration": generation, "conditions": conditions}
+        return self._policy_status
+
+    async def _patch_policy_status(self, status: dict) -> None:
+        await self.api.call(
+            self.api.custom.patch_cluster_custom_object_status,
+            GROUP,
+            VERSION,
+            METRICSPOLICIES,
+            self.policy,
+            [{"op": "add", "path": "/status", "value": status}],
+            _content_type=_JSON_PATCH,
+            also_retry=CONFLICT,
+        )
 
     async def _delete(self, ref: WorkloadRef) -> None:
         published = self._published.pop(ref, None)
@@ -369,4 +477,5 @@ class StatusPublisher:
         self._policy_written = None
 
     async def close(self) -> None:
+        await self._stop_marking_stale()
         await cancel_and_wait(self._drain)

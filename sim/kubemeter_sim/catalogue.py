@@ -15,6 +15,11 @@ from typing import Any, Protocol
 
 from kubemeter_sim.kubelet import PROFILE_ANNOTATION
 
+WORKLOAD_API = {"Deployment": ("apps/v1", "deployments"), "ReplicaSet": ("apps/v1", "replicasets"),
+                "StatefulSet": ("apps/v1", "statefulsets"), "DaemonSet": ("apps/v1", "daemonsets"),
+                "Job": ("batch/v1", "jobs"), "CronJob": ("batch/v1", "cronjobs"), "Pod": ("v1", "pods")}
+"""Each workload kind of the catalogue: its apiVersion and resource (plural), on both backends."""
+
 
 class Workloads(Protocol):
     """What ``populate_mixed`` asks of a backend. The simulated builders return at once, the real control

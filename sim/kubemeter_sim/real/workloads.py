@@ -15,19 +15,17 @@ import hashlib
 import time
 from typing import Any
 
+from kubemeter_sim.catalogue import WORKLOAD_API
 from kubemeter_sim.kubelet_status import all_restarted, restarted_container_statuses, rfc3339, succeeded_pod_status
 from kubemeter_sim.real.nodes import FakeNodes
 from kubemeter_sim.real.rest import MERGE_PATCH, Rest, RestError, collection, wait_for
 
-_API = {"Deployment": ("apps/v1", "deployments"), "ReplicaSet": ("apps/v1", "replicasets"),
-        "StatefulSet": ("apps/v1", "statefulsets"), "DaemonSet": ("apps/v1", "daemonsets"),
-        "Job": ("batch/v1", "jobs"), "CronJob": ("batch/v1", "cronjobs"), "Pod": ("v1", "pods")}
 SETTLE_SECONDS = 120.0
 
 
 def path(kind: str, namespace: str | None = None, name: str = "") -> str:
     """The collection (all namespaces when ``namespace`` is None), or one object of it."""
-    return collection(*_API[kind], namespace) + (f"/{name}" if name else "")
+    return collection(*WORKLOAD_API[kind], namespace) + (f"/{name}" if name else "")
 
 
 class RealScenario:
@@ -40,7 +38,7 @@ class RealScenario:
         self._namespaces: set[str] = set()
 
     async def _create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": _API[kind][0], "kind": kind, **body}
+        body = {"apiVersion": WORKLOAD_API[kind][0], "kind": kind, **body}
         body["metadata"]["namespace"] = namespace
         return await self.rest.create(path(kind, namespace), body)
 

@@ -11,12 +11,9 @@ from typing import Any
 
 from kubemeter_sim.apiserver.errors import ApiError
 from kubemeter_sim.apiserver.store import Store
+from kubemeter_sim.catalogue import WORKLOAD_API
 from kubemeter_sim.scenario.pods import PodFactory, PodIndex
 from kubemeter_sim.scenario.scheduler import Scheduler
-
-WORKLOAD_API = {"Deployment": ("apps/v1", "deployments"), "ReplicaSet": ("apps/v1", "replicasets"),
-                "StatefulSet": ("apps/v1", "statefulsets"), "DaemonSet": ("apps/v1", "daemonsets"),
-                "Job": ("batch/v1", "jobs"), "CronJob": ("batch/v1", "cronjobs"), "Pod": ("v1", "pods")}
 
 
 @dataclass

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubemeter_sim.apiserver.store import Store
+from kubemeter_sim.catalogue import WORKLOAD_API
 from kubemeter_sim.kubelet_status import all_restarted
 from kubemeter_sim.scenario.controllers import Controllers
-from kubemeter_sim.scenario.kit import WORKLOAD_API, ControllerKit
+from kubemeter_sim.scenario.kit import ControllerKit
 from kubemeter_sim.scenario.kubelets import Kubelets
 from kubemeter_sim.scenario.pods import PodFactory, PodIndex, PodInfo
 from kubemeter_sim.scenario.scheduler import Scheduler

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
+from kubemeter.delegated_auth import DelegatedAuth
 from kubemeter.endpoints import Endpoints
 from kubemeter.kube import credentials, load_configuration
 from kubemeter.kubeapi import EventRecorder, KubeApi, RateLimiter, describe
@@ -45,6 +47,12 @@ class RunSettings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080
     """0 picks a free port (tests); the chosen one is in Runtime.metrics_port."""
+    metrics_auth: str = "none"
+    """``none``: /metrics over plain HTTP to anyone; ``delegated``: HTTPS, and only bearer tokens the API server
+    authenticates (TokenReview) and authorizes for get /metrics (SubjectAccessReview)."""
+    tls_cert_file: str | None = None
+    tls_private_key_file: str | None = None
+    """The metrics port's serving certificate (PEM, chain first) and its key, with metrics_auth delegated."""
     write_qps: float = 20.0
     write_burst: int = 50
     kubelet_ca: str | None = None
@@ -88,7 +96,12 @@ class Runtime:
             synced=self.relister.synced,
         )
         self.lifecycle = PolicyLifecycle(self.api, self.deps, self.collector)
-        self.endpoints = Endpoints(lambda: exposition(self.registry, self.collector), self._health, self._readiness)
+        self.endpoints = Endpoints(
+            lambda: exposition(self.registry, self.collector),
+            self._health,
+            self._readiness,
+            guard=DelegatedAuth(self.api) if settings.metrics_auth == "delegated" else None,
+        )
         self.metrics_port: int | None = None
         self.elector: LeaderElector | None = None
         self._elector_task: asyncio.Task | None = None
@@ -114,13 +127,15 @@ class Runtime:
 
         The CRDs: kopf resolves its resources once at start-up (it may not watch CRDs, see handlers.configure),
         so an operator started before them would wait forever; exiting gets it restarted, and it works once they
-        are installed. The kubelet CA bundle: unreadable, every scrape would fail. The metrics port: taken, kopf
-        would retry its start-up handler forever. Serving /metrics and the probes starts here.
+        are installed. The kubelet CA bundle: unreadable, every scrape would fail. The metrics port's certificate
+        (delegated metrics auth): unreadable, nothing could scrape. The metrics port: taken, kopf would retry its
+        start-up handler forever. Serving /metrics and the probes starts here.
         """
         try:
             self.kubelets.check_kubelet_ca()
         except ScrapeError as exc:
             raise StartupError(f"--kubelet-ca: {exc.message}") from None
+        tls = self._metrics_tls()
         try:
             served = await self.api.call(self.api.custom.get_api_resources, GROUP, VERSION)
             names = {resource.name for resource in served.resources}
@@ -137,10 +152,24 @@ class Runtime:
                 "(kubectl apply -f crds/, or the Helm chart) and the operator starts with its next restart"
             )
         try:
-            self.metrics_port = await self.endpoints.start(self.settings.metrics_host, self.settings.metrics_port)
+            self.metrics_port = await self.endpoints.start(self.settings.metrics_host, self.settings.metrics_port, tls)
         except OSError as exc:
             address = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
             raise StartupError(f"cannot serve /metrics on {address}: {exc.strerror or exc}") from None
+
+    def _metrics_tls(self) -> ssl.SSLContext | None:
+        if self.settings.metrics_auth != "delegated":
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.settings.tls_cert_file, self.settings.tls_private_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"--tls-cert-file / --tls-private-key-file: cannot load {self.settings.tls_cert_file} and "
+                f"{self.settings.tls_private_key_file}: {exc.strerror or exc}"
+            ) from None
+        return context
 
     async def start(self) -> None:
         """Seed the model in the background (after preflight): kopf starts its watches at once, and policy

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 LOG_FORMATS = ("text", "json")
+METRICS_AUTH = ("none", "delegated")
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,6 +65,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 8080, int),
                         help="port of /metrics, /healthz and /readyz (default 8080)")
     parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"), help="address to listen on")
+    parser.add_argument("--metrics-auth", choices=METRICS_AUTH, default=_env("METRICS_AUTH", "none"),
+                        help="none: /metrics over HTTP to anyone who reaches the port; delegated: HTTPS, and only "
+                             "bearer tokens the API server allows to get /metrics (TokenReview, SubjectAccessReview)")
+    parser.add_argument("--tls-cert-file", default=_env("TLS_CERT_FILE", None),
+                        help="serving certificate of the metrics port, PEM (with --metrics-auth=delegated)")
+    parser.add_argument("--tls-private-key-file", default=_env("TLS_PRIVATE_KEY_FILE", None),
+                        help="private key of --tls-cert-file, PEM")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         default=str(_env("LOG_LEVEL", "info")).lower())
@@ -88,11 +96,19 @@ def run_settings(args: argparse.Namespace):
 
     if args.write_qps <= 0 or args.write_burst < 1:
         raise SystemExit("kubemeter: --write-qps must be > 0 and --write-burst >= 1")
+    tls_files = (args.tls_cert_file, args.tls_private_key_file)
+    # Bearer tokens must not cross the network in the clear, and a certificate nothing asks for is a mistake.
+    if (args.metrics_auth == "delegated") != all(tls_files) or any(tls_files) != all(tls_files):
+        raise SystemExit("kubemeter: --metrics-auth=delegated needs --tls-cert-file and --tls-private-key-file, "
+                         "which go with it only")
     return RunSettings(
         kubeconfig=args.kubeconfig,
         context=args.context,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        metrics_auth=args.metrics_auth,
+        tls_cert_file=args.tls_cert_file,
+        tls_private_key_file=args.tls_private_key_file,
         write_qps=args.write_qps,
         write_burst=args.write_burst,
         kubelet_ca=args.kubelet_ca,

@@ -2,14 +2,24 @@
 
 What each answers is given as a function, so the server knows nothing of the runtime: ``health`` returns why
 the operator is not alive (``None`` when it is), ``ready`` whether it is ready and what to say.
+
+With ``--metrics-auth=delegated`` the port is HTTPS (``tls``) and, through ``guard``, ``/metrics`` answers only requests whose bearer
+token the API server allows to ``get /metrics``; the probes stay unauthenticated on the same port, as in
+metrics-server and kube-state-metrics (the kubelet probes HTTPS without verifying the certificate or sending a
+token), so a pod needs no second port.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import prometheus_client
 from aiohttp import web
+
+from kubemeter.delegated_auth import DelegatedAuth
+
+REFUSAL_HEADERS = {401: {"WWW-Authenticate": 'Bearer realm="kubemeter"'}, 429: {"Retry-After": "1"}}
 
 
 class Endpoints:
@@ -18,19 +28,22 @@ class Endpoints:
         exposition: Callable[[], bytes],
         health: Callable[[], str | None],
         ready: Callable[[], tuple[bool, str]],
+        guard: DelegatedAuth | None = None,
     ) -> None:
         self._exposition, self._health, self._ready = exposition, health, ready
+        self._guard = guard
         self._runner: web.AppRunner | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Serve on ``host:port``; returns the port bound (a free one when 0 was asked). Raises OSError."""
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Serve on ``host:port`` (HTTPS with ``tls``); returns the port bound (a free one when 0 was asked).
+        Raises OSError."""
         app = web.Application()
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/healthz", self._serve_health)
         app.router.add_get("/readyz", self._serve_ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
         return self._runner.addresses[0][1]
 
@@ -39,6 +52,11 @@ class Endpoints:
             await self._runner.cleanup()
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
+        if self._guard is not None:
+            decision = await self._guard.check(request.headers.get("Authorization"))
+            if decision.status != 200:
+                return web.Response(status=decision.status, text=f"{decision.reason}\n",
+                                    headers=REFUSAL_HEADERS.get(decision.status))
         return web.Response(body=self._exposition(), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def _serve_health(self, request: web.Request) -> web.Response:

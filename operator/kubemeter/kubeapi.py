@@ -1,4 +1,5 @@
-"""The operator's one Kubernetes API client, shared by watch (re-lists), leader election, publish and Events.
+"""The operator's one Kubernetes API client, shared by watch (re-lists), leader election, publish, Events and the
+/metrics token reviews.
 
 Calls to the API server go through one client-side rate limiter, off the event loop, with retries.
 
@@ -89,6 +90,8 @@ class KubeApi:
         self.client = kubernetes.client.ApiClient(config)
         self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.core = kubernetes.client.CoreV1Api(self.client)
+        self.authentication = kubernetes.client.AuthenticationV1Api(self.client)
+        self.authorization = kubernetes.client.AuthorizationV1Api(self.client)
         self.limiter = limiter
         self._slots = asyncio.Semaphore(concurrency)
         self._max_attempts = max_attempts

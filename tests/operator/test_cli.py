@@ -56,7 +56,8 @@ def test_every_command_documents_itself():
         result = kubemeter(command, "--help")
         assert result.returncode == 0 and f"usage: kubemeter {command}" in result.stdout
     run_help = kubemeter("run", "--help").stdout
-    for flag in ("--metrics-port", "--log-format", "--log-level", "--write-qps", "--leader-election"):
+    for flag in ("--metrics-port", "--log-format", "--log-level", "--write-qps", "--leader-election",
+                 "--metrics-auth", "--tls-cert-file", "--tls-private-key-file"):
         assert flag in run_help
 
 
@@ -112,6 +113,27 @@ async def test_run_without_the_crds_exits_at_once_saying_what_to_install(sim_clu
     client.close()
     code, output = await run()
     assert code == 1 and "does not serve workloadmetrics.kubemeter.io/v1alpha1:" in output, output
+
+
+@pytest.mark.parametrize("flags", [["--metrics-auth", "delegated"],
+                                   ["--metrics-auth", "delegated", "--tls-cert-file", "metrics.crt"],
+                                   ["--tls-cert-file", "metrics.crt", "--tls-private-key-file", "metrics.key"]])
+def test_delegated_metrics_auth_and_its_certificate_go_together(flags):
+    """Bearer tokens never cross plain HTTP, and a certificate given without it would be silently unused."""
+    result = kubemeter("run", *flags)
+    assert result.returncode == 1
+    assert "--metrics-auth=delegated needs --tls-cert-file and --tls-private-key-file" in result.stderr
+
+
+async def test_run_with_an_unreadable_metrics_certificate_exits_saying_so(sim_cluster, tmp_path):
+    not_a_certificate = tmp_path / "metrics.pem"
+    not_a_certificate.write_text("not a certificate\n")
+    for chain in (tmp_path / "missing.pem", not_a_certificate):
+        code, output = await run_until_exit(sim_cluster.kubeconfig, "--metrics-port", "0", "--metrics-auth",
+                                            "delegated", "--tls-cert-file", str(chain),
+                                            "--tls-private-key-file", str(chain))
+        assert code == 1 and f"--tls-cert-file / --tls-private-key-file: cannot load {chain}" in output, output
+        assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("content", [None, "clusters: [\n", "apiVersion: v1\nkind: Config\n"])

@@ -31,6 +31,10 @@ ALL_FEATURES: dict[str, Any] = {
     "prometheusRule": {"enabled": True},
     "grafanaDashboard": {"enabled": True},
     "defaultPolicy": {"enabled": True, "spec": {"interval": "15s", "source": {"endpoint": "summary"}}},
+    "metricsAuth": {"enabled": True, "readers": [{"kind": "ServiceAccount", "name": "prometheus",
+                                                  "namespace": "monitoring"}]},
+    "networkPolicy": {"enabled": True,
+                      "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
 }
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import ssl
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
 
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
@@ -54,7 +57,7 @@ def test_defaults_render_only_the_core_objects(render: Render) -> None:
 def test_every_feature_renders_its_objects(render: Render) -> None:
     kinds = {m["kind"] for m in render(ALL_FEATURES)}
     assert {"PodDisruptionBudget", "Role", "RoleBinding", "ServiceMonitor", "PrometheusRule", "MetricsPolicy",
-            "ConfigMap"} <= kinds
+            "ConfigMap", "NetworkPolicy", "Secret"} <= kinds
 
 
 def rules_for(manifests: list[Manifest], resource: str, group: str = "") -> set[str]:
@@ -211,6 +214,91 @@ def test_service_monitor_scrapes_the_service_metrics_port(render: Render) -> Non
         "labels"].items()
 
 
+def test_network_policy_admits_only_the_metrics_port_from_the_given_peers(render: Render) -> None:
+    assert by_kind(render(), "NetworkPolicy") == []
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+             {"podSelector": {"matchLabels": {"app": "prometheus"}}}]
+    manifests = render({"metricsPort": 9100, "networkPolicy": {"enabled": True, "from": peers}})
+    policy = one(manifests, "NetworkPolicy")["spec"]
+    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"], "egress to the API server and the kubelets stays open"
+    assert policy["ingress"] == [{"ports": [{"port": 9100, "protocol": "TCP"}], "from": peers}]
+    assert [p["containerPort"] for p in container(manifests)["ports"]] == [9100], "the only port the pod serves"
+    # No peers given: any source, still on the metrics port only.
+    anyone = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")["spec"]
+    assert anyone["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+
+
+METRICS_READERS = [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"},
+                   {"kind": "Group", "name": "metrics-readers"}]
+
+
+def test_metrics_auth_serves_https_and_delegates_to_the_api_server(render: Render) -> None:
+    assert rules_for(render(), "tokenreviews", "authentication.k8s.io") == set()
+    manifests = render({"metricsAuth": {"enabled": True, "readers": METRICS_READERS}})
+    operator = container(manifests)
+    flags = dict(arg.split("=", 1) for arg in operator["args"] if "=" in arg)
+    assert flags["--metrics-auth"] == "delegated"
+    mounts = {m["name"]: m["mountPath"] for m in operator["volumeMounts"]}
+    assert flags["--tls-cert-file"] == f"{mounts['metrics-tls']}/tls.crt"
+    assert flags["--tls-private-key-file"] == f"{mounts['metrics-tls']}/tls.key"
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "metrics-tls"]
+    secret = one(manifests, "Secret")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    # The probes stay unauthenticated on the same port, over HTTPS.
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert operator[probe]["httpGet"] == {"path": path, "port": "metrics", "scheme": "HTTPS"}
+
+    operator_role, reader_role = sorted(by_kind(manifests, "ClusterRole"), key=lambda r: len(r["metadata"]["name"]))
+    grants = {(g, r): rule["verbs"] for rule in operator_role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert grants[("authentication.k8s.io", "tokenreviews")] == ["create"]
+    assert grants[("authorization.k8s.io", "subjectaccessreviews")] == ["create"]
+    assert reader_role["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    (binding,) = [b for b in by_kind(manifests, "ClusterRoleBinding") if b["roleRef"]["name"] == reader_role[
+        "metadata"]["name"]]
+    assert binding["subjects"] == [METRICS_READERS[0], {**METRICS_READERS[1], "apiGroup": "rbac.authorization.k8s.io"}]
+
+
+def test_the_generated_metrics_certificate_is_signed_for_the_service_by_the_ca_it_ships(
+    render: Render, tmp_path: Path
+) -> None:
+    manifests = render({"metricsAuth": {"enabled": True}})
+    secret = one(manifests, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    files = {key: base64.b64decode(value) for key, value in secret["data"].items()}
+    assert files.keys() == {"tls.crt", "tls.key", "ca.crt"}
+    certificate, ca = x509.load_pem_x509_certificate(files["tls.crt"]), x509.load_pem_x509_certificate(files["ca.crt"])
+    certificate.verify_directly_issued_by(ca)
+    service = one(manifests, "Service")["metadata"]["name"]
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{service}.kubemeter.svc" in names.get_values_for_type(x509.DNSName)
+    # The key is the certificate's: what the operator's --tls-cert-file / --tls-private-key-file load.
+    for key, content in files.items():
+        (tmp_path / key).write_bytes(content)
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    # The ServiceMonitor verifies it with that CA, for the Service's name, with Prometheus's own token.
+    endpoint = one(render({**ALL_FEATURES, "metricsAuth": {"enabled": True}}), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"] == {"serverName": f"{service}.kubemeter.svc",
+                                     "ca": {"secret": {"name": secret["metadata"]["name"], "key": "ca.crt"}}}
+
+
+def test_a_given_metrics_certificate_secret_and_scrape_credentials_are_used(render: Render) -> None:
+    authorization = {"type": "Bearer", "credentials": {"name": "prometheus-token", "key": "token"}}
+    tls_config = {"ca": {"configMap": {"name": "cluster-ca", "key": "ca.crt"}}, "serverName": "kubemeter"}
+    manifests = render({"metricsAuth": {"enabled": True, "tlsSecret": "kubemeter-metrics-cert"},
+                        "serviceMonitor": {"enabled": True, "authorization": authorization, "tlsConfig": tls_config}})
+    assert by_kind(manifests, "Secret") == [], "no certificate generated"
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "metrics-tls", "secret": {"secretName": "kubemeter-metrics-cert"}} in pod["volumes"]
+    endpoint = one(manifests, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert (endpoint["authorization"], endpoint["tlsConfig"]) == (authorization, tls_config)
+    assert "bearerTokenFile" not in endpoint
+
+
 def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     rule = one(render(ALL_FEATURES), "PrometheusRule")
     rules_file = tmp_path / "rules.yaml"
@@ -269,6 +357,9 @@ INVALID_VALUES = [
     ({"writeQPS": 0}, "at '/writeQPS': exclusiveMinimum: got 0, want 0"),
     ({"serviceMonitor": {"interval": "often"}}, "at '/serviceMonitor/interval': 'often' does not match pattern"),
     ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+    ({"networkPolicy": {"from": [{"namespaces": ["monitoring"]}]}}, "additional properties 'namespaces' not allowed"),
+    ({"metricsAuth": {"readers": [{"kind": "Robot", "name": "r"}]}}, "at '/metricsAuth/readers/0/kind'"),
+    ({"metricsAuth": {"tlsSecret": "Not_A_Name"}}, "at '/metricsAuth/tlsSecret'"),
 ]
 
 

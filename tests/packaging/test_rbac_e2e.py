@@ -1,13 +1,16 @@
 """The chart's ClusterRole is exactly what the operator needs: the operator runs end to end as the chart's
 ServiceAccount under the rendered rules, on a real control plane (the manifests applied, a TokenRequest token,
-403s read from the audit log) and on the simulator (which enforces the same rules); proxy mode needs the opt-in."""
+403s read from the audit log) and on the simulator (which enforces the same rules); proxy mode needs the opt-in,
+and so do the token reviews of metricsAuth, whose /metrics answers only the chart's metrics readers."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import kubernetes
 import pytest
 from kubernetes.config import incluster_config
@@ -18,6 +21,8 @@ from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.rest import collection
+from kubemeter_sim.tls import CertificateAuthority, write_server_chain
 from tests.operator.conftest import BACKENDS, CRDS_DIR, Operator, eventually, start_operator, stepped
 from tests.reliability.support import events
 
@@ -164,3 +169,63 @@ async def test_leader_election_works_under_the_chart_lease_role(restricted, rend
     await operator.create_policy("p", stepped())
     report = await operator.cycle("p")
     assert report.scraped == 2
+
+
+@pytest.mark.parametrize("restricted", ["real"], indirect=True)
+async def test_metrics_need_a_token_the_api_server_allows_with_the_chart_metrics_auth(restricted, tmp_path):
+    """metricsAuth: /metrics over HTTPS answers a ServiceAccount bound to the chart's metrics-reader ClusterRole
+    (200 and the gauges), refuses another one (403) and requests without a valid token (401); plain HTTP gets no
+    answer. The operator's TokenReviews and SubjectAccessReviews pass under the chart's ClusterRole, and a scraper's
+    repeated requests are answered from its cache (counted in the audit log). Real control plane only: the simulator
+    serves no TokenReview API (its kubelets authenticate scrapes in-process)."""
+    cluster = restricted.cluster
+    await cluster.scenario.ensure_namespace("monitoring")
+    tokens = {}
+    for name in ("prometheus", "intruder"):
+        accounts = collection("v1", "serviceaccounts", "monitoring")
+        await cluster.rest.create(accounts, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
+        request = await cluster.rest.create(f"{accounts}/{name}/token", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
+        tokens[name] = request["status"]["token"]
+    ca = CertificateAuthority.create("kubemeter-metrics-test-ca")
+    chain = write_server_chain(ca, tmp_path / "metrics.pem", "kubemeter", ips=["127.0.0.1"])
+    client_tls = ssl.create_default_context(cadata=ca.pem.decode())
+
+    values = {"metricsAuth": {"enabled": True, "readers": [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]}}
+    operator = await restricted(values, tls_cert_file=str(chain), tls_private_key_file=str(chain))
+    assert operator.runtime.settings.metrics_auth == "delegated", "the chart's args turn it on"
+    await operator.create_policy("p", stepped())
+    await operator.cycle("p")
+    port = operator.runtime.metrics_port
+
+    def reviews() -> dict[str, int]:
+        sent = [e["objectRef"]["resource"] for e in cluster.control_plane.audit_events(restricted.username)
+                if e["verb"] == "create" and e.get("objectRef", {}).get("resource", "").endswith("reviews")]
+        return {resource: sent.count(resource) for resource in ("tokenreviews", "subjectaccessreviews")}
+
+    async with aiohttp.ClientSession() as session:
+
+        async def scrape(token: str | None) -> tuple[int, str]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with session.get(f"https://127.0.0.1:{port}/metrics", headers=headers, ssl=client_tls) as response:
+                return response.status, await response.text()
+
+        async def answers() -> list[int]:
+            return [(await scrape(token))[0] for token in (tokens["prometheus"], tokens["intruder"], "not-a-token",
+                                                           None)]
+
+        assert await answers() == [200, 403, 401, 401]
+        status, body = await scrape(tokens["prometheus"])
+        assert status == 200 and "kubemeter_workload_memory_working_set_bytes{" in body
+        await eventually(lambda: reviews() == {"tokenreviews": 3, "subjectaccessreviews": 2}, timeout=10)
+        assert await answers() == [200, 403, 401, 401]
+        await asyncio.sleep(1)  # the audit log would show a review sent just now
+        assert reviews() == {"tokenreviews": 3, "subjectaccessreviews": 2}, "repeated scrapes use the cache"
+
+        async with session.get(f"https://127.0.0.1:{port}/readyz", ssl=client_tls) as response:
+            assert response.status == 200, "the probes need no token"
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                await response.read()
+    assert denied_requests(cluster, restricted.username) == [], "the chart's rules allowed the reviews"

@@ -52,3 +52,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "kubemeter.leaderElection" -}}
 {{- if or (gt (int .Values.replicaCount) 1) .Values.leaderElection.enabled }}true{{ end }}
 {{- end }}
+
+{{/* The Secret with the metrics port's certificate: the one given, or the one the chart generates. */}}
+{{- define "kubemeter.metricsTLSSecret" -}}
+{{- default (printf "%s-metrics-tls" (include "kubemeter.fullname" .)) .Values.metricsAuth.tlsSecret }}
+{{- end }}

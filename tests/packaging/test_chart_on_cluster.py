@@ -215,16 +215,37 @@ async def test_leader_election_may_touch_only_its_own_lease(render: Render, clus
         assert code != 0 and "Error from server (Forbidden)" in err, (forbidden, err)
 
 
+async def helm(cluster: Cluster | RealCluster, tmp_path: Path, *command: str) -> None:
+    """A real helm command against the cluster (client-go underneath), with its own homes under ``tmp_path``."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HELM_CACHE_HOME": str(tmp_path / "cache"),
+           "HELM_CONFIG_HOME": str(tmp_path / "config"), "HELM_DATA_HOME": str(tmp_path / "data")}
+    process = await asyncio.create_subprocess_exec("helm", *command, env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, output.decode()
+
+
 async def test_helm_installs_and_uninstalls_the_release(cluster: Cluster | RealCluster, tmp_path: Path) -> None:
     """A real `helm install` and `helm uninstall` (client-go underneath: it deletes its release Secret with
     protobuf DeleteOptions) leave nothing of the release behind."""
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HELM_CACHE_HOME": str(tmp_path / "cache"),
-           "HELM_CONFIG_HOME": str(tmp_path / "config"), "HELM_DATA_HOME": str(tmp_path / "data")}
-    for command in (("install", "km", str(CHART), "--namespace", "default"), ("uninstall", "km", "--namespace", "default")):
-        helm = await asyncio.create_subprocess_exec("helm", *command, env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        output, _ = await helm.communicate()
-        assert helm.returncode == 0, output.decode()
+    await helm(cluster, tmp_path, "install", "km", str(CHART), "--namespace", "default")
+    await helm(cluster, tmp_path, "uninstall", "km", "--namespace", "default")
     left = [s["metadata"]["name"] for s in cluster.store.list("v1", "secrets", namespace="default")]
     assert not [name for name in left if name.startswith("sh.helm.release.")], left
     assert cluster.store.list("apps/v1", "deployments", namespace="default") == []
+
+
+async def test_helm_upgrade_keeps_the_generated_metrics_certificate(cluster: Cluster | RealCluster,
+                                                                     tmp_path: Path) -> None:
+    """metricsAuth without a Secret of one's own: the certificate generated at install is kept by an upgrade
+    (helm's lookup), so Prometheus's trust in its ca.crt and the running pods' certificate stay valid."""
+    options = ("--namespace", "default", "--set", "metricsAuth.enabled=true")
+    await helm(cluster, tmp_path, "install", "km", str(CHART), *options)
+
+    def certificate() -> dict[str, str]:
+        return cluster.store.get("v1", "secrets", "km-kubemeter-metrics-tls", namespace="default")["data"]
+
+    installed = certificate()
+    assert installed.keys() == {"tls.crt", "tls.key", "ca.crt"}
+    await helm(cluster, tmp_path, "upgrade", "km", str(CHART), *options, "--set", "logLevel=debug")
+    assert certificate() == installed

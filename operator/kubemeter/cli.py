@@ -97,8 +97,9 @@ def run_settings(args: argparse.Namespace):
     if args.write_qps <= 0 or args.write_burst < 1:
         raise SystemExit("kubemeter: --write-qps must be > 0 and --write-burst >= 1")
     tls_files = (args.tls_cert_file, args.tls_private_key_file)
-    # Bearer tokens must not cross the network in the clear, and a certificate nothing asks for is a mistake.
-    if (args.metrics_auth == "delegated") != all(tls_files) or any(tls_files) != all(tls_files):
+    # Both files exactly when delegated: bearer tokens must not cross the network in the clear, and a certificate
+    # nothing would use is a mistake worth saying.
+    if any(tls_files) != all(tls_files) or (args.metrics_auth == "delegated") != all(tls_files):
         raise SystemExit("kubemeter: --metrics-auth=delegated needs --tls-cert-file and --tls-private-key-file, "
                          "which go with it only")
     return RunSettings(

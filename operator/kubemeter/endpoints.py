@@ -3,9 +3,9 @@
 What each answers is given as a function, so the server knows nothing of the runtime: ``health`` returns why
 the operator is not alive (``None`` when it is), ``ready`` whether it is ready and what to say.
 
-With ``--metrics-auth=delegated`` the port is HTTPS (``tls``) and, through ``guard``, ``/metrics`` answers only requests whose bearer
-token the API server allows to ``get /metrics``; the probes stay unauthenticated on the same port, as in
-metrics-server and kube-state-metrics (the kubelet probes HTTPS without verifying the certificate or sending a
+With ``--metrics-auth=delegated`` the port is HTTPS (``tls``) and ``/metrics`` answers only requests whose bearer
+token the API server allows to ``get /metrics`` (``guard``); the probes stay unauthenticated on the same port, as
+in metrics-server and kube-state-metrics (the kubelet probes HTTPS without verifying the certificate or sending a
 token), so a pod needs no second port.
 """
 

@@ -63,7 +63,9 @@ class ReviewingApi:
 
     def _token_review(self, body: dict):
         known = self.users.get(body["spec"]["token"])
-        user = SimpleNamespace(username=known[0], groups=["system:authenticated"], uid="u", extra=None) if known else None
+        user = None
+        if known:
+            user = SimpleNamespace(username=known[0], groups=["system:authenticated"], uid="u", extra=None)
         return SimpleNamespace(status=SimpleNamespace(authenticated=known is not None, user=user))
 
     def _access_review(self, body: dict):

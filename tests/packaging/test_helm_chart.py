@@ -251,8 +251,10 @@ def test_metrics_auth_serves_https_and_delegates_to_the_api_server(render: Rende
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         assert operator[probe]["httpGet"] == {"path": path, "port": "metrics", "scheme": "HTTPS"}
 
-    operator_role, reader_role = sorted(by_kind(manifests, "ClusterRole"), key=lambda r: len(r["metadata"]["name"]))
-    grants = {(g, r): rule["verbs"] for rule in operator_role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    roles = {role["metadata"]["name"]: role for role in by_kind(manifests, "ClusterRole")}
+    operator_role, reader_role = roles["kubemeter-km-kubemeter"], roles["kubemeter-km-kubemeter-metrics-reader"]
+    grants = {(group, resource): rule["verbs"] for rule in operator_role["rules"]
+              for group in rule["apiGroups"] for resource in rule["resources"]}
     assert grants[("authentication.k8s.io", "tokenreviews")] == ["create"]
     assert grants[("authorization.k8s.io", "subjectaccessreviews")] == ["create"]
     assert reader_role["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]

@@ -632,6 +632,8 @@ METRICS_POLICY = crd(
         column("CPU", "string", ".status.cluster.cpu", "CPU in use over everything covered."),
         column("Memory", "string", ".status.cluster.memory", "Memory working set over everything covered."),
         column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Whether cycles complete."),
+        # Shows a status gone old even when the operator cannot write one saying so (the API server refuses).
+        column("Scraped", "date", ".status.lastScrapeTime", "Time since the last cycle's scrape began."),
     ],
 )
 

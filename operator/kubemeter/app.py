@@ -20,13 +20,13 @@ from kubemeter import GROUP, VERSION
 from kubemeter.delegated_auth import DelegatedAuth
 from kubemeter.endpoints import Endpoints
 from kubemeter.kube import credentials, load_configuration
-from kubemeter.kubeapi import EventRecorder, KubeApi, RateLimiter, describe
+from kubemeter.kubeapi import DEFAULT_REQUEST_TIMEOUT, EventRecorder, KubeApi, RateLimiter, describe
 from kubemeter.leader import LeaderElector
 from kubemeter.loop import EventPoster, LoopDeps
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.policies import PolicyLifecycle
 from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS
-from kubemeter.publish.prometheus import build_registry, exposition
+from kubemeter.publish.prometheus import StatusWriterCollector, build_registry, exposition
 from kubemeter.publish.status import delete_orphaned_workloadmetrics
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.scrape.scraper import KubeletScraper
@@ -55,6 +55,13 @@ class RunSettings:
     """The metrics port's serving certificate (PEM, chain first) and its key, with metrics_auth delegated."""
     write_qps: float = 20.0
     write_burst: int = 50
+    api_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    """Seconds an API request may take before it is abandoned and retried."""
+    wedged_after: float = 600.0
+    """/healthz fails once a policy's status writes (or any API request) waited this long with nothing
+    finishing. Every request has a timeout, and a write's retries (6 attempts, backoffs, a server's
+    Retry-After) finish within a few minutes: only a process wedged where no timeout reaches gets here, and a
+    restart helps it, while an API server that answers errors is reported on the policies instead."""
     kubelet_ca: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     relist_debounce: float = 3.0
@@ -79,7 +86,8 @@ class Runtime:
         self.config = load_configuration(settings.kubeconfig, settings.context)
         self.model = ClusterModel()
         self.registry, self.collector, self.metrics = build_registry()
-        self.api = KubeApi(self.config, RateLimiter(settings.write_qps, settings.write_burst))
+        self.api = KubeApi(self.config, RateLimiter(settings.write_qps, settings.write_burst),
+                           request_timeout=settings.api_timeout)
         self.kubelets = KubeletClient(
             lambda: credentials(self.config),
             kubelet_ca_path=settings.kubelet_ca,
@@ -96,6 +104,7 @@ class Runtime:
             synced=self.relister.synced,
         )
         self.lifecycle = PolicyLifecycle(self.api, self.deps, self.collector)
+        self.registry.register(StatusWriterCollector(self.lifecycle.writer_states))
         self.endpoints = Endpoints(
             lambda: exposition(self.registry, self.collector),
             self._health,
@@ -107,6 +116,7 @@ class Runtime:
         self._elector_task: asyncio.Task | None = None
         self._seed_task: asyncio.Task | None = None
         self._orphans_task: asyncio.Task | None = None
+        self._health_problem: str | None = None
         self._watch_counters: dict[tuple[str, str | None], prometheus_client.Counter] = {}
         if settings.leader_election:
             self.elector = LeaderElector(
@@ -226,8 +236,24 @@ class Runtime:
 
     # ---- what /healthz and /readyz answer ------------------------------------------------------
     def _health(self) -> str | None:
+        problems = []
         dead = self.lifecycle.stopped_loops()
-        return f"policy loops stopped: {', '.join(dead)}" if dead else None
+        if dead:
+            problems.append(f"policy loops stopped: {', '.join(dead)}")
+        limit = self.settings.wedged_after
+        stalled = self.lifecycle.stalled_writers(limit)
+        if stalled:
+            problems.append(f"status writes of {', '.join(stalled)} made no progress for over {limit:g}s")
+        if self.api.oldest_request_age() > limit:
+            problems.append(f"an API request has waited for over {limit:g}s (its timeout is {self.api.request_timeout:g}s)")
+        problem = "; ".join(problems) or None
+        if problem != self._health_problem:
+            if problem is not None:
+                log.error("not healthy: %s", problem)
+            else:
+                log.info("healthy again")
+            self._health_problem = problem
+        return problem
 
     def _readiness(self) -> tuple[bool, str]:
         if not self.relister.synced.is_set():

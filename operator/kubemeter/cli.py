@@ -79,6 +79,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="API requests per second, all policies together (default 20)")
     parser.add_argument("--write-burst", type=int, default=_env("WRITE_BURST", 50, int),
                         help="API request burst (default 50)")
+    parser.add_argument("--api-timeout", type=float, default=_env("API_TIMEOUT", 30.0, float),
+                        help="seconds an API server request may take before it is retried (default 30)")
     parser.add_argument("--kubelet-ca", default=_env("KUBELET_CA", None),
                         help="CA bundle for kubelet serving certificates (default: the cluster CA)")
     parser.add_argument("--max-body-bytes", type=int, default=_env("MAX_BODY_BYTES", 16 * 1024 * 1024, int),
@@ -102,6 +104,8 @@ def run_settings(args: argparse.Namespace):
     if any(tls_files) != all(tls_files) or (args.metrics_auth == "delegated") != all(tls_files):
         raise SystemExit("kubemeter: --metrics-auth=delegated needs --tls-cert-file and --tls-private-key-file, "
                          "which go with it only")
+    if args.api_timeout <= 0:
+        raise SystemExit("kubemeter: --api-timeout must be > 0")
     return RunSettings(
         kubeconfig=args.kubeconfig,
         context=args.context,
@@ -112,6 +116,7 @@ def run_settings(args: argparse.Namespace):
         tls_private_key_file=args.tls_private_key_file,
         write_qps=args.write_qps,
         write_burst=args.write_burst,
+        api_timeout=args.api_timeout,
         kubelet_ca=args.kubelet_ca,
         max_body_bytes=args.max_body_bytes,
         leader_election=args.leader_election,

@@ -5,8 +5,10 @@ Calls to the API server go through one client-side rate limiter, off the event l
 
 The ``kubernetes`` client blocks, so calls run in threads, at most ``concurrency`` at once. Every call
 (reads included, as client-go counts them) waits for a token from the shared bucket, so the operator never
-exceeds its configured QPS whatever the number of policies. 429, 5xx and connection errors are retried
-with exponential backoff and jitter (honouring Retry-After); anything else is the caller's to handle.
+exceeds its configured QPS whatever the number of policies. Every request has a timeout (a server that accepts
+a request and never answers would otherwise hold a thread and its caller for good). 429, 5xx, connection
+errors and timeouts are retried with exponential backoff and jitter (honouring Retry-After); anything else is
+the caller's to handle.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from kubemeter.timefmt import rfc3339
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds an API request may take, answer included. The operator's requests are single objects and list pages
+(500 items), answered within a second by a healthy server; client-go leaves it unbounded, kubectl too."""
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 CONFLICT = frozenset({409})
 """Retryable too for a patch without preconditions (no resourceVersion): the API server retries such a patch on
@@ -83,10 +88,14 @@ class KubeApi:
         concurrency: int = 8,
         max_attempts: int = 6,
         base_backoff: float = 0.2,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         on_call: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, concurrency)
+        # urllib3 would send a GET whose answer timed out again, three times, multiplying the timeout; here
+        # each attempt is one request, and call() retries with backoff.
+        config.retries = urllib3.util.Retry(total=3, read=0)
         self.client = kubernetes.client.ApiClient(config)
         self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.core = kubernetes.client.CoreV1Api(self.client)
@@ -98,6 +107,8 @@ class KubeApi:
         self._base_backoff = base_backoff
         self._on_call = on_call or (lambda result: None)
         self._sleep = sleep
+        self.request_timeout = request_timeout
+        self._started: dict[int, float] = {}  # request number -> when it was sent (monotonic)
         self.requests = 0
         """Requests sent, retries included (for the benchmarks' requests-per-cycle figure)."""
 
@@ -111,9 +122,11 @@ class KubeApi:
             attempt += 1
             await self.limiter.acquire()
             self.requests += 1
+            number = self.requests
             try:
                 async with self._slots:
-                    result = await asyncio.to_thread(fn, *args, **kwargs)
+                    self._started[number] = time.monotonic()
+                    result = await asyncio.to_thread(fn, *args, _request_timeout=self.request_timeout, **kwargs)
             except ApiException as exc:
                 if (exc.status not in RETRYABLE_STATUS and exc.status not in also_retry) or (
                     attempt == self._max_attempts
@@ -123,21 +136,40 @@ class KubeApi:
                 delay = _retry_after(exc)
                 self._on_call("retried")
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                timed_out = _timed_out(exc)
+                if timed_out:
+                    log.warning("API request %s had no answer within %gs (attempt %d of %d)",
+                                getattr(fn, "__name__", "call"), self.request_timeout, attempt, self._max_attempts)
                 if attempt == self._max_attempts:
-                    self._on_call("error")
+                    self._on_call("timeout" if timed_out else "error")
                     raise
-                log.debug("API call failed (%s), retrying", exc)
+                if not timed_out:
+                    log.debug("API call failed (%s), retrying", exc)
                 delay = None
                 self._on_call("retried")
             else:
                 self._on_call("success")
                 return result
+            finally:
+                self._started.pop(number, None)
             backoff = self._base_backoff * 2 ** (attempt - 1)
             # Jitter spreads the retries of writes that failed together, so they do not come back together.
             await self._sleep(delay if delay is not None else backoff * (0.5 + random.random()))
 
+    def oldest_request_age(self) -> float:
+        """Seconds the oldest request still waiting for its answer has waited (0 when none waits). Beyond
+        the request timeout, a request's thread is wedged where no timeout reaches."""
+        return time.monotonic() - min(self._started.values()) if self._started else 0.0
+
     def close(self) -> None:
         self.client.close()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A request timeout, as urllib3 raises it (or wraps it, once its own retries of a read ran out)."""
+    return isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(
+        getattr(exc, "reason", None), urllib3.exceptions.TimeoutError
+    )
 
 
 def describe(exc: BaseException) -> str:

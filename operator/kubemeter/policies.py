@@ -18,7 +18,7 @@ from kubemeter.kubeapi import KubeApi
 from kubemeter.loop import LoopDeps, PolicyLoop
 from kubemeter.policy import PolicyError, parse_policy
 from kubemeter.publish.documents import failed_nodes
-from kubemeter.publish.prometheus import PrometheusPublisher, SnapshotCollector
+from kubemeter.publish.prometheus import PrometheusPublisher, SnapshotCollector, WriterState
 from kubemeter.publish.status import StatusPublisher
 from kubemeter.tasks import cancel_and_wait
 
@@ -108,6 +108,14 @@ class PolicyLifecycle:
         for policy in self.policies.values():
             if policy.loop is not None:
                 policy.loop.step_down()
+
+    def writer_states(self) -> list[WriterState]:
+        return [WriterState(name, p.publisher.pending_writes, p.publisher.stalled_for())
+                for name, p in self.policies.items()]
+
+    def stalled_writers(self, limit: float) -> list[str]:
+        """Policies whose status writes have waited longer than ``limit`` seconds with none finishing."""
+        return [name for name, p in self.policies.items() if p.publisher.stalled_for() > limit]
 
     def stopped_loops(self) -> list[str]:
         """Policies whose loop task ended (a loop never returns: it died of a bug)."""

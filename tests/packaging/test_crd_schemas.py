@@ -88,7 +88,7 @@ def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any]:
     return schema
 
 
-COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number"}
+COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number", "date": "string"}
 
 
 @pytest.mark.parametrize("plural", ["metricspolicies", "workloadmetrics"])
@@ -100,11 +100,13 @@ def test_printer_columns_point_at_fields_of_their_type(plural: str) -> None:
             continue
         target = resolve(schema, column["jsonPath"])
         assert target["type"] == COLUMN_TYPES[column["type"]], column
+        if column["type"] == "date":
+            assert target.get("format") == "date-time", column
 
 
 def test_policy_column_names_are_the_documented_ones() -> None:
     names = [c["name"] for c in crd("metricspolicies")["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Age"]
+    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Scraped", "Age"]
     columns = crd("workloadmetrics")["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == [
         "Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Age"]

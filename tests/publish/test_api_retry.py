@@ -9,6 +9,7 @@ import asyncio
 
 import kubernetes
 import pytest
+import urllib3
 from kubemeter.kubeapi import CONFLICT, KubeApi, RateLimiter, describe
 from kubernetes.client.exceptions import ApiException
 
@@ -23,12 +24,14 @@ class CountingLimiter(RateLimiter):
         await super().acquire()
 
 
-def api_with(limiter: RateLimiter, delays: list[float], results: list[str] | None = None, **options) -> KubeApi:
+def api_with(limiter: RateLimiter, delays: list[float], results: list[str] | None = None,
+             host: str = "https://127.0.0.1:1", **options) -> KubeApi:
+    """``host``: by default never contacted (the calls are plain functions)."""
     async def record(seconds: float) -> None:
         delays.append(seconds)
 
     config = kubernetes.client.Configuration()
-    config.host = "https://127.0.0.1:1"  # never contacted: the calls below are plain functions
+    config.host = host
     on_call = results.append if results is not None else None
     return KubeApi(config, limiter, sleep=record, on_call=on_call, **options)
 
@@ -37,7 +40,7 @@ def failing(*statuses: int, retry_after: str | None = None):
     """A call that fails with these statuses in turn, then returns "done"."""
     pending = list(statuses)
 
-    def call() -> str:
+    def call(**_request_options) -> str:
         if pending:
             exc = ApiException(status=pending.pop(0), reason="injected")
             exc.headers = {"Retry-After": retry_after} if retry_after is not None else {}
@@ -101,7 +104,7 @@ async def test_connection_errors_are_retried():
     delays: list[float] = []
     attempts = []
 
-    def refused() -> str:
+    def refused(**_request_options) -> str:
         attempts.append(1)
         if len(attempts) < 3:
             raise ConnectionRefusedError("connection refused")
@@ -109,6 +112,44 @@ async def test_connection_errors_are_retried():
 
     api = api_with(CountingLimiter(), delays)
     assert await api.call(refused) == "done" and len(delays) == 2
+
+
+async def test_a_request_the_server_never_answers_times_out_and_is_retried(caplog):
+    """A server that accepts the connection and the request and never answers (a wedged apiserver, a cut
+    that left the TCP connection up): each attempt ends after the request timeout, is logged, and retried;
+    while one waits, its age is visible (what /healthz looks at)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read(65536)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    delays, results = [], []
+    api = api_with(CountingLimiter(), delays, results, max_attempts=2, request_timeout=0.5,
+                   host=f"http://127.0.0.1:{port}")
+    ages = []
+
+    async def watch_age() -> None:
+        while True:
+            ages.append(api.oldest_request_age())
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch_age())
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(urllib3.exceptions.HTTPError):
+            await api.call(api.core.read_namespace, "default")
+    finally:
+        watcher.cancel()
+        server.close()
+        for writer in accepted:
+            writer.close()
+    assert asyncio.get_running_loop().time() - started < 10
+    assert len(accepted) >= 2 and results == ["retried", "timeout"]
+    assert max(ages) >= 0.3 and api.oldest_request_age() == 0.0
+    assert "had no answer within 0.5s (attempt 1 of 2)" in caplog.text
 
 
 def test_a_failed_call_is_described_with_the_api_servers_message():

@@ -4,6 +4,8 @@ from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot, Totals
 from kubemeter.policy import parse_policy
 from kubemeter.publish.documents import (
+    MAX_CONDITION_MESSAGE,
+    InvalidGeneration,
     failed_nodes,
     policy_status,
     policy_status_moved,
@@ -40,6 +42,20 @@ def test_a_policy_status_says_which_nodes_fail_since_when_and_a_restart_continue
     assert "cpuCores" not in status.get("cluster", {})  # nothing measured: absent, never 0
     # What a restarted operator reads back from that status: the same failure, its start kept.
     assert failed_nodes(status) == failing
+
+
+def test_condition_messages_fit_the_crd_however_long_what_they_quote():
+    """An invalid spec's message quotes what the user wrote (a 100,000-character label key, say): beyond
+    metav1.Condition's 32768 characters the whole status write would be refused and no condition shown."""
+    invalid = InvalidGeneration(4, "spec.selector: bad key " + "k" * 100_000)
+    failure = "the last 3 WorkloadMetrics status writes failed: " + "x" * 40_000
+    status = policy_status(report({}), parse_policy({}), 3, before=[], invalid=invalid, write_failure=failure)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    for found in by_type.values():
+        assert len(found["message"]) <= MAX_CONDITION_MESSAGE
+    assert by_type["Invalid"]["message"].startswith("spec.selector: bad key kkk") and by_type["Invalid"]["message"].endswith("...")
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "StatusWriteFailed")
+    assert status["observedGeneration"] == 4
 
 
 def test_a_recovered_node_moves_the_policy_status_and_an_unchanged_cycle_does_not():

@@ -261,7 +261,13 @@ def workloadmetrics_object(policy: str, policy_uid: str, ref: WorkloadRef, name:
 
 
 # ---- MetricsPolicy status ------------------------------------------------------------------------
+MAX_CONDITION_MESSAGE = 32768
+"""metav1.Condition's bound (the CRD's too): a message quoting what a user wrote or a server answered may be longer."""
+
+
 def condition(type_: str, status: str, reason: str, message: str, generation: int, now: float) -> dict:
+    if len(message) > MAX_CONDITION_MESSAGE:
+        message = message[: MAX_CONDITION_MESSAGE - 3] + "..."
     return {
         "type": type_,
         "status": status,
@@ -336,11 +342,19 @@ def observed_generation(generation: int, invalid: InvalidGeneration | None) -> i
 
 
 def policy_status(
-    report: CycleReport, spec: PolicySpec, generation: int, before: list[dict], invalid: InvalidGeneration | None = None
+    report: CycleReport,
+    spec: PolicySpec,
+    generation: int,
+    before: list[dict],
+    invalid: InvalidGeneration | None = None,
+    write_failure: str | None = None,
 ) -> dict:
-    """``generation``: the spec that ran; ``invalid``: a newer one that cannot run, if any."""
+    """``generation``: the spec that ran; ``invalid``: a newer one that cannot run, if any; ``write_failure``:
+    why the policy's WorkloadMetrics cannot be written (its cycles run, but what users read is not current)."""
     snapshot, now = report.snapshot, report.snapshot.time
     checks, warnings = _readiness(report)
+    if write_failure is not None and checks[0][1] == "True":
+        checks[0] = ("Ready", "False", "StatusWriteFailed", write_failure)
     updates = [condition(t, s, r, m, generation, now) for t, s, r, m in checks]
     if invalid is None:
         updates.append(condition("Invalid", "False", "ValidSpec", "the spec is valid", generation, now))

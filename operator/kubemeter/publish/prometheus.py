@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from kubemeter.compute.report import CycleReport
@@ -203,6 +204,33 @@ class OperatorMetrics:
         for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,
                        self.last_cycle, self.interval):
             metric.remove_by_labels({"policy": policy})
+
+
+class WriterState(NamedTuple):
+    policy: str
+    pending: int
+    stalled_seconds: float
+
+
+class StatusWriterCollector:
+    """Each policy's status writer, read when scraped: how many writes wait, and for how long none finished
+    while some waited (a stuck writer shows as a growing figure; alert on it before /healthz fails)."""
+
+    def __init__(self, states: Callable[[], Iterable[WriterState]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pending = GaugeMetricFamily(
+            "kubemeter_status_writes_pending", "Status writes of the policy queued or being sent.", labels=["policy"])
+        stalled = GaugeMetricFamily(
+            "kubemeter_status_writer_stalled_seconds",
+            "Seconds the policy's status writes have waited with none finishing (0 when none waits).",
+            labels=["policy"])
+        for state in self._states():
+            pending.add_metric([state.policy], state.pending)
+            stalled.add_metric([state.policy], state.stalled_seconds)
+        yield pending
+        yield stalled
 
 
 class PrometheusPublisher:

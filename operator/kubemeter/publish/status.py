@@ -7,6 +7,11 @@ cycle and sent by a background drain, so a slow API server never delays a cycle:
 - pending writes coalesce per object (the newest desired status replaces an unsent older one, keeping its
   place in the queue), so under a QPS cap every object is eventually written and none is lost;
 - every request goes through the operator's one rate limiter (kubemeter.kubeapi.KubeApi);
+- a write that failed (after KubeApi's retries) is sent again later, with a growing delay, unless a newer
+  write of the same object replaces it: a status planned once (an invalid spec's, with no cycle to plan
+  another) lands once the API server answers again, whatever happened in between;
+- the policy's own status goes first, so it can say what is wrong with the others: WorkloadMetrics writes
+  that keep failing turn its Ready False (``StatusWriteFailed``);
 - at start-up (and after a step-down) the objects a previous run wrote are adopted, not recreated.
 """
 
@@ -53,6 +58,10 @@ from kubemeter.types import WorkloadRef
 log = logging.getLogger(__name__)
 
 _JSON_PATCH = "application/json-patch+json"
+FAILING_AFTER = 3
+"""WorkloadMetrics writes failed in a row (each after KubeApi's retries) that make the policy's Ready False."""
+RETRY_FIRST, RETRY_MAX = 2.0, 60.0
+"""Seconds before a failed write is sent again, doubling per failure of the same object up to RETRY_MAX."""
 _NONE_READY = object()  # no queued write whose object has none in flight (None is the policy's own key)
 
 
@@ -124,6 +133,10 @@ class StatusPublisher:
         self._invalid: InvalidGeneration | None = None
         self._in_flight = 0
         self._marking_stale: asyncio.Task | None = None
+        self._retries: dict[WorkloadRef | None, tuple[asyncio.TimerHandle, int]] = {}  # timer, failures so far
+        self._failed_in_a_row = 0
+        self._last_failure = ""
+        self._progress_at = 0.0  # when a write last finished, or work arrived while there was none
         self.writes_planned = 0
 
     def adopt_policy_status(self, status: Mapping | None) -> None:
@@ -211,7 +224,8 @@ class StatusPublisher:
             for ref in self._published:
                 self._queue(_Write(ref, None, now))
         invalid = self._invalid_beyond(generation)
-        self._plan_policy(policy_status(report, spec, generation, self._conditions_before(), invalid), spec, now)
+        status = policy_status(report, spec, generation, self._conditions_before(), invalid, self._write_failure())
+        self._plan_policy(status, spec, now)
         self._ensure_drain()
 
     def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
@@ -227,6 +241,7 @@ class StatusPublisher:
                     # What the object holds (or is being sent) is close enough: a queued write, planned
                     # for a value since gone back, would now be a write that moves nothing.
                     self._pending.pop(ref, None)
+                    self._cancel_retry(ref)
                     continue
             self._queue(_Write(ref, status, now))
         for ref in self._published.keys() - {stored_workload(workload) for workload in snapshot.workloads}:
@@ -249,6 +264,7 @@ class StatusPublisher:
         if self._policy_written is not None:
             written, at = self._policy_written
             if now - at < spec.max_status_age and not policy_status_moved(written, status, spec.min_status_change):
+                self._cancel_retry(None)
                 return
         self._queue(_Write(None, status, now))
 
@@ -297,8 +313,66 @@ class StatusPublisher:
 
     def _queue(self, write: _Write) -> None:
         self.writes_planned += 1
+        if not self.busy:
+            self._progress_at = self.clock()
+        self._cancel_retry(write.ref)  # this write replaces the failed one
         self._pending[write.ref] = write  # an unsent older write of the same object is replaced in place
         self._wakeup.set()
+
+    # ---- failed writes: sent again later, and reported ------------------------------------------
+    def _retry_later(self, write: _Write) -> None:
+        if write.ref in self._pending:
+            return  # a newer write of the object is queued: it replaces this one
+        _, failures = self._retries.pop(write.ref, (None, 0))
+        delay = min(RETRY_MAX, RETRY_FIRST * 2**failures)
+        timer = asyncio.get_running_loop().call_later(delay, self._resend, write)
+        self._retries[write.ref] = (timer, failures + 1)
+
+    def _resend(self, write: _Write) -> None:
+        timer, failures = self._retries.pop(write.ref)
+        self._queue(write)
+        self._retries[write.ref] = (timer, failures)  # kept (its timer spent) for the next delay
+        self._ensure_drain()
+
+    def _cancel_retry(self, ref: WorkloadRef | None) -> None:
+        retry = self._retries.pop(ref, None)
+        if retry is not None:
+            retry[0].cancel()
+
+    def _wrote(self, write: _Write, failure: str | None) -> None:
+        """A write finished: successfully (``failure`` None), or it failed and is sent again later."""
+        self._progress_at = self.clock()
+        if failure is None:
+            self._retries.pop(write.ref, None)
+            if write.ref is not None:
+                self._failed_in_a_row = 0
+            return
+        self._on_write("error")
+        self._retry_later(write)
+        if write.ref is not None:
+            self._failed_in_a_row += 1
+            self._last_failure = failure
+
+    def _write_failure(self) -> str | None:
+        """Why the policy's Ready is False although its cycles run: its WorkloadMetrics cannot be written."""
+        if self._failed_in_a_row < FAILING_AFTER:
+            return None
+        return (f"the last {self._failed_in_a_row} WorkloadMetrics status writes failed, so they show old figures; "
+                f"the last error: {self._last_failure}")
+
+    @property
+    def busy(self) -> bool:
+        """Writes wait to be sent or are being sent (a failed one waiting to be sent again is not counted)."""
+        return bool(self._pending) or self._in_flight > 0
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._pending) + self._in_flight
+
+    def stalled_for(self) -> float:
+        """Seconds the writer has had writes to send and finished none (0 when idle). Every request has a
+        timeout, so a writer that makes no progress for long is wedged (a liveness failure)."""
+        return max(0.0, self.clock() - self._progress_at) if self.busy else 0.0
 
     # ---- sending -------------------------------------------------------------------------------
     def _ensure_drain(self) -> None:
@@ -308,8 +382,12 @@ class StatusPublisher:
     async def _run_drain(self) -> None:
         async def writer() -> None:
             while True:
-                # One write per object at a time, so writes of one object land in the order planned.
-                ref = next((r for r in self._pending if r not in self._sending), _NONE_READY)
+                # One write per object at a time, so writes of one object land in the order planned; the
+                # policy's own first, so it can report on the others.
+                if None in self._pending and None not in self._sending:
+                    ref: WorkloadRef | None | object = None
+                else:
+                    ref = next((r for r in self._pending if r not in self._sending), _NONE_READY)
                 if ref is _NONE_READY:
                     return
                 write = self._pending.pop(ref)
@@ -318,11 +396,13 @@ class StatusPublisher:
                 try:
                     await self._send(write)
                 except ApiException as exc:
-                    log.warning("policy %s: status write for %s failed: %s", self.policy, ref, describe(exc))
-                    self._on_write("error")
-                except Exception:
-                    log.exception("policy %s: status write for %s failed", self.policy, ref)
-                    self._on_write("error")
+                    log.warning("policy %s: status write for %s failed: %s", self.policy, _object(ref), describe(exc))
+                    self._wrote(write, describe(exc))
+                except Exception as exc:
+                    log.exception("policy %s: status write for %s failed", self.policy, _object(ref))
+                    self._wrote(write, describe(exc))
+                else:
+                    self._wrote(write, None)
                 finally:
                     self._in_flight -= 1
                     if self._sending.get(ref) is write:
@@ -470,6 +550,8 @@ class StatusPublisher:
         """Another replica leads now: drop what is queued or being retried (it would overwrite the new leader's
         newer values) and forget what we believe the objects hold, so a later term adopts them again."""
         self._pending.clear()
+        for ref in list(self._retries):
+            self._cancel_retry(ref)
         if self._drain is not None:
             self._drain.cancel()
         self._published.clear()
@@ -477,5 +559,11 @@ class StatusPublisher:
         self._policy_written = None
 
     async def close(self) -> None:
+        for ref in list(self._retries):
+            self._cancel_retry(ref)
         await self._stop_marking_stale()
         await cancel_and_wait(self._drain)
+
+
+def _object(ref: WorkloadRef | None | object) -> str:
+    return "the policy" if ref is None else str(ref)

@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
 from kubemeter.policy import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN  # noqa: E402
-from kubemeter.publish.documents import MAX_API_VERSION_LENGTH, MAX_KIND_LENGTH, MAX_NAME_LENGTH  # noqa: E402
+from kubemeter.publish.documents import (  # noqa: E402
+    MAX_API_VERSION_LENGTH, MAX_KIND_LENGTH, MAX_NAME_LENGTH, MAX_UNRESOLVED_PODS,
+)
 from kubemeter.timefmt import DURATION_PATTERN  # noqa: E402
 
 Schema = dict[str, Any]
@@ -395,6 +397,13 @@ def metrics_policy_status() -> Schema:
             "cluster": obj(
                 "Totals over everything the policy covers.",
                 {
+                    "pods": integer("Pods these totals cover (scheduled, not terminated), as status.pods.", minimum=0),
+                    "podsReporting": integer(
+                        "Pods measured in the last cycle: below pods when nodes fail, so a fall in usage can be told "
+                        "from a fall in coverage.", minimum=0),
+                    "podsUnresolved": integer(
+                        "Pods whose controller owner cannot be found, counted here and in no workload "
+                        "(see unresolvedPods).", minimum=0),
                     "cpuCores": number("CPU in use, in cores.", minimum=0),
                     "memoryBytes": integer("Memory working set, in bytes.", minimum=0),
                     "cpuRequestsCores": number("Sum of CPU requests, in cores.", minimum=0),
@@ -415,6 +424,30 @@ def metrics_policy_status() -> Schema:
                         "name": string("The workload's name.", maxLength=MAX_NAME_LENGTH),
                         "cpuCores": number("CPU in use, in cores.", minimum=0),
                         "memoryBytes": integer("Memory working set, in bytes.", minimum=0),
+                    },
+                ),
+            },
+            "unresolvedPods": {
+                "type": "array",
+                "description": f"Pods whose controller owner cannot be found (a removed API version, or never created), "
+                               f"at most {MAX_UNRESOLVED_PODS} by namespace and name (cluster.podsUnresolved counts them "
+                               f"all): counted in their namespace, node and the cluster, in no workload.",
+                "maxItems": MAX_UNRESOLVED_PODS,
+                "items": obj(
+                    "A pod whose controller owner cannot be found.",
+                    {
+                        "namespace": string("The pod's namespace.", maxLength=63),
+                        "name": string("The pod's name."),
+                        "node": string("The node the pod runs on."),
+                        "owner": obj(
+                            "The pod's controller ownerReference.",
+                            {
+                                "apiVersion": string("As the pod names it, e.g. extensions/v1beta1.",
+                                                     maxLength=MAX_API_VERSION_LENGTH),
+                                "kind": string("As the pod names it, e.g. ReplicaSet.", maxLength=MAX_KIND_LENGTH),
+                                "name": string("As the pod names it.", maxLength=MAX_NAME_LENGTH),
+                            },
+                        ),
                     },
                 ),
             },

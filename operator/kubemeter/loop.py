@@ -24,7 +24,7 @@ from kubemeter.publish.prometheus import OperatorMetrics
 from kubemeter.publish.publisher import Publisher
 from kubemeter.scrape.client import ScrapeError
 from kubemeter.scrape.scraper import Scraper, ScrapeSource
-from kubemeter.types import NodeFailure, NodeInfo, PodExtras, Selection, Usage
+from kubemeter.types import NodeFailure, NodeInfo, PodExtras, PodInfo, Selection, Usage
 from kubemeter.watch.model import ClusterModel
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class PolicyLoop:
         self.aggregator = Aggregator(spec.window, spec.percentiles)
         self.meter = UsageMeter()
         self.failures: dict[str, NodeFailure] = dict(failures or {})
+        self._without_workload: set[str] = set()
+        """The uids of the pods the previous cycle selected without a known workload."""
         self._node_times: dict[str, tuple[float, float]] = {}
         """Each node's newest sample timestamp, and when its answer arrived: between two scrapes the kubelet's
         clock must neither step back nor jump far ahead of ours."""
@@ -147,6 +149,7 @@ class PolicyLoop:
             snapshot=snapshot,
             scraped=len(selection.nodes) - len(measured.failures),
             failures=measured.failures,
+            unresolved=self._unresolved(selection),
         )
         if not deps.active.is_set():  # stepped down during the cycle: publishing would race the new leader
             self.failures = {}
@@ -221,6 +224,14 @@ class PolicyLoop:
         # selected pods survive a failed scrape, up to a few intervals.
         self.meter.prune(now - 3 * spec.interval - spec.timeout, {pod.uid for pod in selection.pods()})
         return snapshot
+
+    def _unresolved(self, selection: Selection) -> list[PodInfo]:
+        """The pods without a known workload at this cycle and the previous one. The watches of pods and of
+        their owners are separate streams, so a new pod may be seen before its ReplicaSet or Job; an interval
+        later (10 s at least) that owner is not coming: a removed API version, or never created."""
+        previous = self._without_workload
+        self._without_workload = {pod.uid for pod in selection.pods_without_workload}
+        return [pod for pod in selection.pods_without_workload if pod.uid in previous]
 
     def _check_clock(self, node: str, timestamp: float | None, arrived: float, interval: float) -> None:
         """Samples taken "before" the previous scrape's, or far more after them than the time that passed

@@ -85,7 +85,9 @@ class Selection:
 
     nodes: list[NodeInfo]
     pods_by_node: dict[str, dict[tuple[str, str], PodInfo]] = field(default_factory=dict)
-    unresolved_pods: int = 0
+    pods_without_workload: list[PodInfo] = field(default_factory=list)
+    """The pods of ``pods_by_node`` whose controller owner is not known (``workload`` None): scraped and counted
+    in their namespace, node and cluster, in no workload."""
 
     def pods(self) -> Iterator[PodInfo]:
         for pods in self.pods_by_node.values():

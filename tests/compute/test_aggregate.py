@@ -98,7 +98,7 @@ def random_cluster(seed: int) -> tuple[list[PodInfo], dict]:
 
 
 def totals_fields(t):
-    return (t.pods, t.cpu_cores or 0.0, t.memory_bytes or 0.0, t.cpu_requests_cores, t.cpu_limits_cores,
+    return (t.pods, t.pods_reporting, t.cpu_cores or 0.0, t.memory_bytes or 0.0, t.cpu_requests_cores, t.cpu_limits_cores,
             t.memory_requests_bytes, t.memory_limits_bytes)
 
 
@@ -167,10 +167,20 @@ def test_reconfigure_keeps_the_samples_still_inside_the_new_window():
     assert cpu.percentiles == pytest.approx({90: 48.0})
 
 
-def test_pods_without_a_resolved_workload_are_skipped():
-    unresolved = PodInfo("x", "shop", "x", "node-1", "Running", {}, None, (APP,), None)
-    snapshot = Aggregator(300, (50,)).cycle(0.0, [unresolved, pod("a")], {"x": {"app": used(5.0, 5.0)}})
-    assert snapshot.cluster.pods == 1 and snapshot.cluster.cpu_cores is None
+def test_pods_without_a_resolved_workload_count_in_namespace_node_and_cluster_but_no_workload():
+    big = ContainerSpec("app", cpu_request=3.0, cpu_limit=None, memory_request=1e9, memory_limit=None)
+    unresolved = PodInfo("x", "shop", "x", "node-2", "Running", {}, None, (big,), None)
+    silent = PodInfo("y", "shop", "y", "node-2", "Running", {}, None, (big,), None)  # its node failed, say
+    usage = {"x": {"app": used(2.5, 5e8)}, "a": {"app": used(0.1, 1e8), "sidecar": used(0.0, 1e7)}}
+    snapshot = Aggregator(300, (50,)).cycle(0.0, [unresolved, silent, pod("a")], usage)
+
+    assert set(snapshot.workloads) == {WEB} and snapshot.workloads[WEB].pods == 1
+    shop, node = snapshot.namespaces["shop"], snapshot.nodes["node-2"]
+    for totals in (shop, snapshot.cluster):
+        assert (totals.pods, totals.pods_reporting) == (3, 2)
+        assert totals.cpu_cores == pytest.approx(2.6) and totals.cpu_requests_cores == pytest.approx(6.1)
+        assert totals.memory_bytes == pytest.approx(6.1e8)
+    assert (node.pods, node.pods_reporting, node.cpu_cores, node.cpu_requests_cores) == (2, 1, 2.5, 6.0)
 
 
 def test_changed_container_resources_are_picked_up():

@@ -8,8 +8,8 @@ from kubemeter.policy import parse_policy
 from kubemeter.publish.prometheus import build_registry
 from kubemeter.scrape.client import ScrapeError
 from kubemeter.testing import FakeScraper
-from kubemeter.types import ContainerSample, NodeMetrics, NodeSample, PodSample
-from kubemeter.watch.model import NAMESPACES, NODES, PODS, ClusterModel
+from kubemeter.types import ContainerSample, NodeMetrics, NodeSample, PodSample, WorkloadRef
+from kubemeter.watch.model import NAMESPACES, NODES, PODS, REPLICASETS, ClusterModel
 
 T0 = 1_800_000_000.0
 
@@ -87,3 +87,32 @@ async def test_answers_are_joined_to_the_selected_pods_and_failures_reported_onc
     assert web.cpu.usage == 0.25 and web.cpu.request_utilization == 0.5
     assert second.failures["b"].since == first.failures["b"].since  # still failing since the first cycle
     assert events == [("b", "ScrapeFailed")]  # no second Event for the same failure
+
+
+def replicaset_pod(name: str, on: str, replicaset: str) -> dict:
+    pod = bare_pod(name, on)
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replicaset, "uid": f"uid-{replicaset}", "controller": True}
+    ]
+    return pod
+
+
+async def test_a_pod_waits_one_cycle_for_its_owner_then_counts_as_unresolved_and_always_in_the_sums():
+    model = model_of(["a"])
+    model.apply(PODS, "ADDED", replicaset_pod("web-5d4-x", "a", "web-5d4"))
+    model.apply(PODS, "ADDED", replicaset_pod("legacy-7f-y", "a", "legacy-7f"))
+    loop = loop_over(model, FakeScraper({"a": NodeMetrics(NodeSample(timestamp=T0), [])}), {"timeout": "5s"})
+
+    first = await loop.run_cycle()
+    assert (first.unresolved, first.waiting) == ([], 2), "owners may be seen after their pods: both wait"
+    assert first.snapshot.workloads == {}
+    assert first.snapshot.cluster.cpu_requests_cores == 1.0 == first.snapshot.nodes["a"].cpu_requests_cores
+
+    # The ReplicaSet's watch event comes after its pod's; the other pod's owner never does.
+    model.apply(REPLICASETS, "ADDED", {"metadata": {"namespace": "shop", "name": "web-5d4", "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web", "controller": True}]}})
+    second = await loop.run_cycle()
+    assert [pod.name for pod in second.unresolved] == ["legacy-7f-y"] and second.waiting == 0
+    (web,) = second.snapshot.workloads.values()
+    assert web.workload == WorkloadRef("shop", "Deployment", "web", "apps/v1") and web.cpu.requests == 0.5
+    assert second.snapshot.namespaces["shop"].cpu_requests_cores == 1.0 == second.snapshot.cluster.cpu_requests_cores

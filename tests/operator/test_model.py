@@ -77,7 +77,7 @@ def test_requests_and_limits_are_parsed_from_the_pod_spec():
     assert coredns.memory_limit == 170 * 2**20 and coredns.cpu_limit is None
 
 
-def test_pods_wait_for_an_unknown_owner_instead_of_flapping():
+def test_a_pod_of_an_unknown_owner_is_selected_without_a_workload_until_the_owner_is_known():
     model = ClusterModel()
     model.apply(NODES, None, {"metadata": {"name": "n1"}, "status": {}})
     pod = {"metadata": {"namespace": "d", "name": "web-abc-1", "uid": "u1",
@@ -85,7 +85,8 @@ def test_pods_wait_for_an_unknown_owner_instead_of_flapping():
            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
     model.apply(PODS, "ADDED", pod)
     selection = model.select(parse_policy({}))
-    assert selection.unresolved_pods == 1 and list(selection.pods()) == []
+    (waiting,) = selection.pods()
+    assert selection.pods_without_workload == [waiting] and waiting.workload is None, "scraped, in no workload"
     model.apply(REPLICASETS, "ADDED", _owner_object("apps/v1", "d", "web-abc", ("apps/v1", "Deployment", "web")))
     (resolved,) = model.select(parse_policy({})).pods()
     assert resolved.workload == WorkloadRef("d", "Deployment", "web", "apps/v1")

@@ -325,14 +325,15 @@ def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
     assert "namespace" not in policy["metadata"]  # cluster-scoped
 
 
-def test_grafana_dashboard_charts_workload_usage_against_requests(render: Render) -> None:
+def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(render: Render) -> None:
     config_map = one(render(ALL_FEATURES), "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     (dashboard_json,) = config_map["data"].values()
     dashboard = json.loads(dashboard_json)
     expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
     for metric in ("kubemeter_workload_cpu_usage_cores", "kubemeter_workload_cpu_requests_cores",
-                   "kubemeter_workload_memory_working_set_bytes", "kubemeter_workload_memory_requests_bytes"):
+                   "kubemeter_workload_memory_working_set_bytes", "kubemeter_workload_memory_requests_bytes",
+                   "kubemeter_workload_pods_reporting"):
         assert metric in expressions
     grouping = set(re.findall(r"sum by \(([^)]*)\)", expressions))
     assert grouping == {"namespace, workload_kind, workload"}

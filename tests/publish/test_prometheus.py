@@ -65,6 +65,19 @@ def test_workload_namespace_node_and_cluster_gauges_carry_the_snapshot():
     assert got[("kubemeter_cluster_memory_requests_bytes", frozenset({"policy": "default"}.items()))] == 200e6
 
 
+def test_pods_reporting_beside_the_pods_expected_tell_a_fall_in_coverage_at_every_level():
+    registry, collector, _ = build_registry()
+    pods = [pod("a", WEB), pod("b", WEB, node="node-2"), pod("c", WEB, node="node-2")]
+    collector.set_snapshot("p", snapshot_of(pods, {"a": {"app": Usage(0.25, 64e6, 0)}}), LEVELS)  # node-2 failed
+    got = samples(registry, collector)
+    for level, labels in (("workload", workload_labels("p", WEB)),
+                          ("namespace", frozenset({"policy": "p", "namespace": "shop"}.items())),
+                          ("cluster", frozenset({"policy": "p"}.items()))):
+        assert (got[(f"kubemeter_{level}_pods_reporting", labels)], got[(f"kubemeter_{level}_pods", labels)]) == (1, 3)
+    failed = frozenset({"policy": "p", "node": "node-2"}.items())
+    assert (got[("kubemeter_node_pods_reporting", failed)], got[("kubemeter_node_pods", failed)]) == (0, 2)
+
+
 def test_series_of_deleted_workloads_and_removed_policies_vanish_at_once():
     registry, collector, _ = build_registry()
     usage = {"a": {"app": Usage(0.1, 1.0, 0)}, "b": {"app": Usage(0.2, 1.0, 0)}}

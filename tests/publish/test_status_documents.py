@@ -14,15 +14,21 @@ from kubemeter.publish.documents import (
     workloadmetrics_name,
 )
 from kubemeter.timefmt import rfc3339
-from kubemeter.types import NodeFailure, NodeInfo, Selection, WorkloadRef
+from kubemeter.types import NodeFailure, NodeInfo, PodInfo, Selection, WorkloadRef
 
 NODES = [NodeInfo("a", "uid-a", {}, "127.0.0.1", 10250), NodeInfo("b", "uid-b", {}, "127.0.0.2", 10250)]
-NOTHING_MEASURED = Totals(0, None, None, 0.0, 0.0, 0.0, 0.0)
+NOTHING_MEASURED = Totals(0, 0, None, None, 0.0, 0.0, 0.0, 0.0)
 
 
-def report(failures: dict[str, NodeFailure], now: float = 1_800_000_010.0) -> CycleReport:
-    snapshot = Snapshot(now, {}, {}, {}, NOTHING_MEASURED)
-    return CycleReport(now - 1, 0.25, Selection(nodes=NODES), snapshot, len(NODES) - len(failures), failures)
+def report(failures: dict[str, NodeFailure], now: float = 1_800_000_010.0, cluster: Totals = NOTHING_MEASURED,
+           without_workload: tuple[PodInfo, ...] = (), unresolved: tuple[PodInfo, ...] = ()) -> CycleReport:
+    snapshot = Snapshot(now, {}, {}, {}, cluster)
+    selection = Selection(nodes=NODES, pods_without_workload=list(without_workload))
+    return CycleReport(now - 1, 0.25, selection, snapshot, len(NODES) - len(failures), failures, list(unresolved))
+
+
+def pod_owned_by(name: str, owner: dict) -> PodInfo:
+    return PodInfo(f"uid-{name}", "tenant", name, "a", "Running", {}, owner, ())
 
 
 def test_a_policy_status_says_which_nodes_fail_since_when_and_a_restart_continues_them():
@@ -97,3 +103,38 @@ def test_a_stale_status_keeps_what_the_pods_declare_and_drops_every_measured_fig
         "cpu": {"requestsCores": 0.5}, "memory": {"limitsBytes": 4194304},
         "containers": [{"name": "app", "cpu": {"requestsCores": 0.5}}],
     }
+
+
+def test_pods_whose_owner_cannot_be_found_are_named_within_the_crds_bounds_and_counted():
+    removed_api = {"apiVersion": "extensions/v1beta1", "kind": "ReplicaSet", "name": "web-5d4f8c7b9", "controller": True}
+    hostile = {"apiVersion": "g" * 400 + "/v1", "kind": "ReplicaSet", "name": "n" * 300, "controller": True}
+    pods = [pod_owned_by(f"web-{i:02}", removed_api) for i in range(25)] + [pod_owned_by("hostile", hostile)]
+    waiting = pod_owned_by("new", removed_api)
+    cluster = NOTHING_MEASURED._replace(pods=27, pods_reporting=26, cpu_requests_cores=27.0)
+    status = policy_status(report({}, cluster=cluster, without_workload=(*pods, waiting), unresolved=pods),
+                           parse_policy({}), 1, before=[])
+
+    assert status["cluster"]["pods"] == 27 and status["cluster"]["podsReporting"] == 26
+    assert status["cluster"]["podsUnresolved"] == 26, "every one counted, beyond the list's bound"
+    listed = status["unresolvedPods"]
+    assert [p["name"] for p in listed] == sorted(p.name for p in pods)[:20]
+    assert listed[1] == {"namespace": "tenant", "name": "web-00", "node": "a", "owner": {
+        "apiVersion": "extensions/v1beta1", "kind": "ReplicaSet", "name": "web-5d4f8c7b9"}}
+    owner = listed[0]["owner"]
+    assert listed[0]["name"] == "hostile" and (len(owner["apiVersion"]), len(owner["name"])) == (316, 253)
+    assert owner["name"].startswith("n" * 200), "still recognisable"
+    assert any("26 pods have controller owners that cannot be found" in w for w in status["warnings"])
+    assert any("1 pod waits for its owner" in w for w in status["warnings"])
+
+
+def test_a_fall_in_coverage_or_a_newly_unresolved_pod_moves_the_policy_status():
+    spec = parse_policy({})
+    full = NOTHING_MEASURED._replace(pods=13, pods_reporting=13, cpu_cores=6.8)
+    before = policy_status(report({}, cluster=full), spec, 1, before=[])
+    fewer = policy_status(report({}, cluster=full._replace(pods_reporting=2)), spec, 1, before=before["conditions"])
+    assert policy_status_moved(before, fewer, spec.min_status_change)
+    assert fewer["cluster"]["podsReporting"] == 2
+    orphan = pod_owned_by("web-1", {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "gone", "controller": True})
+    unresolved = policy_status(report({}, cluster=full, without_workload=(orphan,), unresolved=(orphan,)), spec, 1,
+                               before=before["conditions"])
+    assert policy_status_moved(before, unresolved, spec.min_status_change)

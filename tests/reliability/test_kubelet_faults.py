@@ -16,7 +16,7 @@ from kubemeter.timefmt import rfc3339
 from kubemeter_sim.cluster import Cluster
 
 from tests.operator.conftest import stepped
-from tests.reliability.support import node_events, scrape_errors
+from tests.reliability.support import node_events, samples, scrape_errors
 
 # Simulated fault -> the reason kubemeter reports. One fault per worker; the control plane stays healthy.
 FAILURES = {
@@ -110,3 +110,44 @@ async def test_each_kubelet_failure_is_reported_per_node_and_others_keep_reporti
     assert status.get("failedNodes", []) == [] and status["nodes"]["failed"] == 0
     assert not any(s["stale"] for s in by_workload(await op.workload_metrics()).values())
 
+
+
+def running_on(cluster: Cluster, node: str) -> int:
+    """The pods bound to ``node`` and not terminated, from the API server: those expected to report."""
+    return sum(1 for pod in cluster.store.list("v1", "pods", field_selector=f"spec.nodeName={node}")
+               if pod["status"].get("phase") not in ("Succeeded", "Failed"))
+
+
+async def test_pods_on_failing_kubelets_show_as_lost_coverage_in_prometheus_and_the_policy_status(sim_cluster, start):
+    op = await start()
+    await op.create_policy("coverage", stepped(source={"timeout": "1s"}))
+    await op.cycle("coverage")
+    everywhere = {"policy": "coverage", "namespace": "kube-system", "workload_kind": "DaemonSet", "workload": "kube-proxy"}
+
+    def pods(text: str, level: str, **labels: str) -> tuple[float, float]:
+        """(reporting, expected) of one series."""
+        [reporting] = samples(text, f"kubemeter_{level}_pods_reporting", **labels).values()
+        [expected] = samples(text, f"kubemeter_{level}_pods", **labels).values()
+        return reporting, expected
+
+    nodes, total = len(sim_cluster.kubelets), sum(running_on(sim_cluster, node) for node in sim_cluster.kubelets)
+    healthy = await op.scrape_metrics()
+    assert pods(healthy, "workload", **everywhere) == (nodes, nodes)
+    assert pods(healthy, "cluster", policy="coverage") == (total, total)
+    cpu_before = (await op.policy("coverage"))["status"]["cluster"]["cpuCores"]
+
+    workers = sorted(n for n in sim_cluster.kubelets if n != HEALTHY)
+    for node in workers:
+        await sim_cluster.node_fault(node, "http500")
+    await op.cycle("coverage")
+    failing = await op.scrape_metrics()
+    # Usage fell because coverage fell, and the gauges beside it say so: the workload, the cluster, each node.
+    assert pods(failing, "workload", **everywhere) == (1, nodes)
+    on_healthy = running_on(sim_cluster, HEALTHY)
+    assert pods(failing, "cluster", policy="coverage") == (on_healthy, total)
+    assert pods(failing, "node", policy="coverage", node=HEALTHY) == (on_healthy, on_healthy)
+    for node in workers:
+        assert pods(failing, "node", policy="coverage", node=node) == (0, running_on(sim_cluster, node))
+    cluster = (await op.policy("coverage"))["status"]["cluster"]
+    assert (cluster["podsReporting"], cluster["pods"]) == (on_healthy, total)
+    assert cluster["cpuCores"] < cpu_before

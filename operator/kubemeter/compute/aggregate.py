@@ -96,28 +96,33 @@ class _ResourceSum:
 
 
 class _Sums:
-    """CPU and memory sums plus a pod count: a container name, a workload, a namespace, a node or one pod."""
+    """CPU and memory sums plus pod counts (all, and those measured this cycle): a container name, a workload,
+    a namespace, a node or one pod."""
 
-    __slots__ = ("pods", "cpu", "memory")
+    __slots__ = ("pods", "reporting", "cpu", "memory")
 
     def __init__(self) -> None:
         self.pods = 0
+        self.reporting = 0
         self.cpu = _ResourceSum()
         self.memory = _ResourceSum()
 
     def reset(self) -> None:
         self.pods = 0
+        self.reporting = 0
         self.cpu.reset()
         self.memory.reset()
 
     def merge(self, other: _Sums) -> None:
         self.pods += other.pods
+        self.reporting += other.reporting
         self.cpu.merge(other.cpu)
         self.memory.merge(other.memory)
 
     def totals(self) -> Totals:
         return Totals(
             pods=self.pods,
+            pods_reporting=self.reporting,
             cpu_cores=self.cpu.current,
             memory_bytes=self.memory.current,
             cpu_requests_cores=self.cpu.requests,
@@ -163,21 +168,20 @@ class _Series:
 
 
 class _Workload:
-    """Everything kept for one workload: its totals and container-name series, and this cycle's counts."""
+    """Everything kept for one workload: its totals and container-name series, and this cycle's extras. (Also
+    the pods of one namespace that are in no workload, for one cycle: their sums only, see Aggregator.cycle.)"""
 
-    __slots__ = ("total", "containers", "reporting", "rx", "tx", "ephemeral")
+    __slots__ = ("total", "containers", "rx", "tx", "ephemeral")
 
     def __init__(self, window_seconds: float) -> None:
         self.total = _Series(window_seconds)
         self.containers: dict[str, _Series] = {}
-        self.reporting = 0
         self.rx: float | None = None
         self.tx: float | None = None
         self.ephemeral: float | None = None
 
     def begin(self, cycle: int, now: float) -> None:
         self.total.begin(cycle, now)
-        self.reporting = 0
         self.rx = self.tx = self.ephemeral = None
 
     def add_extras(self, extras: PodExtras) -> None:
@@ -189,19 +193,27 @@ class _Workload:
         yield self.total
         yield from self.containers.values()
 
+    def current_containers(self) -> Iterable[tuple[str, _Series]]:
+        """The container names seen this cycle."""
+        cycle = self.total.cycle
+        return ((name, series) for name, series in self.containers.items() if series.cycle == cycle)
+
+    def cycle_sums(self) -> _Sums:
+        """This cycle's container names summed into the total (once per cycle)."""
+        total = self.total.sums
+        for _, series in self.current_containers():
+            total.merge(series.sums)
+        return total
+
     def result(self, ref: WorkloadRef, now: float, percentiles: tuple[float, ...]) -> WorkloadResult:
         """Sum this cycle's container names into the total, record every series, build the result."""
-        total = self.total.sums
-        containers = {}
-        for name, series in self.containers.items():
-            if series.cycle == self.total.cycle:
-                total.merge(series.sums)
-                containers[name] = series.record(now)
+        total = self.cycle_sums()
+        containers = {name: series.record(now) for name, series in self.current_containers()}
         raw = self.total.record(now)
         return WorkloadResult(
             workload=ref,
             pods=total.pods,
-            pods_reporting=self.reporting,
+            pods_reporting=total.reporting,
             samples=max(len(self.total.cpu), len(self.total.memory)),
             cpu=resource_figures(raw[:RAW_FIGURES], percentiles),
             memory=resource_figures(raw[RAW_FIGURES:], percentiles),
@@ -252,13 +264,14 @@ class Aggregator:
     ) -> Snapshot:
         """Aggregate one cycle.
 
-        ``pods``: the selected, scheduled, non-terminated pods (those without a resolved workload are
-        skipped; pods without a node count in their namespace and the cluster, not in ``nodes``);
+        ``pods``: the selected, scheduled, non-terminated pods (those without a resolved workload count in
+        their namespace, node and the cluster, in no workload; pods without a node count in their namespace
+        and the cluster, not in ``nodes``);
         ``usage``: pod uid -> container name -> Usage for the pods that reported this cycle (only containers
         listed in the pod's spec count); ``pod_usage``: pod uid -> summary-only extras.
         """
         self._cycles += 1
-        active, nodes = self._sum_pods(now, pods, usage, pod_usage or {})
+        active, without_workload, nodes = self._sum_pods(now, pods, usage, pod_usage or {})
         workloads: dict[WorkloadRef, WorkloadResult] = {}
         namespaces: dict[str, _Sums] = {}
         for ref, workload in active.items():
@@ -267,6 +280,8 @@ class Aggregator:
             if namespace is None:
                 namespace = namespaces[ref.namespace] = _Sums()
             namespace.merge(workload.total.sums)
+        for name, pods_of_no_workload in without_workload.items():
+            namespaces.setdefault(name, _Sums()).merge(pods_of_no_workload.cycle_sums())
         self._forget(now)
         cluster = _Sums()
         for sums in namespaces.values():
@@ -285,8 +300,11 @@ class Aggregator:
         pods: Iterable[PodInfo],
         usage: Mapping[str, Mapping[str, Usage]],
         pod_usage: Mapping[str, PodExtras],
-    ) -> tuple[dict[WorkloadRef, _Workload], dict[str, _Sums]]:
+    ) -> tuple[dict[WorkloadRef, _Workload], dict[str, _Workload], dict[str, _Sums]]:
+        """This cycle's workloads; per namespace, its pods in no workload (summed as one workload would be,
+        but kept for this cycle only: nothing to show of them across cycles); per node, its pods."""
         active: dict[WorkloadRef, _Workload] = {}
+        without_workload: dict[str, _Workload] = {}
         nodes: dict[str, _Sums] = {}
         specs: dict[str, tuple[tuple[ContainerSpec, ...], _Sums]] = {}
         no_usage: Mapping[str, Usage] = {}
@@ -294,14 +312,19 @@ class Aggregator:
         for pod in pods:
             ref = pod.workload
             if ref is None:
-                continue
-            workload = active.get(ref)
-            if workload is None:
-                workload = active[ref] = self._begin(ref, cycle, now)
-            workload.total.sums.pods += 1
+                workload = without_workload.get(pod.namespace)
+                if workload is None:
+                    workload = without_workload[pod.namespace] = _Workload(self._window_seconds)
+                    workload.begin(cycle, now)
+            else:
+                workload = active.get(ref)
+                if workload is None:
+                    workload = active[ref] = self._begin(ref, cycle, now)
+            total = workload.total.sums
+            total.pods += 1
             reported = usage.get(pod.uid)
             if reported:
-                workload.reporting += 1
+                total.reporting += 1
             measured_containers = reported if reported is not None else no_usage
             container_series = workload.containers
             pod_cpu = pod_memory = None
@@ -330,13 +353,15 @@ class Aggregator:
                 if node is None:
                     node = nodes[pod.node] = _Sums()
                 node.merge(self._spec_sums(pod, specs))
+                if reported:
+                    node.reporting += 1
                 node.cpu.add_usage(pod_cpu, cpu_pending)
                 node.memory.add_usage(pod_memory, memory_pending)
             extras = pod_usage.get(pod.uid)
             if extras is not None:
                 workload.add_extras(extras)
         self._specs = specs
-        return active, nodes
+        return active, without_workload, nodes
 
     def _begin(self, ref: WorkloadRef, cycle: int, now: float) -> _Workload:
         workload = self._workloads.get(ref)

@@ -46,8 +46,8 @@ def resolve_workload(
 ) -> WorkloadRef | None:
     """The workload ``pod`` belongs to, or ``None`` when that cannot be told yet.
 
-    ``None`` means the pod's ReplicaSet or Job is not in the model yet (watch events arrive in any order):
-    the caller keeps the pod unresolved and retries next cycle. Falling back to the ReplicaSet would key a
+    ``None`` means the pod's ReplicaSet or Job is not in the model (yet: watch events arrive in any order):
+    the caller counts the pod in no workload and retries next cycle. Falling back to the ReplicaSet would key a
     Deployment's pods under ``web-5d4f8c7b9`` for a cycle and then under ``web``: a workload that appears
     and vanishes, with its window history split in two.
     """

@@ -94,6 +94,8 @@ class Totals(NamedTuple):
     sums of those that are set, like ``kubectl describe node`` "Allocated resources"."""
 
     pods: int
+    pods_reporting: int
+    """Pods with at least one container measured this cycle."""
     cpu_cores: float | None
     memory_bytes: float | None
     cpu_requests_cores: float

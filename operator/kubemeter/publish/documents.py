@@ -22,13 +22,14 @@ from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
 from kubemeter.names import MAX_NAME, cut_with_hash, short_hash
 from kubemeter.policy import PolicySpec
 from kubemeter.timefmt import format_duration, parse_rfc3339, rfc3339
-from kubemeter.types import NodeFailure, WorkloadRef
+from kubemeter.types import NodeFailure, PodInfo, WorkloadRef
 
 WORKLOADMETRICS = "workloadmetrics"
 METRICSPOLICIES = "metricspolicies"
 POLICY_LABEL = "kubemeter.io/policy"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubemeter"}
 MAX_FAILED_NODES = 50
+MAX_UNRESOLVED_PODS = 20
 # Below these, a relative change is noise (1 millicore, 1 MiB), not worth a write.
 _ABSOLUTE_FLOOR = {"cpu": 0.001, "memory": 1024.0 * 1024.0}
 
@@ -291,7 +292,7 @@ def merge_conditions(before: list[dict], updates: list[dict], now: float) -> lis
 
 def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], list[str]]:
     selected, failed = len(report.selection.nodes), len(report.failures)
-    pods = sum(w.pods for w in report.snapshot.workloads.values())
+    pods = report.snapshot.cluster.pods
     if selected == 0:
         ready = ("Ready", "False", "NoNodesSelected", "the node selector matches no node")
     elif failed == selected:
@@ -306,11 +307,31 @@ def _readiness(report: CycleReport) -> tuple[list[tuple[str, str, str, str]], li
     else:
         degraded = ("Degraded", "False", "AllNodesScraped", "every selected kubelet answered")
     warnings = []
-    if report.selection.unresolved_pods:
-        count = report.selection.unresolved_pods
-        waiting = "1 pod waits for its owner" if count == 1 else f"{count} pods wait for their owners"
-        warnings.append(f"{waiting} to be known (not counted until then)")
+    counted = "counted in its namespace, node and the cluster, in no workload"
+    if report.waiting:
+        waiting = "1 pod waits for its owner" if report.waiting == 1 else f"{report.waiting} pods wait for their owners"
+        warnings.append(f"{waiting} to be known: each {counted} until then")
+    if report.unresolved:
+        count = len(report.unresolved)
+        owners = "1 pod has a controller owner" if count == 1 else f"{count} pods have controller owners"
+        warnings.append(f"{owners} that cannot be found (see unresolvedPods): each {counted}")
     return [ready, degraded], warnings
+
+
+def unresolved_pod(pod: PodInfo) -> dict:
+    """A pod whose owner cannot be found, as the policy status lists it: the owner reference is the tenant's own,
+    so it is kept within the CRD's bounds as workloads are (``stored_workload``)."""
+    owner = pod.owner or {}
+    return {
+        "namespace": pod.namespace,
+        "name": pod.name,
+        "node": pod.node,
+        "owner": {
+            "apiVersion": _bounded(owner.get("apiVersion", ""), MAX_API_VERSION_LENGTH),
+            "kind": _bounded(owner.get("kind", ""), MAX_KIND_LENGTH),
+            "name": _bounded(owner.get("name", ""), MAX_NAME_LENGTH),
+        },
+    }
 
 
 def failed_nodes(status: Mapping | None) -> dict[str, NodeFailure]:
@@ -383,6 +404,10 @@ def policy_status(
             "namespaces": len(snapshot.namespaces),
             "cluster": _compact(
                 {
+                    # So that a fall in usage can be told from a fall in coverage (pods on failing nodes).
+                    "pods": cluster.pods,
+                    "podsReporting": cluster.pods_reporting,
+                    "podsUnresolved": len(report.unresolved),
                     "cpuCores": _round(cluster.cpu_cores),
                     "memoryBytes": _int(cluster.memory_bytes),
                     "cpuRequestsCores": _round(cluster.cpu_requests_cores),
@@ -404,6 +429,10 @@ def policy_status(
                 for w in snapshot.top_workloads(spec.top_workloads)
                 for stored in (stored_workload(w.workload),)
             ],
+            "unresolvedPods": [
+                unresolved_pod(pod)
+                for pod in sorted(report.unresolved, key=lambda p: (p.namespace, p.name))[:MAX_UNRESOLVED_PODS]
+            ],
             "warnings": warnings or None,
         }
     )
@@ -413,8 +442,11 @@ def policy_status_moved(old: Mapping, new: Mapping, threshold: float) -> bool:
     def shape(status: Mapping) -> tuple:
         conditions = tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions", ()))
         failed = tuple((f["name"], f["reason"]) for f in status.get("failedNodes", ()))
+        unresolved = tuple((p["namespace"], p["name"]) for p in status.get("unresolvedPods", ()))
+        cluster = status.get("cluster") or {}
         return (status.get("observedGeneration"), conditions, failed, status.get("nodes"), status.get("pods"),
-                status.get("workloads"), status.get("warnings"))
+                status.get("workloads"), status.get("warnings"), cluster.get("podsReporting"),
+                cluster.get("podsUnresolved"), unresolved)
 
     if shape(old) != shape(new):
         return True

@@ -46,7 +46,11 @@ _FAMILIES = (
             lambda r: r.memory.requests, lambda t: t.memory_requests_bytes),
     _Family("memory_limits_bytes", "Sum of the memory limits of {of}, in bytes; {unlimited}.",
             lambda r: r.memory.limits, lambda t: t.memory_limits_bytes),
-    _Family("pods", "Number of {pods}.", lambda r: r.pods, lambda t: t.pods),
+    _Family("pods", "Number of {pods} (scheduled and not terminated: the pods expected to report).",
+            lambda r: r.pods, lambda t: t.pods),
+    # Beside the usage: a fall in coverage (pods on failing nodes) is not a fall in usage.
+    _Family("pods_reporting", "Number of {pods} measured in the last cycle.",
+            lambda r: r.pods_reporting, lambda t: t.pods_reporting),
     _Family("network_receive_bytes_per_second", "Bytes per second received by {pods} (summary endpoint).",
             lambda r: r.network_rx_bytes_per_second, None),
     _Family("network_transmit_bytes_per_second", "Bytes per second sent by {pods} (summary endpoint).",
@@ -191,6 +195,12 @@ class OperatorMetrics:
         self.nodes = Gauge(
             "kubemeter_nodes", "Nodes of a policy in its last cycle: selected, scraped or failed.",
             ["policy", "state"], registry=registry)
+        self.unresolved_pods = Gauge(
+            "kubemeter_unresolved_pods",
+            "Pods of a policy whose controller owner cannot be found (a removed API version, or never created): "
+            "counted in their namespace, node and the cluster, in no workload; the policy's status.unresolvedPods "
+            "names them.",
+            ["policy"], registry=registry)
         # For "is this policy still cycling?" alerts: time() - last_cycle > 3 * interval.
         self.last_cycle = Gauge(
             "kubemeter_policy_last_cycle_timestamp_seconds", "Unix time at which the policy's last cycle ended.",
@@ -202,7 +212,7 @@ class OperatorMetrics:
     def forget_policy(self, policy: str) -> None:
         """Drop a deleted policy's series (they would otherwise be exported until the operator restarts)."""
         for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,
-                       self.last_cycle, self.interval):
+                       self.unresolved_pods, self.last_cycle, self.interval):
             metric.remove_by_labels({"policy": policy})
 
 
@@ -253,6 +263,7 @@ class PrometheusPublisher:
         nodes = len(report.selection.nodes)
         for state, count in (("selected", nodes), ("scraped", report.scraped), ("failed", len(report.failures))):
             metrics.nodes.labels(policy=policy, state=state).set(count)
+        metrics.unresolved_pods.labels(policy=policy).set(len(report.unresolved))
         metrics.last_cycle.labels(policy=policy).set(self.clock())
         metrics.interval.labels(policy=policy).set(spec.interval)
 

@@ -270,8 +270,7 @@ class ClusterModel:
                 if not ok or (pod_selector is not None and not pod_selector.matches(pod.labels)):
                     continue
                 if not self._resolve(pod):
-                    selection.unresolved_pods += 1
-                    continue
+                    selection.pods_without_workload.append(pod)
                 chosen[key] = pod
             selection.pods_by_node[node.name] = chosen
         return selection

@@ -122,7 +122,7 @@ async def test_chart_installs_with_kubectl(render: Render, cluster: Cluster | Re
 
     _, table, _ = await kubectl("get", "mp")
     assert table.split("\n")[0].split() == ["NAME", "INTERVAL", "NODES", "FAILED", "WORKLOADS", "CPU", "MEMORY",
-                                            "READY", "AGE"]
+                                            "READY", "SCRAPED", "AGE"]
     assert table.split("\n")[1].split()[:2] == [policy["metadata"]["name"], "15s"]
 
     # An upgrade re-applies the policy: a patch of the existing object, still validated.

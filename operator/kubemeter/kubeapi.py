@@ -116,7 +116,9 @@ class KubeApi:
         self, fn: Callable[..., T], *args: Any, also_retry: frozenset[int] = frozenset(), **kwargs: Any
     ) -> T:
         """Run the blocking client call ``fn`` off the event loop; retry 429, 5xx and connection errors (and
-        ``also_retry``) with jittered exponential backoff or the server's Retry-After, each attempt taking a token."""
+        ``also_retry``) with jittered exponential backoff or the server's Retry-After, each attempt taking a token.
+        Each attempt has the request timeout, or the ``_request_timeout`` the caller gives."""
+        timeout = kwargs.pop("_request_timeout", self.request_timeout)
         attempt = 0
         while True:
             attempt += 1
@@ -126,7 +128,7 @@ class KubeApi:
             try:
                 async with self._slots:
                     self._started[number] = time.monotonic()
-                    result = await asyncio.to_thread(fn, *args, _request_timeout=self.request_timeout, **kwargs)
+                    result = await asyncio.to_thread(fn, *args, _request_timeout=timeout, **kwargs)
             except ApiException as exc:
                 if (exc.status not in RETRYABLE_STATUS and exc.status not in also_retry) or (
                     attempt == self._max_attempts
@@ -139,7 +141,7 @@ class KubeApi:
                 timed_out = _timed_out(exc)
                 if timed_out:
                     log.warning("API request %s had no answer within %gs (attempt %d of %d)",
-                                getattr(fn, "__name__", "call"), self.request_timeout, attempt, self._max_attempts)
+                                getattr(fn, "__name__", "call"), timeout, attempt, self._max_attempts)
                 if attempt == self._max_attempts:
                     self._on_call("timeout" if timed_out else "error")
                     raise

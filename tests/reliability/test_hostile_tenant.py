@@ -38,7 +38,10 @@ async def create_tenant_pod(cluster, name: str, owner: dict) -> dict:
     pod["metadata"]["ownerReferences"] = [owner]
     pod["spec"]["nodeName"] = cluster.scenario.nodes[0]  # the real backend's; the simulator's scheduler chooses
     created = cluster.scenario.create_bare_pod(TENANT, name, pod)
-    return await created if asyncio.iscoroutine(created) else created
+    created = await created if asyncio.iscoroutine(created) else created
+    # Running: its kubelet reports it from now on (its first cycle is the operator's, not the kubelet's).
+    await eventually(lambda: cluster.store.get("v1", "pods", name, TENANT)["status"].get("phase") == "Running")
+    return created
 
 
 async def test_a_tenants_unbounded_owner_reference_cannot_make_a_status_write_invalid(cluster, start):

@@ -57,6 +57,8 @@ class RunSettings:
     kubelet_ca: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     relist_debounce: float = 3.0
+    watch_timeout: float = 300.0
+    """Seconds a watch lasts before the server ends it (the client ends it 30 s later if the server did not)."""
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_name: str = "kubemeter"

@@ -57,8 +57,9 @@ class RunSettings:
     kubelet_ca: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     relist_debounce: float = 3.0
-    watch_timeout: float = 300.0
-    """Seconds a watch lasts before the server ends it (the client ends it 30 s later if the server did not)."""
+    watch_timeout: int = 300
+    """Seconds a watch lasts before the server ends it (the client ends it 30 s later if the server did not).
+    Whole seconds: the API server parses timeoutSeconds as an integer and refuses "300.0"."""
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_name: str = "kubemeter"

@@ -48,13 +48,13 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def configure(settings: kopf.OperatorSettings, watch_timeout: float) -> None:
+def configure(settings: kopf.OperatorSettings, watch_timeout: int) -> None:
     # Only the events the operator posts on purpose; per-object handler logs stay in the log.
     settings.posting.level = logging.WARNING
     # Watches are re-opened every few minutes, as client-go does, and the client ends one the server did not
     # end in time, so a silently dead stream or a watch request never answered cannot last.
     settings.watching.server_timeout = watch_timeout
-    settings.watching.client_timeout = watch_timeout + min(30.0, watch_timeout)
+    settings.watching.client_timeout = watch_timeout + min(30, watch_timeout)
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
     # kopf lists in one response by default: 30,000 pods parsed at once is a memory peak the allocator keeps.

@@ -164,7 +164,7 @@ async def test_a_watch_request_the_server_never_answers_is_given_up_and_opened_a
     """Issue 13, item 3: a watch (re-)opened on a server that accepts it and never answers would leave the
     model blind to that resource for good. The client ends a watch the server did not end in time (here
     2 s plus 2 s; 300 s plus 30 s by default) and opens it again."""
-    op = await start(watch_timeout=2.0)
+    op = await start(watch_timeout=2)
     hung = sim_cluster.apiserver.inject_fault(hang=True, method="GET", path=r"^/api/v1/namespaces$", count=1)
     await eventually(lambda: hung.hits == 1, timeout=10)  # the next re-watch of namespaces hangs
     await asyncio.to_thread(

@@ -257,8 +257,10 @@ class PrometheusPublisher:
         metrics.interval.labels(policy=policy).set(spec.interval)
 
     def cycle_failed(self, message: str, generation: int) -> None:
-        """Nothing to withdraw: the loop counts the failure (kubemeter_cycle_failures_total), and the last
-        cycle timestamp stops moving, which is what the staleness alert looks at."""
+        """The figures are no longer current: withdrawn (absent means unknown) until a cycle publishes again.
+        The cycle health series stay: the loop counts the failure (kubemeter_cycle_failures_total), and the
+        last cycle timestamp stops moving, which is what the staleness alert looks at."""
+        self.collector.remove_policy(self.policy)
 
     def step_down(self) -> None:
         """The gauges would go stale next to the new leader's, and the cycle health series (last cycle time,

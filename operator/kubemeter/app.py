@@ -29,7 +29,7 @@ from kubemeter.publish.status import delete_orphaned_workloadmetrics
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.scrape.scraper import KubeletScraper
 from kubemeter.tasks import cancel_and_wait
-from kubemeter.watch.model import ClusterModel
+from kubemeter.watch.model import NODES, ClusterModel
 from kubemeter.watch.relister import Relister
 
 log = logging.getLogger(__name__)
@@ -246,3 +246,5 @@ class Runtime:
         counter.inc()
         self.relister.saw_event(resource, event_type)  # first: a listing's audit must include its first object
         self.model.apply(resource, event_type, event["object"])
+        if resource == NODES and event_type == "DELETED":
+            self.metrics.forget_node(event["object"]["metadata"]["name"])

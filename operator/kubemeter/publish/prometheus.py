@@ -199,6 +199,11 @@ class OperatorMetrics:
             "kubemeter_policy_interval_seconds", "The policy's scrape interval, in seconds.",
             ["policy"], registry=registry)
 
+    def forget_node(self, node: str) -> None:
+        """Drop a deleted node's error counts: nodes come and go (autoscaling), and each would otherwise leave a
+        series per policy and reason until the operator restarts."""
+        self.scrape_errors.remove_by_labels({"node": node})
+
     def forget_policy(self, policy: str) -> None:
         """Drop a deleted policy's series (they would otherwise be exported until the operator restarts)."""
         for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,

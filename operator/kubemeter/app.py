@@ -31,7 +31,7 @@ from kubemeter.publish.status import delete_orphaned_workloadmetrics
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.scrape.scraper import KubeletScraper
 from kubemeter.tasks import cancel_and_wait
-from kubemeter.watch.model import ClusterModel
+from kubemeter.watch.model import NODES, ClusterModel
 from kubemeter.watch.relister import Relister
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class RunSettings:
     kubelet_ca: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     relist_debounce: float = 3.0
+    watch_timeout: int = 300
+    """Seconds a watch lasts before the server ends it (the client ends it 30 s later if the server did not).
+    Whole seconds: the API server parses timeoutSeconds as an integer and refuses "300.0"."""
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_name: str = "kubemeter"
@@ -272,3 +275,5 @@ class Runtime:
         counter.inc()
         self.relister.saw_event(resource, event_type)  # first: a listing's audit must include its first object
         self.model.apply(resource, event_type, event["object"])
+        if resource == NODES and event_type == "DELETED":
+            self.metrics.forget_node(event["object"]["metadata"]["name"])

@@ -48,12 +48,13 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, watch_timeout: int) -> None:
     # Only the events the operator posts on purpose; per-object handler logs stay in the log.
     settings.posting.level = logging.WARNING
-    # Watches are re-opened every few minutes, as client-go does, so a silently dead stream cannot last.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # Watches are re-opened every few minutes, as client-go does, and the client ends one the server did not
+    # end in time, so a silently dead stream or a watch request never answered cannot last.
+    settings.watching.server_timeout = watch_timeout
+    settings.watching.client_timeout = watch_timeout + min(30, watch_timeout)
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
     # kopf lists in one response by default: 30,000 pods parsed at once is a memory peak the allocator keeps.
@@ -70,8 +71,8 @@ def build_registry() -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
-        configure(settings)
         runtime: Runtime = memo.runtime
+        configure(settings, runtime.settings.watch_timeout)
         await runtime.start()
 
     @kopf.on.cleanup(registry=registry)

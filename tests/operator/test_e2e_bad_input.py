@@ -3,6 +3,8 @@ operator cannot run is reported in status, not crashed on."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -137,10 +139,25 @@ async def test_a_cycle_that_fails_says_so_in_status_and_the_loop_goes_on(any_ope
     assert failed["status"] == "False" and "RuntimeError: simulated bug" in failed["message"]
     families = {f.name: f for f in text_string_to_metric_families(await any_operator.scrape_metrics())}
     assert [s.value for s in families["kubemeter_cycle_failures"].samples if s.name.endswith("_total")] == [1.0]
+    assert "kubemeter_workload_cpu_usage_cores" not in families, "old figures withdrawn, not shown as current"
+    assert all(not o["status"].get("stale") for o in await any_operator.workload_metrics())
+
+    for minutes in (31, 32):  # cycles keep failing: the WorkloadMetrics say they are stale
+        await any_operator.patch_policy("p", {"interval": f"{minutes}m"})
+        await asyncio.sleep(0.3)
+
+    async def all_stale() -> bool:
+        objects = await any_operator.workload_metrics()
+        return bool(objects) and all(o["status"].get("stale") and "usageCores" not in o["status"].get("cpu", {})
+                                     for o in objects)
+
+    await eventually(all_stale)
 
     loop.aggregator.cycle = healthy_cycle
     await any_operator.cycle("p")
     assert (await ready())["status"] == "True", "the next good cycle clears it"
+    assert "kubemeter_workload_cpu_usage_cores" in await any_operator.scrape_metrics()
+    assert any(not o["status"].get("stale") for o in await any_operator.workload_metrics())
 
 
 async def _with_reason(condition, reason: str) -> dict | None:

@@ -88,6 +88,9 @@ async def test_node_removal_drops_its_kubelet_and_pods(any_operator):
     on_victim = {
         p["metadata"]["uid"] for p in cluster.store.list("v1", "pods", field_selector=f"spec.nodeName={victim}")
     }
+    await cluster.node_fault(victim, "http500")
+    await any_operator.cycle("p")
+    assert f'node="{victim}"' in await any_operator.scrape_metrics()  # its scrape errors are counted
     await cluster.scenario.remove_node(victim)
     await eventually(lambda: victim not in any_operator.runtime.model.nodes)
     report = await any_operator.cycle("p")
@@ -96,6 +99,7 @@ async def test_node_removal_drops_its_kubelet_and_pods(any_operator):
     assert on_victim and not on_victim & {p.uid for p in report.selection.pods()}
     status = (await any_operator.policy("p"))["status"]
     assert status["nodes"] == {"selected": 2, "scraped": 2, "failed": 0}
+    assert f'node="{victim}"' not in await any_operator.scrape_metrics(), "no series outlives its node"
 
 
 async def test_deleted_workload_loses_its_object_and_series(any_operator):

@@ -565,6 +565,16 @@ async def test_a_watch_sees_added_modified_deleted_and_resumes_from_a_resource_v
     await backends.same(scenario)
 
 
+async def test_a_watch_timeout_that_is_no_integer_is_refused_alike(backends: Backends) -> None:
+    """kopf sends timeoutSeconds as given: a float setting made "300.0", which the simulator took and the real
+    server refuses (Go's ParseInt), so every watch of the operator failed on the real server only."""
+    async def scenario(b: Backend) -> list[dict[str, Any]]:
+        path = leases(await b.namespace("fid-watch-timeout"))
+        return await answers(b, *(("GET", path, {"params": {"watch": "true", "timeoutSeconds": value}})
+                                  for value in ("2.5", "300.0", " 3", "x")))
+    await backends.same(scenario)
+
+
 def _bookmark(event: dict[str, Any]) -> dict[str, Any]:
     """What a bookmark carries for a client: its kind and metadata (the real server sends an empty object of the
     kind, the simulator only these)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
+import kubernetes
+
 from kubemeter import GROUP, VERSION
 from kubemeter.policy import parse_policy
 from kubemeter.timefmt import rfc3339
@@ -156,3 +158,24 @@ async def test_a_failing_initial_listing_keeps_the_operator_unready_until_it_suc
     await op.cycle("p")
     published = keys(await op.workload_metrics())
     assert ("batch", "CronJob", "nightly-report") in published, "pods resolve through the Jobs listed late"
+
+
+async def test_a_watch_request_the_server_never_answers_is_given_up_and_opened_again(sim_cluster, start: StartOperator):
+    """Issue 13, item 3: a watch (re-)opened on a server that accepts it and never answers would leave the
+    model blind to that resource for good. The client ends a watch the server did not end in time (here
+    2 s plus 2 s; 300 s plus 30 s by default) and opens it again."""
+    op = await start(watch_timeout=2)
+    hung = sim_cluster.apiserver.inject_fault(hang=True, method="GET", path=r"^/api/v1/namespaces$", count=1)
+    await eventually(lambda: hung.hits == 1, timeout=10)  # the next re-watch of namespaces hangs
+    await asyncio.to_thread(
+        kubernetes.client.CoreV1Api(op.client).create_namespace, {"metadata": {"name": "after-hang"}}
+    )
+
+    async def seen() -> bool:
+        return await op.thread.run(_knows_namespace(op, "after-hang"))
+
+    await eventually(seen, timeout=15)
+
+
+async def _knows_namespace(op, name: str) -> bool:
+    return name in op.runtime.model.namespaces

@@ -209,6 +209,11 @@ class OperatorMetrics:
             "kubemeter_policy_interval_seconds", "The policy's scrape interval, in seconds.",
             ["policy"], registry=registry)
 
+    def forget_node(self, node: str) -> None:
+        """Drop a deleted node's error counts: nodes come and go (autoscaling), and each would otherwise leave a
+        series per policy and reason until the operator restarts."""
+        self.scrape_errors.remove_by_labels({"node": node})
+
     def forget_policy(self, policy: str) -> None:
         """Drop a deleted policy's series (they would otherwise be exported until the operator restarts)."""
         for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,
@@ -268,8 +273,10 @@ class PrometheusPublisher:
         metrics.interval.labels(policy=policy).set(spec.interval)
 
     def cycle_failed(self, message: str, generation: int) -> None:
-        """Nothing to withdraw: the loop counts the failure (kubemeter_cycle_failures_total), and the last
-        cycle timestamp stops moving, which is what the staleness alert looks at."""
+        """The figures are no longer current: withdrawn (absent means unknown) until a cycle publishes again.
+        The cycle health series stay: the loop counts the failure (kubemeter_cycle_failures_total), and the
+        last cycle timestamp stops moving, which is what the staleness alert looks at."""
+        self.collector.remove_policy(self.policy)
 
     def step_down(self) -> None:
         """The gauges would go stale next to the new leader's, and the cycle health series (last cycle time,

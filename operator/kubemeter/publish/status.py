@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 _JSON_PATCH = "application/json-patch+json"
 FAILING_AFTER = 3
 """WorkloadMetrics writes failed in a row (each after KubeApi's retries) that make the policy's Ready False."""
+STALE_AFTER_FAILED_CYCLES = 3
+"""Cycles failed in a row after which the WorkloadMetrics say they are stale."""
 RETRY_FIRST, RETRY_MAX = 2.0, 60.0
 """Seconds before a failed write is sent again, doubling per failure of the same object up to RETRY_MAX."""
 _NONE_READY = object()  # no queued write whose object has none in flight (None is the policy's own key)
@@ -136,6 +138,7 @@ class StatusPublisher:
         self._retries: dict[WorkloadRef | None, tuple[asyncio.TimerHandle, int]] = {}  # timer, failures so far
         self._failed_in_a_row = 0
         self._last_failure = ""
+        self._failed_cycles = 0
         self._progress_at = 0.0  # when a write last finished, or work arrived while there was none
         self.writes_planned = 0
 
@@ -173,10 +176,11 @@ class StatusPublisher:
         self._loaded = True
         return adopted
 
-    async def _mark_stale(self, leading: asyncio.Event) -> None:
+    async def _mark_stale(self, leading: asyncio.Event | None) -> None:
         """Left alone, the objects would show their last figures as current. Kept rather than deleted: a valid
         spec continues them (same objects, no delete and re-create), and their requests and last sample stay."""
-        await leading.wait()  # a standby's leader may still be running the last valid spec
+        if leading is not None:
+            await leading.wait()  # a standby's leader may still be running the last valid spec
         try:
             adopted = await self.load_existing()
         except Exception:  # tried again with the next invalid generation
@@ -215,6 +219,7 @@ class StatusPublisher:
     # ---- planning ------------------------------------------------------------------------------
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
         await self._stop_marking_stale()  # a cycle runs: it writes what is current
+        self._failed_cycles = 0
         if not self._loaded:
             await self.load_existing()
         now = report.snapshot.time
@@ -284,9 +289,10 @@ class StatusPublisher:
             self._invalid = None
         return self._invalid
 
-    def mark_stale(self, leading: asyncio.Event) -> None:
-        """Nothing runs (the spec was invalid since this run started): once this replica leads, the objects a
-        previous run wrote say they are stale, until a cycle of a valid spec writes them again."""
+    def mark_stale(self, leading: asyncio.Event | None) -> None:
+        """Nothing runs (the spec was invalid since this run started; or cycles keep failing, ``leading`` None):
+        once this replica leads, the objects a previous run wrote say they are stale, until a cycle of a valid
+        spec writes them again."""
         if self._marking_stale is None:
             self._marking_stale = asyncio.create_task(self._mark_stale(leading), name=f"mark-stale-{self.policy}")
 
@@ -295,8 +301,13 @@ class StatusPublisher:
         self._marking_stale = None
 
     def cycle_failed(self, message: str, generation: int) -> None:
-        """Report a cycle that ended in an error before publishing: the figures shown are no longer current."""
+        """Report a cycle that ended in an error before publishing: the figures shown are no longer current.
+        Once cycles keep failing, the WorkloadMetrics say so too (not at the first: marking them reads them
+        all and writes each twice, too much for one failed cycle in a cluster of thousands of workloads)."""
         self._report([("Ready", "False", "CycleFailed", message)], generation)
+        self._failed_cycles += 1
+        if self._failed_cycles == STALE_AFTER_FAILED_CYCLES:
+            self.mark_stale(None)
 
     def _report(self, updates: list[tuple[str, str, str, str]], generation: int) -> None:
         now = self.clock()

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -413,7 +414,7 @@ class ApiServer:
         bookmarks = query.get("allowWatchBookmarks") == "true"
         if send_initial:
             _check_initial_events_options(query.get("resourceVersionMatch"))
-        timeout = _float(query.get("timeoutSeconds"))
+        timeout = _timeout_seconds(query.get("timeoutSeconds"))
         encoder = None
         if _wants_table(request):
             include = query.get("includeObject", "Metadata")
@@ -607,11 +608,13 @@ def _with_name(field_selector: str | None, name: str) -> str | None:
     return f"metadata.name={name}" + (f",{field_selector}" if field_selector else "")
 
 
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        raise bad_request(f"invalid timeoutSeconds: {value}") from None
+def _timeout_seconds(value: str | None) -> int | None:
+    """An integer, as the real server parses it (Go's strconv.ParseInt: no "300.0", no spaces)."""
+    if not value:
+        return None
+    if not re.fullmatch(r"[+-]?[0-9]+", value):
+        raise bad_request(f'strconv.ParseInt: parsing "{value}": invalid syntax')
+    return int(value)
 
 
 def _wants_table(request: web.Request) -> bool:

@@ -46,6 +46,11 @@ _FAMILIES = (
     _Family("memory_limits_bytes", "Sum of the memory limits of {of}, in bytes; {unlimited}.",
             lambda r: r.memory.limits, lambda t: t.memory_limits_bytes),
     _Family("pods", "Number of {pods}.", lambda r: r.pods, lambda t: t.pods),
+    # Below _pods while a new pod waits for its first CPU rate: the usage above is then that of fewer pods.
+    _Family("cpu_measured_pods", "Number of {pods} whose CPU the cpu_usage_cores series sums.",
+            lambda r: r.cpu_measured_pods, lambda t: t.cpu_measured_pods),
+    _Family("memory_measured_pods", "Number of {pods} whose memory the memory_working_set_bytes series sums.",
+            lambda r: r.memory_measured_pods, lambda t: t.memory_measured_pods),
     _Family("network_receive_bytes_per_second", "Bytes per second received by {pods} (summary endpoint).",
             lambda r: r.network_rx_bytes_per_second, None),
     _Family("network_transmit_bytes_per_second", "Bytes per second sent by {pods} (summary endpoint).",

@@ -406,6 +406,10 @@ def metrics_policy_status() -> Schema:
                         "(see unresolvedPods).", minimum=0),
                     "cpuCores": number("CPU in use, in cores.", minimum=0),
                     "memoryBytes": integer("Memory working set, in bytes.", minimum=0),
+                    "cpuPodsMeasured": integer(
+                        "Pods whose CPU cpuCores sums: fewer than pods while some wait for their first CPU rate, "
+                        "run nowhere yet or sit on failing nodes.", minimum=0),
+                    "memoryPodsMeasured": integer("Pods whose working set memoryBytes sums.", minimum=0),
                     "cpuRequestsCores": number("Sum of CPU requests, in cores.", minimum=0),
                     "memoryRequestsBytes": integer("Sum of memory requests, in bytes.", minimum=0),
                     "cpu": string("CPU in use as a quantity for humans, e.g. 3250m.", maxLength=32),
@@ -471,17 +475,25 @@ class Measured:
     unit: str  # suffix of the other field names, e.g. avgCores
     example: str  # a Kubernetes quantity for humans
     scalar: Callable[..., Schema]
+    waited_for: str  # what a reported pod may lack at first
 
 
-CPU = Measured("CPU", "usage", "usageCores", "Cores", "250m", number)
-MEMORY = Measured("memory", "working set", "workingSetBytes", "Bytes", "120Mi", integer)
+CPU = Measured("CPU", "usage", "usageCores", "Cores", "250m", number, "CPU rate")
+MEMORY = Measured("memory", "working set", "workingSetBytes", "Bytes", "120Mi", integer, "working set")
 
 
-def figures(description: str, m: Measured) -> Schema:
+def figures(description: str, m: Measured, *, whole_workload: bool = False) -> Schema:
+    """``whole_workload``: a workload's figures, which also say how many pods they cover (a container name's
+    cover the same pods)."""
     unit = m.unit.lower()
+    covered = {"podsMeasured": integer(
+        f"Pods whose {m.quantity} the current value sums: those reported with a value for every container. Fewer "
+        f"than podsReporting while one has no {m.waited_for} yet: the value is then partial.",
+        minimum=0)} if whole_workload else {}
     return obj(
         description,
         {
+            **covered,
             "usage": string(f"Current {m.quantity} as a quantity for humans, e.g. {m.example}.", maxLength=32),
             m.current: m.scalar(f"Current {m.quantity}, in {unit}.", minimum=0),
             f"avg{m.unit}": m.scalar(f"Average {m.quantity} over the window, in {unit}.", minimum=0),
@@ -542,8 +554,8 @@ def workload_metrics_status() -> Schema:
                 "type": "boolean",
                 "description": "True when no pod reported in the last cycle; the figures are the last known.",
             },
-            "cpu": figures("CPU usage summed over the workload's pods.", CPU),
-            "memory": figures("Memory usage summed over the workload's pods.", MEMORY),
+            "cpu": figures("CPU usage summed over the workload's pods.", CPU, whole_workload=True),
+            "memory": figures("Memory usage summed over the workload's pods.", MEMORY, whole_workload=True),
             "network": obj(
                 "Network traffic summed over the workload's pods (summary endpoint only).",
                 {
@@ -681,6 +693,9 @@ WORKLOAD_METRICS = crd(
         column("Workload", "string", ".spec.workload.name", "The workload's name."),
         column("Pods", "integer", ".status.pods", "Pods of the workload."),
         column("CPU", "string", ".status.cpu.usage", "CPU in use."),
+        column("CPU Pods", "integer", ".status.cpu.podsMeasured",
+               "Pods the CPU column sums: fewer than Pods while some wait for their first CPU rate, run nowhere yet "
+               "or sit on failing nodes."),
         column("CPU/Req", "number", ".status.cpu.requestUtilization", "CPU in use divided by CPU requests."),
         column("Memory", "string", ".status.memory.usage", "Memory working set."),
         column("Mem/Req", "number", ".status.memory.requestUtilization", "Working set divided by memory requests."),

@@ -212,33 +212,59 @@ def test_two_cycles_at_the_same_time_do_not_double_count():
     assert snapshot.workloads[WEB].samples == 1
 
 
-def test_a_reported_container_without_a_rate_yet_makes_the_sums_unknown_not_smaller():
-    """After a restart the kubelets report every container, but only those started within an interval have a
-    CPU rate from one sample: a sum of those would show a 90% drop. Unknown until every rate exists; memory,
-    known for all, is published at once. A pod not reported at all (its node failing) is counted by
-    podsReporting instead and does not hide the others."""
+def test_a_pod_without_a_rate_yet_leaves_the_sums_of_the_others_marked_partial_and_out_of_the_window():
+    """A scale-up: web's new pods b and c are reported, but b has no CPU rate at all yet and c only for one
+    container (a rate needs a second sample unless the container started within the interval). Their workload,
+    namespace, node and cluster CPU is that of the pods measured whole, never blank, and says how many pods it
+    covers; memory, known for all, covers all. The partial cycle is no dip in the window statistics."""
     aggregator = Aggregator(300, (50,))
     other = WorkloadRef("shop", "Deployment", "api", "apps/v1")
-    pods = [pod("a"), pod("b"), pod("c", other, node="node-2"), pod("d", other, node="node-3")]
-    snapshot = aggregator.cycle(1000.0, pods, {
-        "a": {"app": used(0.05, 80e6), "sidecar": used(0.01, 5e6)},  # started within the interval
-        "b": {"app": used(None, 120e6), "sidecar": used(None, 6e6)},  # running for days: no rate yet
-        "c": {"app": used(0.2, 90e6), "sidecar": used(0.02, 4e6)},  # node-3's pod d: not reported
-    })
-    web, api = snapshot.workloads[WEB], snapshot.workloads[other]
-    assert web.cpu.usage is None and web.cpu.avg is None and web.cpu.request_utilization is None
-    assert web.memory.usage == pytest.approx(211e6) and web.pods_reporting == 2
-    assert web.containers["app"].cpu.usage is None
-    assert api.cpu.usage == pytest.approx(0.22) and api.pods_reporting == 1
-    assert snapshot.nodes["node-1"].cpu_cores is None and snapshot.nodes["node-2"].cpu_cores == pytest.approx(0.22)
-    assert snapshot.namespaces["shop"].cpu_cores is None and snapshot.cluster.cpu_cores is None
-    assert snapshot.cluster.memory_bytes == pytest.approx(305e6)
+    old = [pod("a"), pod("d", other, node="node-2")]
+    steady = {"a": {"app": used(0.2, 80e6), "sidecar": used(0.02, 5e6)},
+              "d": {"app": used(0.3, 90e6), "sidecar": used(0.03, 4e6)}}
+    aggregator.cycle(1000.0, old, steady)
 
+    pods = [*old, pod("b"), pod("c", node="node-2")]
     snapshot = aggregator.cycle(1015.0, pods, {
-        "a": {"app": used(0.05, 80e6), "sidecar": used(0.01, 5e6)},
-        "b": {"app": used(0.3, 120e6), "sidecar": used(0.03, 6e6)},
-        "c": {"app": used(0.2, 90e6), "sidecar": used(0.02, 4e6)},
+        **steady,
+        "b": {"app": used(None, 120e6), "sidecar": used(None, 6e6)},
+        "c": {"app": used(0.4, 100e6), "sidecar": used(None, 7e6)},  # counted whole or not at all
     })
-    assert snapshot.workloads[WEB].cpu.usage == pytest.approx(0.39)
-    assert snapshot.workloads[WEB].cpu.avg == pytest.approx(0.39), "the unknown cycle is not in the window"
-    assert snapshot.cluster.cpu_cores == pytest.approx(0.61)
+    web = snapshot.workloads[WEB]
+    assert web.cpu.usage == pytest.approx(0.22)
+    assert (web.pods, web.pods_reporting, web.cpu_measured_pods, web.memory_measured_pods) == (3, 3, 1, 3)
+    app = web.containers["app"].cpu
+    assert app.usage == pytest.approx(0.2), "the same pods as the total"
+    assert app.request_utilization == pytest.approx(0.2 / 0.1), "over the requests of the pods measured"
+    assert web.memory.usage == pytest.approx(318e6)
+    assert (web.cpu.avg, web.cpu.max) == (pytest.approx(0.22), pytest.approx(0.22)), "no dip recorded"
+    assert web.memory.avg == pytest.approx((85e6 + 318e6) / 2)
+    node = snapshot.nodes["node-2"]
+    assert (node.cpu_cores, node.cpu_measured_pods, node.memory_measured_pods) == (pytest.approx(0.33), 1, 2)
+    shop = snapshot.namespaces["shop"]
+    assert (shop.cpu_cores, shop.cpu_measured_pods, shop.pods) == (pytest.approx(0.55), 2, 4)
+    assert snapshot.cluster.cpu_cores == pytest.approx(0.55) and snapshot.cluster.cpu_measured_pods == 2
+    assert snapshot.cluster.memory_measured_pods == 4
+
+    snapshot = aggregator.cycle(1030.0, pods, {
+        **steady,
+        "b": {"app": used(0.3, 120e6), "sidecar": used(0.03, 6e6)},
+        "c": {"app": used(0.4, 100e6), "sidecar": used(0.04, 7e6)},
+    })
+    web = snapshot.workloads[WEB]
+    assert web.cpu_measured_pods == 3 and web.cpu.usage == pytest.approx(0.99)
+    assert web.cpu.avg == pytest.approx((0.22 + 0.99) / 2), "the partial cycle is not in the window"
+    assert snapshot.cluster.cpu_cores == pytest.approx(1.32) and snapshot.cluster.cpu_measured_pods == 4
+
+
+def test_a_pod_not_reported_at_all_is_counted_by_pods_reporting_and_its_workload_keeps_its_window():
+    """A pod on a failing node is not a pod waiting for a rate: the sums of the others are what is known of the
+    workload this cycle (podsReporting says how much), and the window records them."""
+    aggregator = Aggregator(300, (50,))
+    snapshot = aggregator.cycle(1000.0, [pod("a"), pod("b", node="node-3")], {
+        "a": {"app": used(0.2, 80e6), "sidecar": used(0.02, 5e6)},
+    })
+    web = snapshot.workloads[WEB]
+    assert (web.pods, web.pods_reporting, web.cpu_measured_pods) == (2, 1, 1)
+    assert web.cpu.usage == pytest.approx(0.22) and web.cpu.avg == pytest.approx(0.22)
+    assert snapshot.nodes["node-3"].cpu_cores is None and snapshot.nodes["node-3"].cpu_measured_pods == 0

@@ -50,11 +50,15 @@ def test_restart_with_a_start_time_before_the_previous_sample_gives_no_rate():
     assert rates.observe(KEY, 41.0, 1020.0, start_time=950.0) == 0.1
 
 
-def test_repeated_timestamp_gives_none_and_keeps_the_older_baseline():
+def test_the_same_sample_again_gives_the_same_rate_again_and_keeps_the_older_baseline():
+    """Two scrapes within one kubelet housekeeping period: the second has nothing new, and the latest rate is
+    still the one of the two latest samples (metrics-server serves it too); no rate would drop the pod out."""
     rates = CounterRates()
-    rates.observe(KEY, 10.0, 1000.0)
     assert rates.observe(KEY, 10.0, 1000.0) is None
-    assert rates.observe(KEY, 12.0, 1020.0) == 0.1
+    assert rates.observe(KEY, 10.0, 1000.0) is None, "a repeated first sample still has no rate"
+    assert rates.observe(KEY, 11.0, 1010.0) == 0.1
+    assert rates.observe(KEY, 11.0, 1010.0) == 0.1
+    assert rates.observe(KEY, 13.0, 1020.0) == 0.2
 
 
 def test_clock_going_backwards_gives_none_and_rebaselines():

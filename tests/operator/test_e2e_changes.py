@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter import GROUP, VERSION
 from tests.operator.conftest import eventually, stepped
@@ -29,6 +31,65 @@ async def test_scaling_up_and_down_changes_pods_and_requests(any_operator):
     web = by_workload(await any_operator.workload_metrics("shop"))[("shop", "Deployment", "frontend")]["status"]
     assert web["pods"] == 2
     assert abs(web["cpu"]["requestsCores"] - requests_at_four / 2) < 1e-9
+
+
+FRONTEND = ("shop", "Deployment", "frontend")
+
+
+async def cycle_at_interval(operator, policy: str, interval: str) -> None:
+    """Set the policy's interval: its loop runs a cycle at once with it (and publishes) before this returns. A
+    short pause first, as ``Operator.cycle`` makes, so that the kubelets' samples advance."""
+    loop = await operator.loop(policy)
+    published = loop.cycles_published
+    await asyncio.sleep(0.7)
+    await operator.patch_policy(policy, {"interval": interval})
+    await eventually(lambda: loop.cycles_published > published)
+    await operator.thread.run(operator.runtime.lifecycle.policies[policy].publisher.flush())
+
+
+async def frontend_cpu(operator, policy: str) -> tuple[dict, dict[str, float]]:
+    """The frontend's WorkloadMetrics status and its workload gauges (name without prefix -> value)."""
+    status = by_workload(await operator.workload_metrics("shop"))[FRONTEND]["status"]
+    gauges = {
+        family.name.removeprefix("kubemeter_workload_"): sample.value
+        for family in text_string_to_metric_families(await operator.scrape_metrics())
+        if family.name.startswith("kubemeter_workload_")
+        for sample in family.samples
+        if sample.labels["policy"] == policy and sample.labels["workload"] == "frontend"
+    }
+    return status, gauges
+
+
+async def test_new_pods_without_a_cpu_rate_yet_leave_the_workloads_cpu_shown_and_marked(any_operator):
+    """A scale-up whose pods are first scraped more than an interval after they started (the cycle after it came
+    late, or the kubelet's first sample of them did): their first sample gives no CPU rate (a container that old
+    gets one from its second sample, as metrics-server does). The workload's CPU is that of its other pods, in
+    the status and on /metrics, with the number of pods it covers; never absent. Then a scale-down."""
+    operator = any_operator
+    await operator.create_policy("p", stepped(output={"minStatusChange": "0"}))
+    await operator.cycle("p")
+    await operator.cluster.scenario.scale("Deployment", *FRONTEND[::2], 5)
+    await asyncio.sleep(11.5)  # the new containers started more than the 10 s interval before the next scrape
+    await cycle_at_interval(operator, "p", "10s")
+    status, gauges = await frontend_cpu(operator, "p")
+    assert status["pods"] == status["podsReporting"] == 5
+    assert status["cpu"].get("usageCores", 0) > 0 and not status.get("stale"), ("the CPU is blank", status)
+    assert gauges.get("cpu_usage_cores") == pytest.approx(status["cpu"]["usageCores"], rel=1e-4)
+    assert 0 < status["cpu"]["podsMeasured"] < 5, ("the new pods have no CPU rate in this cycle", status)
+    assert status["memory"]["podsMeasured"] == 5
+    assert (gauges["pods"], gauges["cpu_measured_pods"]) == (5, status["cpu"]["podsMeasured"])
+    cluster = (await operator.policy("p"))["status"]["cluster"]
+    assert cluster["cpuCores"] > 0 and cluster["cpuPodsMeasured"] < cluster["memoryPodsMeasured"], cluster
+
+    await cycle_at_interval(operator, "p", "1h")
+    status, gauges = await frontend_cpu(operator, "p")
+    assert status["cpu"]["podsMeasured"] == gauges["cpu_measured_pods"] == 5 and status["cpu"]["usageCores"] > 0
+
+    await operator.cluster.scenario.scale("Deployment", *FRONTEND[::2], 2)
+    await operator.cycle("p")
+    status, gauges = await frontend_cpu(operator, "p")
+    assert status["pods"] == status["cpu"]["podsMeasured"] == gauges["cpu_measured_pods"] == 2
+    assert gauges["cpu_usage_cores"] == pytest.approx(status["cpu"]["usageCores"], rel=1e-4)
 
 
 async def test_rolling_update_keeps_one_workload_not_one_per_replicaset(any_operator):

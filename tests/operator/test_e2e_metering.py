@@ -96,6 +96,28 @@ async def test_every_workload_kind_is_metered_exactly(any_operator):
     assert {c["type"]: c["status"] for c in policy["conditions"]} == {"Ready": "True", "Degraded": "False", "Invalid": "False"}
 
 
+async def test_a_scrape_within_the_kubelets_housekeeping_period_shows_the_last_rates_again(any_operator):
+    """Two cycles closer together than the kubelets' housekeeping (0.5 s here; 10 to 15 s for cAdvisor, next to
+    a 10 s interval): the second finds samples it already had. Their latest rate still holds (metrics-server
+    serves it too), so no pod drops out of its workload's CPU."""
+    operator = any_operator
+    await operator.create_policy("p", stepped(output={"minStatusChange": "0"}))
+    await operator.cycle("p")
+    await operator.cycle("p", pause=0.0)
+    repeated = [
+        key for kubelet in operator.cluster.kubelets.values()
+        for key, point in kubelet.snapshots[-1].containers.items()
+        if kubelet.snapshots[-2].containers.get(key) == point
+    ]
+    assert repeated, "the second cycle's kubelets served some samples again"
+    for obj in await operator.workload_metrics():
+        status = obj["status"]
+        assert status["cpu"]["podsMeasured"] == status["podsReporting"] > 0, (obj["metadata"]["name"], status)
+        assert status["cpu"]["usageCores"] >= 0
+    cluster = (await operator.policy("p"))["status"]["cluster"]
+    assert cluster["cpuPodsMeasured"] == cluster["memoryPodsMeasured"] > 0
+
+
 def _series(text: str) -> dict[str, list]:
     families = {}
     for family in text_string_to_metric_families(text):

@@ -138,7 +138,8 @@ async def test_chart_installs_with_kubectl(render: Render, cluster: Cluster | Re
 
 async def test_workload_metrics_status_is_a_subresource(render: Render, cluster: Cluster | RealCluster) -> None:
     crds = by_kind(render(), "CustomResourceDefinition")
-    status = {"status": {"pods": 3, "cpu": {"usage": "250m", "usageCores": 0.25, "requestUtilization": 0.5},
+    status = {"status": {"pods": 3, "cpu": {"usage": "250m", "usageCores": 0.25, "podsMeasured": 2,
+                                            "requestUtilization": 0.5},
                          "memory": {"usage": "120Mi", "workingSetBytes": 125829120}}}
     kubectl = Kubectl(cluster)
     await kubectl.apply(crds)
@@ -147,9 +148,9 @@ async def test_workload_metrics_status_is_a_subresource(render: Render, cluster:
     await kubectl("patch", "wm", "deployment-web", "--subresource=status", "--type=merge",
                   "-p", json.dumps(status))
     _, table, _ = await kubectl("get", "wm", "-n", "default")
-    assert table.split("\n")[0].split() == ["NAME", "KIND", "WORKLOAD", "PODS", "CPU", "CPU/REQ", "MEMORY",
-                                            "MEM/REQ", "AGE"]
-    assert table.split("\n")[1].split()[:7] == ["deployment-web", "Deployment", "web", "3", "250m", "0.5",
+    assert table.split("\n")[0].split() == ["NAME", "KIND", "WORKLOAD", "PODS", "CPU", "CPU", "PODS", "CPU/REQ",
+                                            "MEMORY", "MEM/REQ", "AGE"]
+    assert table.split("\n")[1].split()[:8] == ["deployment-web", "Deployment", "web", "3", "250m", "2", "0.5",
                                                 "120Mi"]
     code, _, err = await kubectl("patch", "wm", "deployment-web", "--type=merge",
                                  "-p", '{"spec": {"workload": {"name": "api"}}}', check=False)

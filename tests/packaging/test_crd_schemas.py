@@ -109,7 +109,7 @@ def test_policy_column_names_are_the_documented_ones() -> None:
     assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Scraped", "Age"]
     columns = crd("workloadmetrics")["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == [
-        "Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Age"]
+        "Kind", "Workload", "Pods", "CPU", "CPU Pods", "CPU/Req", "Memory", "Mem/Req", "Age"]
     assert [c["name"] for c in columns if c.get("priority")] == ["Policy"]  # kubectl get wm -o wide
 
 

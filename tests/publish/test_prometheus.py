@@ -78,6 +78,22 @@ def test_pods_reporting_beside_the_pods_expected_tell_a_fall_in_coverage_at_ever
     assert (got[("kubemeter_node_pods_reporting", failed)], got[("kubemeter_node_pods", failed)]) == (0, 2)
 
 
+def test_usage_gauges_say_how_many_pods_they_sum_at_every_level():
+    """Pod b was just added and has no CPU rate yet: the CPU gauges sum pod a alone, and say so."""
+    registry, collector, _ = build_registry()
+    usage = {"a": {"app": Usage(0.25, 64e6, 0)}, "b": {"app": Usage(None, 32e6, 0)}}
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB), pod("b", WEB)], usage), LEVELS)
+    got = samples(registry, collector)
+    for level, labels in (("workload", workload_labels("p", WEB)),
+                          ("namespace", frozenset({"policy": "p", "namespace": "shop"}.items())),
+                          ("node", frozenset({"policy": "p", "node": "node-1"}.items())),
+                          ("cluster", frozenset({"policy": "p"}.items()))):
+        assert got[(f"kubemeter_{level}_cpu_usage_cores", labels)] == 0.25, level
+        assert got[(f"kubemeter_{level}_cpu_measured_pods", labels)] == 1, level
+        assert got[(f"kubemeter_{level}_memory_measured_pods", labels)] == 2, level
+        assert got[(f"kubemeter_{level}_pods", labels)] == 2, level
+
+
 def test_series_of_deleted_workloads_and_removed_policies_vanish_at_once():
     registry, collector, _ = build_registry()
     usage = {"a": {"app": Usage(0.1, 1.0, 0)}, "b": {"app": Usage(0.2, 1.0, 0)}}

@@ -1,5 +1,7 @@
 """The status documents are pure: given a cycle's report, a MetricsPolicy status as a plain dictionary."""
 
+import dataclasses
+
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot, Totals
 from kubemeter.policy import parse_policy
@@ -7,6 +9,8 @@ from kubemeter.publish.documents import (
     MAX_CONDITION_MESSAGE,
     InvalidGeneration,
     failed_nodes,
+    key_values,
+    moved,
     policy_status,
     policy_status_moved,
     stale_workload_status,
@@ -17,7 +21,7 @@ from kubemeter.timefmt import rfc3339
 from kubemeter.types import NodeFailure, NodeInfo, PodInfo, Selection, WorkloadRef
 
 NODES = [NodeInfo("a", "uid-a", {}, "127.0.0.1", 10250), NodeInfo("b", "uid-b", {}, "127.0.0.2", 10250)]
-NOTHING_MEASURED = Totals(0, 0, None, None, 0.0, 0.0, 0.0, 0.0)
+NOTHING_MEASURED = Totals(0, 0, None, None, 0, 0, 0.0, 0.0, 0.0, 0.0)
 
 
 def report(failures: dict[str, NodeFailure], now: float = 1_800_000_010.0, cluster: Totals = NOTHING_MEASURED,
@@ -76,6 +80,25 @@ def test_a_recovered_node_moves_the_policy_status_and_an_unchanged_cycle_does_no
     assert ready["lastTransitionTime"] == rfc3339(1_800_000_010.0)  # Ready stayed True: its transition time stays
 
 
+def test_a_partial_sum_becoming_complete_is_written_even_when_the_usage_barely_moves():
+    """The cycle after a scale-up: the new pods now have a CPU rate, and use almost nothing yet. The status must
+    not keep saying that the CPU covers fewer pods than it does."""
+    partial = {"pods": 5, "podsReporting": 5, "cpu": {"podsMeasured": 2, "usageCores": 1.0}}
+    complete = {**partial, "cpu": {"podsMeasured": 5, "usageCores": 1.01}}
+    assert moved(key_values(partial), key_values(complete), 0.05)
+    spec = parse_policy({})
+    cluster = NOTHING_MEASURED._replace(pods=5, cpu_cores=1.0, memory_bytes=1e9, memory_measured_pods=5)
+
+    def status_with(cluster) -> dict:
+        snapshot = Snapshot(1_800_000_010.0, {}, {}, {}, cluster)
+        return policy_status(dataclasses.replace(report({}), snapshot=snapshot), spec, 1, before=[])
+
+    partial_policy = status_with(cluster._replace(cpu_measured_pods=2))
+    complete_policy = status_with(cluster._replace(cpu_cores=1.01, cpu_measured_pods=5))
+    assert partial_policy["cluster"]["cpuPodsMeasured"] == 2
+    assert policy_status_moved(partial_policy, complete_policy, spec.min_status_change)
+
+
 def test_a_workload_is_named_within_the_crds_bounds_and_distinct_workloads_stay_distinct():
     usual = WorkloadRef("shop", "Deployment", "web", "apps/v1")
     assert stored_workload(usual) == usual
@@ -100,7 +123,7 @@ def test_a_stale_status_keeps_what_the_pods_declare_and_drops_every_measured_fig
     assert stale_workload_status(status, 1_800_000_600.0) == {
         "pods": 2, "podsReporting": 0, "window": "5m", "stale": True,
         "lastUpdated": rfc3339(1_800_000_600.0), "lastSampleTime": rfc3339(1_800_000_000.0),
-        "cpu": {"requestsCores": 0.5}, "memory": {"limitsBytes": 4194304},
+        "cpu": {"podsMeasured": 0, "requestsCores": 0.5}, "memory": {"podsMeasured": 0, "limitsBytes": 4194304},
         "containers": [{"name": "app", "cpu": {"requestsCores": 0.5}}],
     }
 

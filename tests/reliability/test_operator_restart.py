@@ -3,6 +3,8 @@ first cycle, CPU from the second, and the objects of workloads deleted while it 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -17,17 +19,16 @@ INTERVAL = 3600.0  # stepped(): 1h
 GC_TIMEOUT = 60.0  # a real garbage collector can take about 30 s to start following a new custom resource
 
 
-def started_within_interval(cluster: Cluster) -> set[tuple[str, str, str]]:
-    """Workloads whose every container started within an interval of the last scrape: only those have a CPU
-    rate from a single sample (from a zero point at the start, as metrics-server does); one container running
-    for longer makes the workload's CPU unknown until its second sample, rather than understated."""
+def pods_started_within_interval(cluster: Cluster) -> Counter[tuple[str, str, str]]:
+    """Per workload, its pods whose every container started within an interval of the last scrape: only those
+    have a CPU rate from a single sample (from a zero point at the start, as metrics-server does); a pod with a
+    container running for longer is left out of its workload's CPU until its second sample."""
     pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in cluster.store.list("v1", "pods")}
     young, old = set(), set()
     for kubelet in cluster.kubelets.values():
         for (namespace, pod, _), point in kubelet.snapshots[-1].containers.items():
-            owner = top_owner(cluster.store, pods[(namespace, pod)])
-            (young if point.timestamp - point.start_time <= INTERVAL else old).add(owner)
-    return young - old
+            (young if point.timestamp - point.start_time <= INTERVAL else old).add((namespace, pod))
+    return Counter(top_owner(cluster.store, pods[key]) for key in young - old)
 
 
 @pytest.fixture
@@ -60,24 +61,30 @@ async def test_a_restarted_operator_adopts_its_objects_and_cleans_up_orphans(clu
     adopted = by_workload(await second.workload_metrics())
     assert adopted.keys() == before.keys() - {gone}
     assert creates.count == 0 and deletes.count == 1, "adopted, not re-created; only the orphan deleted"
-    young = started_within_interval(cluster)
-    long_running = adopted.keys() - young
+    young = pods_started_within_interval(cluster)
+    long_running = {key for key, obj in adopted.items() if young[key] < obj["status"]["podsReporting"]}
     if cluster.backend == "sim":  # a real server cannot backdate pods: there, every workload started just now
         assert long_running, "some workloads run since long before the restart"
     for key, obj in adopted.items():
         assert obj["metadata"]["uid"] == before[key]["metadata"]["uid"], key
         status = obj["status"]
-        # Memory needs one sample; CPU needs two (a rate), so for long-running workloads it waits a cycle.
+        # Memory needs one sample; CPU needs two (a rate), so long-running pods are left out of it for a cycle,
+        # and the CPU says how many pods it covers.
         assert status["memory"]["workingSetBytes"] > 0, key
-        assert ("usageCores" in status.get("cpu", {})) == (key in young), key
+        assert status["memory"]["podsMeasured"] == status["podsReporting"], key
+        assert status["cpu"]["podsMeasured"] == young[key], key
+        assert ("usageCores" in status["cpu"]) == (young[key] > 0), key
         assert status["lastUpdated"] >= before[key]["status"]["lastUpdated"]
 
-    cluster_cpu_known = "cpuCores" in (await second.policy("p"))["status"]["cluster"]
-    assert cluster_cpu_known == (not long_running), "a total with workloads missing is unknown, not a fraction"
+    policy_status = (await second.policy("p"))["status"]
+    assert policy_status["cluster"]["cpuPodsMeasured"] == sum(young.values()), "a partial total says so"
+    reporting = sum(obj["status"]["podsReporting"] for obj in adopted.values())
+    assert policy_status["cluster"]["memoryPodsMeasured"] == reporting
 
     await second.cycle("p")
     second_cycle = by_workload(await second.workload_metrics())
     assert all(obj["status"].get("cpu", {}).get("usageCores", -1) >= 0 for obj in second_cycle.values()), "CPU now"
+    assert all(obj["status"]["cpu"]["podsMeasured"] == obj["status"]["podsReporting"] for obj in second_cycle.values())
     assert (await second.policy("p"))["status"]["cluster"]["cpuCores"] > 0
     assert creates.count == 0 and deletes.count == 1
 

@@ -19,7 +19,7 @@ from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRe
 class _ResourceSum:
     """Running sums of one resource over containers; see snapshot.ResourceFigures for what the figures mean."""
 
-    __slots__ = ("usage", "measured", "pending", "measured_requests", "measured_unrequested",
+    __slots__ = ("usage", "measured", "pending", "pods", "measured_requests", "measured_unrequested",
                  "requests", "requested", "limits", "unlimited")
 
     def __init__(self) -> None:
@@ -29,6 +29,7 @@ class _ResourceSum:
         self.usage = 0.0
         self.measured = 0
         self.pending = 0
+        self.pods = 0  # pods in ``usage``: counted where whole pods are summed (not in container-name series)
         self.measured_requests = 0.0
         self.measured_unrequested = 0
         self.requests = 0.0
@@ -38,7 +39,8 @@ class _ResourceSum:
 
     def add(self, request: float | None, limit: float | None, used: float | None, reported: bool = False) -> None:
         """Count one container's request, limit and (when measured) usage. ``reported`` without ``used``: the
-        kubelet reported the container but there is no value yet (a CPU rate needs a second sample)."""
+        kubelet reported the container but its pod is left out of the sum (a container of it has no value yet:
+        a CPU rate needs a second sample)."""
         if used is None and reported:
             self.pending += 1
         if request is not None:
@@ -56,17 +58,20 @@ class _ResourceSum:
             else:
                 self.measured_unrequested += 1
 
-    def add_usage(self, used: float | None, pending: int = 0) -> None:
-        """Count usage whose requests and limits are counted elsewhere (see Aggregator._spec_sums)."""
+    def add_usage(self, used: float | None, pending: int) -> None:
+        """Count one pod's usage whose requests and limits are counted elsewhere (see Aggregator._spec_sums);
+        ``pending``: its reported containers left out."""
         self.pending += pending
         if used is not None:
             self.usage += used
             self.measured += 1
+            self.pods += 1
 
     def merge(self, other: _ResourceSum) -> None:
         self.usage += other.usage
         self.measured += other.measured
         self.pending += other.pending
+        self.pods += other.pods
         self.measured_requests += other.measured_requests
         self.measured_unrequested += other.measured_unrequested
         self.requests += other.requests
@@ -76,8 +81,14 @@ class _ResourceSum:
 
     @property
     def current(self) -> float | None:
-        """The sum, or None when nothing was measured or a reported container has no value yet: a sum of the
-        others would understate it (after a restart most CPU rates need a second sample; memory would not)."""
+        """The sum over the pods measured whole, or None when none was. Partial while ``pending``: ``pods`` says
+        how many it covers."""
+        return self.usage if self.measured else None
+
+    @property
+    def complete(self) -> float | None:
+        """The sum when it covers every reported pod, else None: what a window records, so that a pod waiting
+        for its first rate (a scale-up, a rollout, an operator restart) makes no dip in the statistics."""
         return self.usage if self.measured and not self.pending else None
 
     def raw_figures(self, window: array | None) -> tuple:
@@ -125,6 +136,8 @@ class _Sums:
             pods_reporting=self.reporting,
             cpu_cores=self.cpu.current,
             memory_bytes=self.memory.current,
+            cpu_measured_pods=self.cpu.pods,
+            memory_measured_pods=self.memory.pods,
             cpu_requests_cores=self.cpu.requests,
             cpu_limits_cores=self.cpu.limits,
             memory_requests_bytes=self.memory.requests,
@@ -159,8 +172,9 @@ class _Series:
         """Add this cycle's usage to the windows; this cycle's CPU then memory raw figures."""
         cpu, memory = self.sums.cpu, self.sums.memory
         for sums, window in ((cpu, self.cpu), (memory, self.memory)):
-            if sums.current is not None:
-                window.add(now, sums.current)
+            complete = sums.complete
+            if complete is not None:
+                window.add(now, complete)
         return cpu.raw_figures(self.cpu.values(now)) + memory.raw_figures(self.memory.values(now))
 
     def resize(self, window_seconds: float) -> None:
@@ -214,6 +228,8 @@ class _Workload:
             workload=ref,
             pods=total.pods,
             pods_reporting=total.reporting,
+            cpu_measured_pods=total.cpu.pods,
+            memory_measured_pods=total.memory.pods,
             samples=max(len(self.total.cpu), len(self.total.memory)),
             cpu=resource_figures(raw[:RAW_FIGURES], percentiles),
             memory=resource_figures(raw[RAW_FIGURES:], percentiles),
@@ -326,9 +342,18 @@ class Aggregator:
             if reported:
                 total.reporting += 1
             measured_containers = reported if reported is not None else no_usage
+            # A pod counts whole or not at all, as metrics-server serves a pod only with all its containers'
+            # values: so a sum's pod count says what it covers, and a pod's own figures never come in halves.
+            cpu_whole = memory_whole = bool(reported)
+            if reported:
+                for spec in pod.containers:
+                    measured = reported.get(spec.name)
+                    if measured is not None:
+                        cpu_whole = cpu_whole and measured.cpu_cores is not None
+                        memory_whole = memory_whole and measured.memory_bytes is not None
             container_series = workload.containers
             pod_cpu = pod_memory = None
-            cpu_pending = memory_pending = 0
+            reported_containers = 0
             for spec in pod.containers:
                 series = container_series.get(spec.name)
                 if series is None:
@@ -341,13 +366,15 @@ class Aggregator:
                     sums.cpu.add(spec.cpu_request, spec.cpu_limit, None)
                     sums.memory.add(spec.memory_request, spec.memory_limit, None)
                 else:
-                    cpu, memory = measured.cpu_cores, measured.memory_bytes
+                    reported_containers += 1
+                    cpu = measured.cpu_cores if cpu_whole else None
+                    memory = measured.memory_bytes if memory_whole else None
                     sums.cpu.add(spec.cpu_request, spec.cpu_limit, cpu, reported=True)
                     sums.memory.add(spec.memory_request, spec.memory_limit, memory, reported=True)
                     pod_cpu = _plus(pod_cpu, cpu)
                     pod_memory = _plus(pod_memory, memory)
-                    cpu_pending += cpu is None
-                    memory_pending += memory is None
+            total.cpu.pods += pod_cpu is not None
+            total.memory.pods += pod_memory is not None
             if pod.node is not None:
                 node = nodes.get(pod.node)
                 if node is None:
@@ -355,8 +382,8 @@ class Aggregator:
                 node.merge(self._spec_sums(pod, specs))
                 if reported:
                     node.reporting += 1
-                node.cpu.add_usage(pod_cpu, cpu_pending)
-                node.memory.add_usage(pod_memory, memory_pending)
+                node.cpu.add_usage(pod_cpu, 0 if cpu_whole else reported_containers)
+                node.memory.add_usage(pod_memory, 0 if memory_whole else reported_containers)
             extras = pod_usage.get(pod.uid)
             if extras is not None:
                 workload.add_extras(extras)

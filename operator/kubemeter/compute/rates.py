@@ -21,16 +21,17 @@ class CounterRates:
 
     A restart (counter going down, or a changed start time) never yields a negative rate or a spike: the
     rate is taken from the new start time's zero point when that lies after the previous sample, and is
-    ``None`` otherwise, the new sample becoming the baseline. A timestamp that does not advance yields
-    ``None``; one that goes backwards (kubelet clock stepped) also re-baselines. Odd input (NaN, inf, a
+    ``None`` otherwise, the new sample becoming the baseline. A timestamp that does not advance (the kubelet
+    served the same sample again) yields the rate of the two latest samples again, as metrics-server does; one
+    that goes backwards (kubelet clock stepped) yields ``None`` and re-baselines. Odd input (NaN, inf, a
     negative counter, non-numbers) yields ``None`` and leaves the state untouched; nothing here raises.
     """
 
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        # key -> (value, timestamp, start_time, seen_at)
-        self._last: dict[Hashable, tuple[float, float, float | None, float]] = {}
+        # key -> (value, timestamp, start_time, seen_at, the rate that sample gave)
+        self._last: dict[Hashable, tuple[float, float, float | None, float, float | None]] = {}
 
     def observe(
         self,
@@ -54,25 +55,29 @@ class CounterRates:
             start_time = None
         seen = seen_at if seen_at is not None and _finite(seen_at) else timestamp
         previous = self._last.get(key)
-        self._last[key] = (value, timestamp, start_time, seen)
         if previous is None:
             earliest = timestamp - interval if interval is not None and _finite(interval) else math.inf
-            return _rate_from_start(value, timestamp, start_time, earliest)
-        prev_value, prev_timestamp, prev_start, _ = previous
-        restarted = value < prev_value or (
-            start_time is not None
-            and prev_start is not None
-            and abs(start_time - prev_start) > _START_TIME_TOLERANCE
-        )
-        if restarted:
-            return _rate_from_start(value, timestamp, start_time, prev_timestamp)
-        if timestamp == prev_timestamp:
-            # The same sample again (kubelet cache): keep the older baseline.
-            self._last[key] = previous[:3] + (seen,)
-            return None
-        if timestamp < prev_timestamp:
-            return None
-        return _bounded((value - prev_value) / (timestamp - prev_timestamp))
+            rate = _rate_from_start(value, timestamp, start_time, earliest)
+        else:
+            prev_value, prev_timestamp, prev_start, _, prev_rate = previous
+            restarted = value < prev_value or (
+                start_time is not None
+                and prev_start is not None
+                and abs(start_time - prev_start) > _START_TIME_TOLERANCE
+            )
+            if restarted:
+                rate = _rate_from_start(value, timestamp, start_time, prev_timestamp)
+            elif timestamp == prev_timestamp:
+                # The same sample again (kubelet cache, scrapes closer than its housekeeping): nothing new, so
+                # the older baseline stays, and so does its rate (else the pod would drop out of the sums).
+                self._last[key] = previous[:3] + (seen, prev_rate)
+                return prev_rate
+            elif timestamp < prev_timestamp:
+                rate = None
+            else:
+                rate = _bounded((value - prev_value) / (timestamp - prev_timestamp))
+        self._last[key] = (value, timestamp, start_time, seen, rate)
+        return rate
 
     def prune(self, older_than: float, keep: Callable[[Hashable], bool] | None = None) -> None:
         """Forget keys last observed (``seen_at``) before ``older_than`` (pods and containers that went away)

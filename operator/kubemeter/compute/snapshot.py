@@ -19,7 +19,8 @@ from kubemeter.types import WorkloadRef
 class ResourceFigures(NamedTuple):
     """One resource (CPU in cores, memory in bytes) of a workload or of one of its container names.
 
-    ``usage``: sum over the containers that reported this cycle, ``None`` when none did.
+    ``usage``: sum over the pods measured whole this cycle (see ``WorkloadResult.cpu_measured_pods``), ``None``
+    when none was.
     ``avg``, ``max``, ``percentiles`` (percentile as configured -> value): over the per-cycle usage sums
     inside the window; ``None``/empty when it holds none. Percentiles interpolate linearly between the
     closest ranks, as Prometheus ``quantile_over_time`` does.
@@ -63,7 +64,13 @@ class WorkloadResult(NamedTuple):
     workload: WorkloadRef
     pods: int
     pods_reporting: int
-    """Pods with at least one container measured this cycle."""
+    """Pods whose kubelet reported them this cycle."""
+    cpu_measured_pods: int
+    """Pods whose CPU ``cpu.usage`` sums: those reported with a value for every container reported. Fewer than
+    ``pods_reporting`` while a new container waits for its first rate: the usage is then partial, and the
+    window statistics leave that cycle out."""
+    memory_measured_pods: int
+    """The same for memory."""
     samples: int
     """Cycles with a measurement inside the window."""
     cpu: ResourceFigures
@@ -90,14 +97,17 @@ class WorkloadResult(NamedTuple):
 
 
 class Totals(NamedTuple):
-    """A namespace, node or the cluster. Usage is ``None`` when no pod reported; requests and limits are the
-    sums of those that are set, like ``kubectl describe node`` "Allocated resources"."""
+    """A namespace, node or the cluster. Usage sums the pods measured whole, as a workload's does (how many:
+    ``*_measured_pods``), and is ``None`` when none was; requests and limits are the sums of those that are
+    set, like ``kubectl describe node`` "Allocated resources"."""
 
     pods: int
     pods_reporting: int
     """Pods with at least one container measured this cycle."""
     cpu_cores: float | None
     memory_bytes: float | None
+    cpu_measured_pods: int
+    memory_measured_pods: int
     cpu_requests_cores: float
     cpu_limits_cores: float
     memory_requests_bytes: float

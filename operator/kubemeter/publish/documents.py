@@ -128,8 +128,9 @@ def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_s
         "lastUpdated": rfc3339(now),
         "lastSampleTime": None if last_sample is None else rfc3339(last_sample),
         "stale": result.pods_reporting == 0,
-        "cpu": resource_status(result.cpu, "cpu"),
-        "memory": resource_status(result.memory, "memory"),
+        # How many pods the usage covers: fewer than podsReporting while a new pod waits for its first CPU rate.
+        "cpu": {"podsMeasured": result.cpu_measured_pods, **resource_status(result.cpu, "cpu")},
+        "memory": {"podsMeasured": result.memory_measured_pods, **resource_status(result.memory, "memory")},
         "containers": [
             {"name": name, "cpu": resource_status(c.cpu, "cpu"), "memory": resource_status(c.memory, "memory")}
             for name, c in sorted(result.containers.items())
@@ -175,8 +176,8 @@ def stale_workload_status(status: Mapping, now: float) -> dict:
             "lastUpdated": rfc3339(now),
             "lastSampleTime": status.get("lastSampleTime"),
             "stale": True,
-            "cpu": declared(status.get("cpu")),
-            "memory": declared(status.get("memory")),
+            "cpu": {"podsMeasured": 0, **declared(status.get("cpu"))},
+            "memory": {"podsMeasured": 0, **declared(status.get("memory"))},
             "containers": [
                 _compact({"name": c.get("name"), "cpu": declared(c.get("cpu")), "memory": declared(c.get("memory"))})
                 for c in status.get("containers") or ()
@@ -199,6 +200,8 @@ def key_values(status: Mapping) -> dict[str, object]:
         "stale": status.get("stale"),
         "cpu": cpu.get("usageCores"),
         "memory": memory.get("workingSetBytes"),
+        "cpuPods": cpu.get("podsMeasured"),
+        "memoryPods": memory.get("podsMeasured"),
         "cpuRequests": cpu.get("requestsCores"),
         "cpuLimits": cpu.get("limitsCores"),
         "memoryRequests": memory.get("requestsBytes"),
@@ -410,6 +413,8 @@ def policy_status(
                     "podsUnresolved": len(report.unresolved),
                     "cpuCores": _round(cluster.cpu_cores),
                     "memoryBytes": _int(cluster.memory_bytes),
+                    "cpuPodsMeasured": cluster.cpu_measured_pods,
+                    "memoryPodsMeasured": cluster.memory_measured_pods,
                     "cpuRequestsCores": _round(cluster.cpu_requests_cores),
                     "memoryRequestsBytes": _int(cluster.memory_requests_bytes),
                     "cpu": None if cluster.cpu_cores is None else format_cpu(cluster.cpu_cores),
@@ -446,7 +451,8 @@ def policy_status_moved(old: Mapping, new: Mapping, threshold: float) -> bool:
         cluster = status.get("cluster") or {}
         return (status.get("observedGeneration"), conditions, failed, status.get("nodes"), status.get("pods"),
                 status.get("workloads"), status.get("warnings"), cluster.get("podsReporting"),
-                cluster.get("podsUnresolved"), unresolved)
+                cluster.get("podsUnresolved"), unresolved, cluster.get("cpuPodsMeasured"),
+                cluster.get("memoryPodsMeasured"))
 
     if shape(old) != shape(new):
         return True

@@ -51,6 +51,11 @@ _FAMILIES = (
     # Beside the usage: a fall in coverage (pods on failing nodes) is not a fall in usage.
     _Family("pods_reporting", "Number of {pods} measured in the last cycle.",
             lambda r: r.pods_reporting, lambda t: t.pods_reporting),
+    # Below _pods while a new pod waits for its first CPU rate: the usage above is then that of fewer pods.
+    _Family("cpu_measured_pods", "Number of {pods} whose CPU the cpu_usage_cores series sums.",
+            lambda r: r.cpu_measured_pods, lambda t: t.cpu_measured_pods),
+    _Family("memory_measured_pods", "Number of {pods} whose memory the memory_working_set_bytes series sums.",
+            lambda r: r.memory_measured_pods, lambda t: t.memory_measured_pods),
     _Family("network_receive_bytes_per_second", "Bytes per second received by {pods} (summary endpoint).",
             lambda r: r.network_rx_bytes_per_second, None),
     _Family("network_transmit_bytes_per_second", "Bytes per second sent by {pods} (summary endpoint).",

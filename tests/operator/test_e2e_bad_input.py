@@ -140,6 +140,8 @@ async def test_a_cycle_that_fails_says_so_in_status_and_the_loop_goes_on(any_ope
     families = {f.name: f for f in text_string_to_metric_families(await any_operator.scrape_metrics())}
     assert [s.value for s in families["kubemeter_cycle_failures"].samples if s.name.endswith("_total")] == [1.0]
     assert "kubemeter_workload_cpu_usage_cores" not in families, "old figures withdrawn, not shown as current"
+    status = (await any_operator.policy("p"))["status"]
+    assert "cpu" not in status["cluster"] and "topWorkloads" not in status, "no old CPU beside Ready False"
     assert all(not o["status"].get("stale") for o in await any_operator.workload_metrics())
 
     for minutes in (31, 32):  # cycles keep failing: the WorkloadMetrics say they are stale

@@ -195,6 +195,9 @@ async def test_objects_a_restart_with_an_invalid_spec_cannot_update_say_they_are
         return conditions.get("Ready", {}).get("reason") == "InvalidSpec"
 
     await eventually(reported_invalid)
+    status = (await second.policy("p"))["status"]
+    assert "cpu" not in status["cluster"] and "topWorkloads" not in status, "no old CPU beside Ready False"
+    assert status["cluster"]["cpuRequestsCores"] > 0, "what is declared stays"
 
     async def all_stale() -> dict | None:
         objects = by_workload(await second.workload_metrics())

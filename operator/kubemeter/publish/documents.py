@@ -443,6 +443,18 @@ def policy_status(
     )
 
 
+_MEASURED_CLUSTER_FIGURES = ("cpuCores", "memoryBytes", "cpu", "memory", "cpuPodsMeasured", "memoryPodsMeasured")
+
+
+def without_measured_figures(status: Mapping) -> dict:
+    """A policy status whose figures are no longer current: what was measured goes (the cluster's usage, the
+    top workloads), what is declared or counted stays (requests, pods, nodes, the failing nodes and since when)."""
+    kept = {key: value for key, value in status.items() if key != "topWorkloads"}
+    if "cluster" in kept:
+        kept["cluster"] = {k: v for k, v in kept["cluster"].items() if k not in _MEASURED_CLUSTER_FIGURES}
+    return kept
+
+
 def policy_status_moved(old: Mapping, new: Mapping, threshold: float) -> bool:
     def shape(status: Mapping) -> tuple:
         conditions = tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions", ()))

@@ -46,6 +46,7 @@ from kubemeter.publish.documents import (
     policy_status_moved,
     stale_workload_status,
     stored_workload,
+    without_measured_figures,
     workload_from_spec,
     workload_status,
     workloadmetrics_name,
@@ -280,7 +281,7 @@ class StatusPublisher:
         updates = []
         if not running:
             updates.append(("Ready", "False", "InvalidSpec", "nothing runs until the spec is valid; see Invalid"))
-        self._report(updates, generation)
+        self._report(updates, generation, measured=running)
 
     def _invalid_beyond(self, generation: int) -> InvalidGeneration | None:
         """The invalid generation still to report alongside a status of the spec ``generation``: none once a
@@ -304,15 +305,20 @@ class StatusPublisher:
         """Report a cycle that ended in an error before publishing: the figures shown are no longer current.
         Once cycles keep failing, the WorkloadMetrics say so too (not at the first: marking them reads them
         all and writes each twice, too much for one failed cycle in a cluster of thousands of workloads)."""
-        self._report([("Ready", "False", "CycleFailed", message)], generation)
+        self._report([("Ready", "False", "CycleFailed", message)], generation, measured=False)
         self._failed_cycles += 1
         if self._failed_cycles == STALE_AFTER_FAILED_CYCLES:
             self.mark_stale(None)
 
-    def _report(self, updates: list[tuple[str, str, str, str]], generation: int) -> None:
+    def _report(self, updates: list[tuple[str, str, str, str]], generation: int, *, measured: bool = True) -> None:
+        """``measured`` False: the figures the status holds are no longer current (nothing runs, or the cycle
+        failed), so the measured ones go, as a stale WorkloadMetrics' do: `kubectl get mp` shows no old CPU
+        beside a Ready False."""
         now = self.clock()
         invalid = self._invalid_beyond(generation)
         status = dict(self._policy_status or {})
+        if not measured:
+            status = without_measured_figures(status)
         status["observedGeneration"] = observed_generation(generation, invalid)
         reported = [condition(*update, generation, now) for update in updates]
         if invalid is not None:

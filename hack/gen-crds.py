@@ -19,7 +19,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
-from kubemeter.policy import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN  # noqa: E402
+from kubemeter.policy import (  # noqa: E402
+    LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_DERIVED_TIMEOUT, MIN_DERIVED_WINDOW, TIMEOUT_SHARE_OF_INTERVAL,
+    WINDOW_INTERVALS,
+)
 from kubemeter.publish.documents import (  # noqa: E402
     MAX_API_VERSION_LENGTH, MAX_KIND_LENGTH, MAX_NAME_LENGTH, MAX_UNRESOLVED_PODS,
 )
@@ -77,8 +80,9 @@ def when_well_formed(pattern: str, fields: list[str], expression: str) -> str:
     which CEL string literals would treat as escapes.
 
     Every field is also guarded by has(): kube-apiserver checks a schema's default against its rules without
-    applying the nested defaults first (spec's default {} has no source.timeout), and refuses the CRD when a
-    rule fails on it. Objects themselves are always defaulted before their rules run."""
+    applying the nested defaults first (spec's default {} has no interval), and refuses the CRD when a rule
+    fails on it; a field without a default is checked only when the policy sets it. Objects themselves are
+    always defaulted before their rules run."""
     cel_pattern = pattern.replace(r"\.", "[.]")
     absent = []
     for field in fields:
@@ -88,11 +92,13 @@ def when_well_formed(pattern: str, fields: list[str], expression: str) -> str:
     return f"{guards} || {expression}"
 
 
-def duration(description: str, default: str, *rules: dict[str, str]) -> Schema:
+def duration(description: str, default: str | None, *rules: dict[str, str]) -> Schema:
+    """A Go duration field; ``default`` None for one the operator derives when unset (from another field, which
+    a schema default cannot)."""
     return {
         "type": "string",
         "description": f"{description} A Go duration such as 30s, 1m30s or 1h.",
-        "default": default,
+        **({"default": default} if default is not None else {}),
         "maxLength": 32,
         "pattern": DURATION_PATTERN,
         **validations(*rules),
@@ -224,8 +230,9 @@ def metrics_policy_spec() -> Schema:
                     ),
                     "timeout": duration(
                         "How long one node's scrape may take, and the whole scrape phase of a cycle at most (a node "
-                        "that waited for a connection slot gets what is left); must be shorter than interval.",
-                        "10s",
+                        "that waited for a connection slot gets what is left); must be shorter than interval. "
+                        f"Unset: {TIMEOUT_SHARE_OF_INTERVAL:.0%} of interval, at most {MAX_DERIVED_TIMEOUT:g}s.",
+                        None,
                         positive_timeout,
                     ),
                     "concurrency": {
@@ -257,7 +264,10 @@ def metrics_policy_spec() -> Schema:
                         "default": ["workload", "namespace", "node", "cluster"],
                     },
                     "window": duration(
-                        "The rolling window for average, maximum and percentiles; at least interval.", "5m"
+                        "The rolling window for average, maximum and percentiles; at least interval and at most "
+                        f"{MAX_WINDOW_SAMPLES} of them. Unset: {WINDOW_INTERVALS} intervals, at least "
+                        f"{MIN_DERIVED_WINDOW / 60:g}m.",
+                        None,
                     ),
                     "percentiles": {
                         "type": "array",

@@ -31,6 +31,28 @@ _LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 _LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
 _NAME_RULE = '1-63 letters, digits, "-", "_" or ".", alphanumeric at both ends'
 
+# An unset timeout and window follow the interval (the CRD cannot default one field from another), so that any
+# interval the schema accepts runs with them as they are, and an error names only a value the user wrote.
+TIMEOUT_SHARE_OF_INTERVAL = 0.8
+"""metrics-server scrapes within 90% of its resolution; kubemeter also aggregates and publishes within the interval."""
+MAX_DERIVED_TIMEOUT = 10.0
+"""A kubelet answers /metrics/resource in well under a second: one silent for 10 s is failing, and a longer wait
+would only delay the other nodes' figures (the timeout bounds the whole scrape phase)."""
+WINDOW_INTERVALS = 10
+"""The samples a derived window holds at least: the 5m default's at the 30s default interval."""
+MIN_DERIVED_WINDOW = 300.0
+
+
+def derived_timeout(interval: float) -> float:
+    """``spec.source.timeout`` when unset: 80% of the interval, at most 10 s (10 s from a 12.5 s interval on)."""
+    return min(MAX_DERIVED_TIMEOUT, TIMEOUT_SHARE_OF_INTERVAL * interval)
+
+
+def derived_window(interval: float) -> float:
+    """``spec.aggregation.window`` when unset: 10 intervals, at least 5 minutes (30 samples at the 10 s minimum
+    interval: always within the 1440-sample bound)."""
+    return max(MIN_DERIVED_WINDOW, WINDOW_INTERVALS * interval)
+
 
 def _label_problems(key_field: str, keys: list[object], value_field: str, values: list[object]) -> list[str]:
     problems = [
@@ -199,17 +221,19 @@ def parse_policy(spec: Mapping | None) -> PolicySpec:
     output = _section(spec, "output", problems)
 
     interval = _duration(spec, "interval", 30.0, "spec.interval", problems)
-    timeout = _duration(source, "timeout", 10.0, "spec.source.timeout", problems)
-    window = _duration(aggregation, "window", 300.0, "spec.aggregation.window", problems)
+    timeout = _duration(source, "timeout", derived_timeout(interval), "spec.source.timeout", problems)
+    window = _duration(aggregation, "window", derived_window(interval), "spec.aggregation.window", problems)
     max_status_age = _duration(output, "maxStatusAge", 300.0, "spec.output.maxStatusAge", problems)
     if interval < 10.0:
         problems.append("spec.interval: must be at least 10s")
-    if timeout <= 0 or timeout >= interval:
+    # The derived values always hold: only a value the policy sets can break these rules.
+    if source.get("timeout") is not None and (timeout <= 0 or timeout >= interval):
         problems.append("spec.source.timeout: must be greater than 0 and shorter than spec.interval")
-    if window < interval:
-        problems.append("spec.aggregation.window: must be at least spec.interval")
-    elif interval >= 10.0 and window / interval > MAX_WINDOW_SAMPLES:
-        problems.append(f"spec.aggregation.window: may hold at most {MAX_WINDOW_SAMPLES} intervals")
+    if aggregation.get("window") is not None:
+        if window < interval:
+            problems.append("spec.aggregation.window: must be at least spec.interval")
+        elif interval >= 10.0 and window / interval > MAX_WINDOW_SAMPLES:
+            problems.append(f"spec.aggregation.window: may hold at most {MAX_WINDOW_SAMPLES} intervals")
 
     percentiles = aggregation.get("percentiles", [50, 95])
     if not isinstance(percentiles, list) or not all(

@@ -210,6 +210,53 @@ async def test_policy_edits_apply_at_the_next_cycle(any_operator):
     assert shown == {("50m", ("p75",))}, shown
 
 
+async def test_an_interval_change_keeps_the_cpu_of_every_workload_that_had_it(any_operator):
+    """An interval edit runs a cycle at once, closer to the previous one than the kubelets' housekeeping (0.5 s
+    here, 10 to 15 s for cAdvisor): the counter baselines carry over, so that cycle has the CPU of every workload
+    and of the cluster, over the same pods, rather than none for an interval (issue 14)."""
+    operator = any_operator
+    await operator.create_policy("p", stepped(output={"minStatusChange": "0"}))
+    await operator.cycle("p", 2)
+    before = {obj["metadata"]["name"]: obj["status"]["cpu"]["podsMeasured"]
+              for obj in await operator.workload_metrics() if "usageCores" in obj["status"]["cpu"]}
+    assert before
+    loop = await operator.loop("p")
+    published = loop.cycles_published
+    await operator.patch_policy("p", {"interval": "20s"})
+    await eventually(lambda: loop.cycles_published > published)
+    await operator.thread.run(operator.runtime.lifecycle.policies["p"].publisher.flush())
+    after = {obj["metadata"]["name"]: obj["status"]["cpu"].get("podsMeasured")
+             for obj in await operator.workload_metrics() if obj["metadata"]["name"] in before}
+    assert after == before
+    cluster = (await operator.policy("p"))["status"]["cluster"]
+    assert cluster["cpuCores"] > 0 and cluster["cpuPodsMeasured"] == cluster["memoryPodsMeasured"], cluster
+    cpu_gauges = [family for family in text_string_to_metric_families(await operator.scrape_metrics())
+                  if family.name == "kubemeter_cluster_cpu_usage_cores"]
+    assert [sample.value > 0 for family in cpu_gauges for sample in family.samples] == [True]
+
+
+SLOW_NODE = "sim-worker-1"
+
+
+async def test_an_interval_alone_runs_with_a_timeout_and_window_that_follow_it(any_operator):
+    """The minimum interval alone and an hour alone are accepted and run with what is derived from them: a
+    timeout of 80% of the interval, at most 10s, and a window of 10 intervals, at least 5m. A kubelet answering
+    in 9 s is a timeout for the first (8 s) and answers within the second's (10 s)."""
+    operator = any_operator
+    await operator.cluster.node_fault(SLOW_NODE, "latency=9s")
+    for name, interval in (("fast", "10s"), ("hourly", "1h")):
+        stored = (await operator.create_policy(name, {"interval": interval}))["spec"]
+        assert "timeout" not in stored["source"] and "window" not in stored["aggregation"], stored
+    await operator.loop("fast")
+    await operator.loop("hourly")
+    fast, hourly = (await operator.policy("fast"))["status"], (await operator.policy("hourly"))["status"]
+    assert [(f["name"], f["reason"]) for f in fast["failedNodes"]] == [(SLOW_NODE, "timeout")], fast
+    assert fast["lastCycleSeconds"] < 9, fast
+    assert hourly["nodes"] == {"selected": 3, "scraped": 3, "failed": 0}, hourly
+    windows = {(obj["spec"]["policy"], obj["status"]["window"]) for obj in await operator.workload_metrics()}
+    assert windows == {("fast", "5m"), ("hourly", "10h")}
+
+
 async def test_deleting_a_policy_stops_its_loop_and_collects_its_objects(any_operator):
     await any_operator.create_policy("gone", stepped())
     await any_operator.cycle("gone")

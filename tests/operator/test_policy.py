@@ -15,6 +15,26 @@ def test_empty_spec_gets_the_documented_defaults():
     assert spec.workload_metrics and spec.prometheus and spec.top_workloads == 10
 
 
+@pytest.mark.parametrize(("interval", "timeout", "window"), [
+    ("10s", 8, 300), ("12s500ms", 10, 300), ("30s", 10, 300), ("1m", 10, 600), ("1h", 10, 36000),
+])
+def test_an_unset_timeout_and_window_follow_the_interval(interval, timeout, window):
+    """80% of the interval, at most 10s; 10 intervals, at least 5m (README, MetricsPolicy reference)."""
+    spec = parse_policy({"interval": interval})
+    assert (spec.timeout, spec.window) == (timeout, window)
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"interval": "10s", "source": {"timeout": "10s"}}, "spec.source.timeout"),
+    ({"interval": "1h", "aggregation": {"window": "5m"}}, "spec.aggregation.window"),
+    ({"interval": "5s"}, "spec.interval"),
+])
+def test_an_error_names_only_what_the_policy_set(spec, field):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(spec)
+    assert [problem.partition(":")[0] for problem in str(caught.value).split("; ")] == [field]
+
+
 def test_full_spec_is_read():
     spec = parse_policy(
         {

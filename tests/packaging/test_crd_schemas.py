@@ -116,12 +116,11 @@ def test_policy_column_names_are_the_documented_ones() -> None:
 def test_an_empty_spec_gets_every_default() -> None:
     spec = POLICY_SCHEMA.prepare(policy({}))["spec"]
     assert spec["interval"] == "30s"
+    # No timeout or window: the operator derives them from the interval (README, MetricsPolicy reference).
     assert spec["source"] == {
-        "endpoint": "resource", "via": "direct", "timeout": "10s", "concurrency": 64, "insecureSkipTLSVerify": False,
+        "endpoint": "resource", "via": "direct", "concurrency": 64, "insecureSkipTLSVerify": False,
     }
-    assert spec["aggregation"] == {
-        "levels": ["workload", "namespace", "node", "cluster"], "window": "5m", "percentiles": [50, 95],
-    }
+    assert spec["aggregation"] == {"levels": ["workload", "namespace", "node", "cluster"], "percentiles": [50, 95]}
     assert spec["output"] == {
         "workloadMetrics": True, "prometheus": True, "topWorkloads": 10, "minStatusChange": "0.05",
         "maxStatusAge": "5m",
@@ -168,6 +167,9 @@ INVALID_POLICIES = [
     ({"interval": "30x"}, "spec.interval", "should match"),
     ({"interval": "5s", "source": {"timeout": "2s"}}, "spec.interval", "interval must be at least 10s"),
     ({"interval": "15s", "source": {"timeout": "15s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
+    ({"interval": "10s", "source": {"timeout": "10s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
+    ({"interval": "1h", "aggregation": {"window": "5m"}}, "spec.aggregation.window",
+     "window must be at least as long as interval"),
     ({"interval": "1m", "source": {"timeout": "90s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
     ({"source": {"timeout": "0s"}}, "spec.source.timeout", "timeout must be longer than 0s"),
     ({"source": {"timeout": "ten"}}, "spec.source.timeout", "should match"),
@@ -246,6 +248,8 @@ def test_a_malformed_duration_is_reported_once_not_again_by_cel(bad_duration: st
 
 
 VALID_POLICIES = [
+    {"interval": "10s"},
+    {"interval": "1h"},
     {"interval": "10s", "source": {"timeout": "9500ms"}, "aggregation": {"window": "10s"}},
     {"interval": "1h30m", "source": {"timeout": "1m"}, "aggregation": {"window": "2h", "percentiles": [99.9, 100]}},
     {"output": {"minStatusChange": "0"}},
@@ -273,6 +277,16 @@ VALID_POLICIES = [
 @pytest.mark.parametrize("spec", VALID_POLICIES)
 def test_valid_policy_is_accepted(spec: dict[str, Any]) -> None:
     assert errors(POLICY_SCHEMA, policy(spec)) == []
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"interval": "10s", "source": {"timeout": "12s"}}, "spec.source.timeout"),
+    ({"interval": "1h", "aggregation": {"window": "30m"}}, "spec.aggregation.window"),
+    ({"interval": "10s", "aggregation": {"window": "5h"}}, "spec.aggregation.window"),
+])
+def test_an_error_names_only_the_field_the_policy_set(spec: dict[str, Any], field: str) -> None:
+    """The timeout and window the operator derives are never the subject of an error (the schema has none)."""
+    assert [f for f, _ in errors(POLICY_SCHEMA, policy(spec))] == [field]
 
 
 POLICY_STATUS = {

@@ -444,7 +444,10 @@ async def test_policy_defaults_agree(backends: Backends) -> None:
         partial = await b.ok("POST", POLICIES, policy("partial", {"source": {"endpoint": "summary"},
                                                                   "aggregation": {"percentiles": []}}),
                              params={"dryRun": "All"})
-        return [normal(empty), normal(partial)]
+        # An interval alone, at the minimum or long: no timeout or window defaulted that could contradict it.
+        intervals = [await b.ok("POST", POLICIES, policy(f"every-{interval}", {"interval": interval}),
+                                params={"dryRun": "All"}) for interval in ("10s", "1h")]
+        return [normal(empty), normal(partial), *map(normal, intervals)]
     await backends.same(scenario)
 
 

@@ -214,6 +214,16 @@ def test_service_monitor_scrapes_the_service_metrics_port(render: Render) -> Non
         "labels"].items()
 
 
+def test_service_monitor_keeps_the_workloads_namespace_label(render: Render) -> None:
+    # prometheus-operator adds a `namespace` target label (the operator's); honoring the scraped labels keeps
+    # each series' own namespace, so sums by namespace and workload do not merge namespaces.
+    (endpoint,) = one(render(ALL_FEATURES), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+    (opted_out,) = one(render({"serviceMonitor": {"enabled": True, "honorLabels": False}}),
+                       "ServiceMonitor")["spec"]["endpoints"]
+    assert opted_out["honorLabels"] is False
+
+
 def test_network_policy_admits_only_the_metrics_port_from_the_given_peers(render: Render) -> None:
     assert by_kind(render(), "NetworkPolicy") == []
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},

@@ -224,6 +224,30 @@ def test_service_monitor_keeps_the_workloads_namespace_label(render: Render) -> 
     assert opted_out["honorLabels"] is False
 
 
+@pytest.mark.parametrize(("interval", "timeout"), [("30s", "30s"), ("1m", "45s"), ("1m30s", "90s"),
+                                                   ("10s", "9500ms")])
+def test_service_monitor_accepts_a_scrape_timeout_up_to_the_interval(
+    render: Render, interval: str, timeout: str
+) -> None:
+    values = {"serviceMonitor": {"enabled": True, "interval": interval, "scrapeTimeout": timeout}}
+    (endpoint,) = one(render(values), "ServiceMonitor")["spec"]["endpoints"]
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == (interval, timeout)
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("30s", "31s"), ("1m", "1m500ms"), ("15s", "1h"),
+                                                   ("1m30s", "91s")])
+def test_a_scrape_timeout_longer_than_the_interval_fails_the_render(
+    tmp_path: Path, interval: str, timeout: str
+) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"serviceMonitor": {"enabled": True, "interval": interval,
+                                                              "scrapeTimeout": timeout}}))
+    result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
+    assert result.returncode != 0
+    assert (f"serviceMonitor.scrapeTimeout ({timeout}) is longer than serviceMonitor.interval ({interval})"
+            in result.stderr), result.stderr
+
+
 def test_network_policy_admits_only_the_metrics_port_from_the_given_peers(render: Render) -> None:
     assert by_kind(render(), "NetworkPolicy") == []
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},

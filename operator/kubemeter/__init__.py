@@ -1,6 +1,8 @@
 """kubemeter: per-workload resource metering for Kubernetes."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("kubemeter")  # the installed distribution's, so it cannot drift from pyproject.toml
 
 GROUP = "kubemeter.io"
 VERSION = "v1alpha1"

@@ -376,12 +376,30 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
     assert all(f"${name}" in expressions for name in ("policy", "namespace", "workload"))
 
 
-def test_notes_tell_how_to_read_results(tmp_path: Path) -> None:
-    result = run("helm", "install", "km", CHART, "--dry-run=client", "--namespace", "kubemeter")
-    notes = result.stdout.split("NOTES:", 1)[1]
+def install_notes(*values: str) -> str:
+    result = run("helm", "install", "km", CHART, "--dry-run=client", "--namespace", "kubemeter", *values)
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_tell_how_to_read_results() -> None:
+    notes = install_notes()
     assert "kubectl get workloadmetrics -A" in notes
     assert "kubectl get metricspolicies" in notes
     assert "kubectl -n kubemeter port-forward svc/km-kubemeter 8080:8080" in notes
+
+
+def test_notes_say_what_was_installed_and_how_to_check_it_runs() -> None:
+    notes = install_notes()
+    assert "kubemeter 0.1.0 is running" not in notes, "helm prints the notes before any pod has started"
+    assert "- the Deployment km-kubemeter: 1 replica, image kubemeter:0.1.0\n" in notes
+    assert "kubectl -n kubemeter rollout status deployment/km-kubemeter" in notes
+    assert "set image.repository" in notes
+    assert "ServiceMonitor" not in notes
+    featured = install_notes("--set", "replicaCount=2,serviceMonitor.enabled=true,prometheusRule.enabled=true",
+                             "--set", "image.repository=registry.example.com/kubemeter,image.tag=v1")
+    assert ("- the Deployment km-kubemeter: 2 replicas, leader election on a Lease, image "
+            "registry.example.com/kubemeter:v1\n") in featured
+    assert "- a ServiceMonitor\n- a PrometheusRule\n" in featured
 
 
 INVALID_VALUES = [

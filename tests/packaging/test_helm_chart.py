@@ -351,6 +351,82 @@ def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     assert "kubemeter_policy_last_cycle_timestamp_seconds" in alerts["KubemeterPolicyStale"]["expr"]
 
 
+README_URL = "https://github.com/kubemeter/kubemeter/blob/main/README.md"
+
+
+def fired(rule: Manifest, alert: str, labels: dict[str, str]) -> dict[str, Any]:
+    """What promtool should see of ``alert`` firing with ``labels``: its annotations with the labels filled in."""
+    (spec,) = [r for group in rule["spec"]["groups"] for r in group["rules"] if r.get("alert") == alert]
+    annotations = {key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], text)
+                   for key, text in spec["annotations"].items()}
+    return {"exp_labels": {**labels, "severity": "warning"}, "exp_annotations": annotations}
+
+
+def promtool_test_rules(rule: Manifest, tests: list[dict[str, Any]], tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+                                                          "tests": tests}))
+    result = run("promtool", "test", "rules", "tests.yaml", cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tmp_path: Path) -> None:
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    failing = {"namespace": "kubemeter", "node": "node-1", "reason": "timeout"}  # summed by these
+    stale = {"job": "km-kubemeter", "policy": "p"}
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'up{job="km-kubemeter"}', "values": "0x30"},
+            {"series": 'kubemeter_scrape_errors_total{job="km-kubemeter",namespace="kubemeter",node="node-1",'
+                       'policy="p",reason="timeout"}', "values": "0+1x30"},
+            {"series": 'kubemeter_scrape_errors_total{job="km-kubemeter",namespace="kubemeter",node="node-2",'
+                       'policy="p",reason="timeout"}', "values": "3x30"},  # failed once, long ago
+            {"series": 'kubemeter_policy_last_cycle_timestamp_seconds{job="km-kubemeter",policy="p"}',
+             "values": "0x30"},
+            {"series": 'kubemeter_policy_interval_seconds{job="km-kubemeter",policy="p"}', "values": "30x30"},
+            {"series": 'kubemeter_policy_last_cycle_timestamp_seconds{job="km-kubemeter",policy="fresh"}',
+             "values": "0+60x30"},
+            {"series": 'kubemeter_policy_interval_seconds{job="km-kubemeter",policy="fresh"}', "values": "30x30"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "4m", "alertname": "KubemeterDown", "exp_alerts": []},  # down, not yet for 5m
+            {"eval_time": "6m", "alertname": "KubemeterDown", "exp_alerts": [fired(rule, "KubemeterDown", {})]},
+            {"eval_time": "10m", "alertname": "KubemeterScrapeFailures", "exp_alerts": []},
+            {"eval_time": "20m", "alertname": "KubemeterScrapeFailures",
+             "exp_alerts": [fired(rule, "KubemeterScrapeFailures", failing)]},
+            {"eval_time": "20m", "alertname": "KubemeterPolicyStale",
+             "exp_alerts": [fired(rule, "KubemeterPolicyStale", stale)]},
+        ],
+    }, {
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="km-kubemeter"}', "values": "1x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
+    }], tmp_path)
+    runbooks = {alert: fired(rule, alert, {"node": "n", "reason": "r", "policy": "p"})["exp_annotations"][
+        "runbook_url"] for alert in ("KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterDown")}
+    readme = (CHART.parents[1] / "README.md").read_text()
+    for alert, url in runbooks.items():
+        assert url == f"{README_URL}#{alert.lower()}"
+        assert f"\n#### {alert}\n" in readme, "the README section the runbook_url points at"
+
+
+def test_alerts_select_the_operators_series_by_the_given_matchers(render: Render, tmp_path: Path) -> None:
+    # A Prometheus whose own scrape config names the job "kubemeter".
+    rule = one(render({"prometheusRule": {"enabled": True, "selector": 'job="kubemeter"'}}), "PrometheusRule")
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="kubemeter"}', "values": "1x30"},
+                         {"series": 'up{job="km-kubemeter"}', "values": "0x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
+    }, {
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="km-kubemeter"}', "values": "1x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown",
+                             "exp_alerts": [fired(rule, "KubemeterDown", {})]}],
+    }], tmp_path)
+
+
 def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
     policy = one(render(ALL_FEATURES), "MetricsPolicy")
     schema = CompiledSchema.compile(crd_schema("metricspolicies"))
@@ -415,6 +491,7 @@ INVALID_VALUES = [
     ({"networkPolicy": {"from": [{"namespaces": ["monitoring"]}]}}, "additional properties 'namespaces' not allowed"),
     ({"metricsAuth": {"readers": [{"kind": "Robot", "name": "r"}]}}, "at '/metricsAuth/readers/0/kind'"),
     ({"metricsAuth": {"tlsSecret": "Not_A_Name"}}, "at '/metricsAuth/tlsSecret'"),
+    ({"prometheusRule": {"runbookURL": "README.md#alerts"}}, "at '/prometheusRule/runbookURL'"),
 ]
 
 

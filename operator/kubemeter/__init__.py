@@ -1,8 +1,8 @@
 """kubemeter: per-workload resource metering for Kubernetes."""
 
-from importlib.metadata import version
+import importlib.metadata
 
-__version__ = version("kubemeter")  # the installed distribution's, so it cannot drift from pyproject.toml
+__version__ = importlib.metadata.version("kubemeter")  # the installed distribution's: never drifts from pyproject.toml
 
 GROUP = "kubemeter.io"
 VERSION = "v1alpha1"

@@ -1,6 +1,8 @@
 """kubemeter: per-workload resource metering for Kubernetes."""
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("kubemeter")  # the installed distribution's: never drifts from pyproject.toml
 
 GROUP = "kubemeter.io"
 VERSION = "v1alpha1"

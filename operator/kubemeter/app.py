@@ -133,6 +133,7 @@ class Runtime:
                 on_stopped_leading=self.lifecycle.step_down,
             )
             self.deps.active = self.elector.leading
+        self.metrics.leading.set_function(lambda: float(self.deps.active.is_set()))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def preflight(self) -> None:

@@ -205,7 +205,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kubemeter import __version__
+
     parser = argparse.ArgumentParser(prog="kubemeter", description="Meter what Kubernetes workloads really use.")
+    parser.add_argument("--version", action="version", version=f"kubemeter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the operator (the container entrypoint)")

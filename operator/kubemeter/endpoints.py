@@ -57,7 +57,12 @@ class Endpoints:
             if decision.status != 200:
                 return web.Response(status=decision.status, text=f"{decision.reason}\n",
                                     headers=REFUSAL_HEADERS.get(decision.status))
-        return web.Response(body=self._exposition(), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+        response = web.Response(body=self._exposition(),
+                                headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+        # Compressed as the client's Accept-Encoding allows (Prometheus asks for gzip): a large cluster's
+        # exposition is tens of megabytes of repetitive text.
+        response.enable_compression()
+        return response
 
     async def _serve_health(self, request: web.Request) -> web.Response:
         problem = self._health()

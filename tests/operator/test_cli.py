@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import socket
 import signal
@@ -49,6 +50,12 @@ def test_parse_rejects_what_is_not_a_metrics_payload(tmp_path):
     assert result.returncode == 1 and "PodList" in result.stderr
     missing = kubemeter("parse", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_version_is_the_installed_distributions():
+    result = kubemeter("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"kubemeter {importlib.metadata.version('kubemeter')}\n"
 
 
 def test_every_command_documents_itself():

@@ -163,3 +163,8 @@ async def test_prometheus_output_passes_promtool(operator):
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", (
         result.stdout + result.stderr
     )
+
+
+async def test_a_replica_without_leader_election_reports_itself_the_leader(operator):
+    families = {f.name: f for f in text_string_to_metric_families(await operator.scrape_metrics())}
+    assert [(s.labels, s.value) for s in families["kubemeter_is_leader"].samples] == [({}, 1.0)]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ssl
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +36,27 @@ async def test_probes_answer_with_the_status_and_reason_they_are_given():
             state.update(problem="policy loops stopped: p", ready=(True, "ok (standby)"))
             assert (await get("/healthz"))[::2] == (500, "policy loops stopped: p\n")
             assert (await get("/readyz"))[::2] == (200, "ok (standby)\n")
+    finally:
+        await endpoints.close()
+
+
+async def test_metrics_are_compressed_for_a_client_that_accepts_gzip():
+    body = b"".join(b'kubemeter_workload_pods{policy="p",workload="w%d"} 1.0\n' % i for i in range(2000))
+    endpoints = Endpoints(lambda: body, lambda: None, lambda: (True, "ok (leader)"))
+    port = await endpoints.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+
+            async def get(accept_encoding: str) -> tuple[str | None, bytes]:
+                async with session.get(f"http://127.0.0.1:{port}/metrics",
+                                       headers={"Accept-Encoding": accept_encoding}) as response:
+                    assert response.status == 200
+                    return response.headers.get("Content-Encoding"), await response.read()
+
+            encoding, compressed = await get("gzip")  # what Prometheus sends
+            assert encoding == "gzip" and gzip.decompress(compressed) == body
+            assert len(compressed) < len(body) / 10
+            assert await get("identity") == (None, body)
     finally:
         await endpoints.close()
 
@@ -121,6 +143,12 @@ async def test_delegated_auth_serves_metrics_over_https_only_to_allowed_tokens_a
             now[0] += 2
             assert (await get("/metrics", "Bearer reader-token"))[0] == 200
             assert api.sent == ["TokenReview", "SubjectAccessReview"]
+
+            # Compressed over HTTPS too, once allowed (the client decompresses).
+            async with session.get(f"https://127.0.0.1:{port}/metrics", ssl=client_tls,
+                                   headers={"Authorization": "Bearer reader-token", "Accept-Encoding": "gzip"}) as response:
+                assert response.headers["Content-Encoding"] == "gzip"
+                assert await response.text() == "kubemeter_up 1\n"
 
             # The kubelet's probes: HTTPS, no token, same port.
             assert (await get("/healthz"))[:2] == (200, "ok\n")

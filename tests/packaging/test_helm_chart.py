@@ -214,6 +214,40 @@ def test_service_monitor_scrapes_the_service_metrics_port(render: Render) -> Non
         "labels"].items()
 
 
+def test_service_monitor_keeps_the_workloads_namespace_label(render: Render) -> None:
+    # prometheus-operator adds a `namespace` target label (the operator's); honoring the scraped labels keeps
+    # each series' own namespace, so sums by namespace and workload do not merge namespaces.
+    (endpoint,) = one(render(ALL_FEATURES), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+    (opted_out,) = one(render({"serviceMonitor": {"enabled": True, "honorLabels": False}}),
+                       "ServiceMonitor")["spec"]["endpoints"]
+    assert opted_out["honorLabels"] is False
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("30s", "30s"), ("1m", "45s"), ("1m30s", "90s"),
+                                                   ("10s", "9500ms")])
+def test_service_monitor_accepts_a_scrape_timeout_up_to_the_interval(
+    render: Render, interval: str, timeout: str
+) -> None:
+    values = {"serviceMonitor": {"enabled": True, "interval": interval, "scrapeTimeout": timeout}}
+    (endpoint,) = one(render(values), "ServiceMonitor")["spec"]["endpoints"]
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == (interval, timeout)
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("30s", "31s"), ("1m", "1m500ms"), ("15s", "1h"),
+                                                   ("1m30s", "91s")])
+def test_a_scrape_timeout_longer_than_the_interval_fails_the_render(
+    tmp_path: Path, interval: str, timeout: str
+) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"serviceMonitor": {"enabled": True, "interval": interval,
+                                                              "scrapeTimeout": timeout}}))
+    result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
+    assert result.returncode != 0
+    assert (f"serviceMonitor.scrapeTimeout ({timeout}) is longer than serviceMonitor.interval ({interval})"
+            in result.stderr), result.stderr
+
+
 def test_network_policy_admits_only_the_metrics_port_from_the_given_peers(render: Render) -> None:
     assert by_kind(render(), "NetworkPolicy") == []
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
@@ -317,6 +351,82 @@ def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     assert "kubemeter_policy_last_cycle_timestamp_seconds" in alerts["KubemeterPolicyStale"]["expr"]
 
 
+README_URL = "https://github.com/kubemeter/kubemeter/blob/main/README.md"
+
+
+def fired(rule: Manifest, alert: str, labels: dict[str, str]) -> dict[str, Any]:
+    """What promtool should see of ``alert`` firing with ``labels``: its annotations with the labels filled in."""
+    (spec,) = [r for group in rule["spec"]["groups"] for r in group["rules"] if r.get("alert") == alert]
+    annotations = {key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], text)
+                   for key, text in spec["annotations"].items()}
+    return {"exp_labels": {**labels, "severity": "warning"}, "exp_annotations": annotations}
+
+
+def promtool_test_rules(rule: Manifest, tests: list[dict[str, Any]], tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+                                                          "tests": tests}))
+    result = run("promtool", "test", "rules", "tests.yaml", cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tmp_path: Path) -> None:
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    failing = {"namespace": "kubemeter", "node": "node-1", "reason": "timeout"}  # summed by these
+    stale = {"job": "km-kubemeter", "policy": "p"}
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'up{job="km-kubemeter"}', "values": "0x30"},
+            {"series": 'kubemeter_scrape_errors_total{job="km-kubemeter",namespace="kubemeter",node="node-1",'
+                       'policy="p",reason="timeout"}', "values": "0+1x30"},
+            {"series": 'kubemeter_scrape_errors_total{job="km-kubemeter",namespace="kubemeter",node="node-2",'
+                       'policy="p",reason="timeout"}', "values": "3x30"},  # failed once, long ago
+            {"series": 'kubemeter_policy_last_cycle_timestamp_seconds{job="km-kubemeter",policy="p"}',
+             "values": "0x30"},
+            {"series": 'kubemeter_policy_interval_seconds{job="km-kubemeter",policy="p"}', "values": "30x30"},
+            {"series": 'kubemeter_policy_last_cycle_timestamp_seconds{job="km-kubemeter",policy="fresh"}',
+             "values": "0+60x30"},
+            {"series": 'kubemeter_policy_interval_seconds{job="km-kubemeter",policy="fresh"}', "values": "30x30"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "4m", "alertname": "KubemeterDown", "exp_alerts": []},  # down, not yet for 5m
+            {"eval_time": "6m", "alertname": "KubemeterDown", "exp_alerts": [fired(rule, "KubemeterDown", {})]},
+            {"eval_time": "10m", "alertname": "KubemeterScrapeFailures", "exp_alerts": []},
+            {"eval_time": "20m", "alertname": "KubemeterScrapeFailures",
+             "exp_alerts": [fired(rule, "KubemeterScrapeFailures", failing)]},
+            {"eval_time": "20m", "alertname": "KubemeterPolicyStale",
+             "exp_alerts": [fired(rule, "KubemeterPolicyStale", stale)]},
+        ],
+    }, {
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="km-kubemeter"}', "values": "1x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
+    }], tmp_path)
+    runbooks = {alert: fired(rule, alert, {"node": "n", "reason": "r", "policy": "p"})["exp_annotations"][
+        "runbook_url"] for alert in ("KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterDown")}
+    readme = (CHART.parents[1] / "README.md").read_text()
+    for alert, url in runbooks.items():
+        assert url == f"{README_URL}#{alert.lower()}"
+        assert f"\n#### {alert}\n" in readme, "the README section the runbook_url points at"
+
+
+def test_alerts_select_the_operators_series_by_the_given_matchers(render: Render, tmp_path: Path) -> None:
+    # A Prometheus whose own scrape config names the job "kubemeter".
+    rule = one(render({"prometheusRule": {"enabled": True, "selector": 'job="kubemeter"'}}), "PrometheusRule")
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="kubemeter"}', "values": "1x30"},
+                         {"series": 'up{job="km-kubemeter"}', "values": "0x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
+    }, {
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="km-kubemeter"}', "values": "1x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown",
+                             "exp_alerts": [fired(rule, "KubemeterDown", {})]}],
+    }], tmp_path)
+
+
 def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
     policy = one(render(ALL_FEATURES), "MetricsPolicy")
     schema = CompiledSchema.compile(crd_schema("metricspolicies"))
@@ -342,12 +452,30 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
     assert all(f"${name}" in expressions for name in ("policy", "namespace", "workload"))
 
 
-def test_notes_tell_how_to_read_results(tmp_path: Path) -> None:
-    result = run("helm", "install", "km", CHART, "--dry-run=client", "--namespace", "kubemeter")
-    notes = result.stdout.split("NOTES:", 1)[1]
+def install_notes(*values: str) -> str:
+    result = run("helm", "install", "km", CHART, "--dry-run=client", "--namespace", "kubemeter", *values)
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_tell_how_to_read_results() -> None:
+    notes = install_notes()
     assert "kubectl get workloadmetrics -A" in notes
     assert "kubectl get metricspolicies" in notes
     assert "kubectl -n kubemeter port-forward svc/km-kubemeter 8080:8080" in notes
+
+
+def test_notes_say_what_was_installed_and_how_to_check_it_runs() -> None:
+    notes = install_notes()
+    assert "kubemeter 0.1.0 is running" not in notes, "helm prints the notes before any pod has started"
+    assert "- the Deployment km-kubemeter: 1 replica, image kubemeter:0.1.0\n" in notes
+    assert "kubectl -n kubemeter rollout status deployment/km-kubemeter" in notes
+    assert "set image.repository" in notes
+    assert "ServiceMonitor" not in notes
+    featured = install_notes("--set", "replicaCount=2,serviceMonitor.enabled=true,prometheusRule.enabled=true",
+                             "--set", "image.repository=registry.example.com/kubemeter,image.tag=v1")
+    assert ("- the Deployment km-kubemeter: 2 replicas, leader election on a Lease, image "
+            "registry.example.com/kubemeter:v1\n") in featured
+    assert "- a ServiceMonitor\n- a PrometheusRule\n" in featured
 
 
 INVALID_VALUES = [
@@ -363,6 +491,7 @@ INVALID_VALUES = [
     ({"networkPolicy": {"from": [{"namespaces": ["monitoring"]}]}}, "additional properties 'namespaces' not allowed"),
     ({"metricsAuth": {"readers": [{"kind": "Robot", "name": "r"}]}}, "at '/metricsAuth/readers/0/kind'"),
     ({"metricsAuth": {"tlsSecret": "Not_A_Name"}}, "at '/metricsAuth/tlsSecret'"),
+    ({"prometheusRule": {"runbookURL": "README.md#alerts"}}, "at '/prometheusRule/runbookURL'"),
 ]
 
 

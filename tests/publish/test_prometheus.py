@@ -1,3 +1,5 @@
+import importlib.metadata
+import platform
 import re
 
 import pytest
@@ -159,7 +161,8 @@ def test_every_family_has_help_and_a_clean_name():
     assert len(families) > 25  # families without a measured value (network, here) are left out
     for family in families:
         assert family.documentation.strip(), family.name
-        assert re.fullmatch(r"kubemeter_[a-z_]+", family.name), family.name
+        # kubemeter's own, or prometheus_client's standard process and Python runtime ones.
+        assert re.fullmatch(r"(kubemeter|process|python)_[a-z_]+", family.name), family.name
         if family.type == "gauge":
             assert not family.name.endswith(("_total", "_count", "_sum", "_bucket")), family.name
 
@@ -178,3 +181,15 @@ def test_operator_metrics_are_registered_and_a_deleted_policy_can_be_forgotten()
     left = {dict(labels).get("policy") for _, labels in samples(registry, collector)}
     assert "p" not in left
     assert ("kubemeter_status_writes_total", frozenset({"result": "ok"}.items())) in samples(registry, collector)
+
+
+def test_the_build_and_the_standard_process_and_python_metrics_are_exported():
+    registry, collector, _ = build_registry()
+    found = samples(registry, collector)
+    assert series(registry, collector, "kubemeter_build_info") == {
+        frozenset({"version": importlib.metadata.version("kubemeter"),
+                   "python_version": platform.python_version()}.items()): 1.0}
+    names = {name for name, _ in found}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
+            "process_open_fds", "python_info", "python_gc_collections_total"} <= names
+    assert found[("process_resident_memory_bytes", frozenset())] > 0

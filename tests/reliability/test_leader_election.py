@@ -46,6 +46,8 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(start, admin):
     assert standby.publisher.writes_planned == 0
     assert second.runtime.model.pod_count == first.runtime.model.pod_count > 0
     assert await holder() == "replica-a"
+    assert samples(await first.scrape_metrics(), "kubemeter_is_leader") == {(): 1.0}
+    assert samples(await second.scrape_metrics(), "kubemeter_is_leader") == {(): 0.0}
 
     await first.thread.stop()
     assert leader_loop.last_report is not None
@@ -60,6 +62,7 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(start, admin):
 
     assert (await eventually(published_by_second))["nodes"]["scraped"] == 3
     assert await holder() == "replica-b"
+    assert samples(await second.scrape_metrics(), "kubemeter_is_leader") == {(): 1.0}
 
 
 
@@ -81,6 +84,7 @@ async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until
     assert not samples(text, "kubemeter_workload_pods", policy="p"), "no stale gauges"
     assert not samples(text, "kubemeter_policy_last_cycle_timestamp_seconds", policy="p"), "no stalled-policy alert"
     assert not samples(text, "kubemeter_nodes", policy="p"), "nodes not counted twice next to the leader's"
+    assert samples(text, "kubemeter_is_leader") == {(): 0.0}
     loop = op.runtime.lifecycle.policies["p"].loop
     planned, published = publisher.writes_planned, loop.cycles_published
     await op.thread.run(loop.run_cycle())  # a cycle that ends after the step-down
@@ -93,5 +97,7 @@ async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until
     report = await op.cycle("p")
     after = {o["metadata"]["uid"]: o for o in await op.workload_metrics()}
     assert after.keys() == before.keys()
-    assert samples(await op.scrape_metrics(), "kubemeter_workload_pods", policy="p")
+    text = await op.scrape_metrics()
+    assert samples(text, "kubemeter_workload_pods", policy="p")
+    assert samples(text, "kubemeter_is_leader") == {(): 1.0}
     assert (await op.policy("p"))["status"]["lastScrapeTime"] == rfc3339(report.started)

@@ -7,15 +7,25 @@ reserved for summaries. Request utilization is ``usage / requests`` in PromQL fo
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
+from kubemeter import __version__
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot, Totals, WorkloadResult
 from kubemeter.policy import PolicySpec
@@ -179,6 +189,13 @@ class OperatorMetrics:
     e.g. ``metrics.scrape_errors.labels(policy=p, node=n, reason="timeout").inc()``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        build_info = Gauge("kubemeter_build_info", "Always 1: the operator's version and Python's, as labels.",
+                           ["version", "python_version"], registry=registry)
+        build_info.labels(version=__version__, python_version=platform.python_version()).set(1)
+        # Read at every scrape through the runtime's set_function: which replica of several is working.
+        self.leading = Gauge(
+            "kubemeter_is_leader", "1 when this replica runs the policies (it holds the Lease, or leader election is "
+            "off), 0 on a standby.", registry=registry)
         self.scrape_duration = Histogram(
             "kubemeter_scrape_duration_seconds", "Time to scrape and decode one kubelet, in seconds.",
             ["policy"], registry=registry, buckets=_SCRAPE_BUCKETS)
@@ -297,8 +314,13 @@ class PrometheusPublisher:
 
 
 def build_registry() -> tuple[CollectorRegistry, SnapshotCollector, OperatorMetrics]:
-    """A registry with the operator metrics (nothing process-global) and a snapshot collector."""
+    """A registry of its own (not prometheus_client's global one) with the operator metrics and the standard
+    process_* (CPU, memory, file descriptors) and python_* (version, garbage collector) ones, and a snapshot
+    collector."""
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry, SnapshotCollector(), OperatorMetrics(registry)
 
 

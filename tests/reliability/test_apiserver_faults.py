@@ -15,7 +15,7 @@ from kubemeter import GROUP, VERSION
 from kubemeter.policy import parse_policy
 from kubemeter.timefmt import rfc3339
 from kubemeter.types import PodInfo
-from kubemeter.watch.model import NODES, PODS, REPLICASETS
+from kubemeter.watch.model import NAMESPACES, NODES, PODS, REPLICASETS
 from kubemeter.watch.relister import RESOURCES
 from kubemeter_sim.scenario import container, template
 
@@ -165,6 +165,8 @@ async def test_a_watch_request_the_server_never_answers_is_given_up_and_opened_a
     model blind to that resource for good. The client ends a watch the server did not end in time (here
     2 s plus 2 s; 300 s plus 30 s by default) and opens it again."""
     op = await start(watch_timeout=2)
+    # After kopf's own LIST of namespaces (the fault must catch a watch, not that list, which has kopf's 60 s).
+    await eventually(lambda: op.runtime.relister.audits[NAMESPACES] >= 1)
     hung = sim_cluster.apiserver.inject_fault(hang=True, method="GET", path=r"^/api/v1/namespaces$", count=1)
     await eventually(lambda: hung.hits == 1, timeout=10)  # the next re-watch of namespaces hangs
     await asyncio.to_thread(

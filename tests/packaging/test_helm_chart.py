@@ -16,7 +16,9 @@ from cryptography import x509
 
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
-from .packaging_support import ALL_FEATURES, CHART, Manifest, Render, by_kind, crd_schema, one, run
+from .packaging_support import (
+    ALL_FEATURES, CHART, Manifest, Render, aggregated, by_kind, crd_schema, one, operator_cluster_role, run,
+)
 
 # The chart's kubeVersion floor and the newest version kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
@@ -49,8 +51,8 @@ def test_rendered_built_in_objects_validate_strictly(
 def test_defaults_render_only_the_core_objects(render: Render) -> None:
     kinds = sorted(m["kind"] for m in render())
     assert kinds == sorted([
-        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-        "ClusterRoleBinding", "Service", "Deployment",
+        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRole",
+        "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
     ])
 
 
@@ -62,10 +64,32 @@ def test_every_feature_renders_its_objects(render: Render) -> None:
 
 def rules_for(manifests: list[Manifest], resource: str, group: str = "") -> set[str]:
     verbs: set[str] = set()
-    for rule in one(manifests, "ClusterRole")["rules"]:
+    for rule in operator_cluster_role(manifests)["rules"]:
         if resource in rule["resources"] and group in rule["apiGroups"]:
             verbs |= set(rule["verbs"])
     return verbs
+
+
+def test_tenants_read_workload_metrics_through_the_built_in_roles(render: Render) -> None:
+    """view, edit and admin (namespace users) get read access to WorkloadMetrics only; cluster-reader to both."""
+    roles = {tuple(sorted(k.split("aggregate-to-")[1]
+                          for k in r["metadata"]["labels"] if "aggregate-to-" in k)): r
+             for r in by_kind(render(), "ClusterRole") if aggregated(r)}
+    assert set(roles) == {("admin", "edit", "view"), ("cluster-reader",)}
+    assert roles[("admin", "edit", "view")]["rules"] == [
+        {"apiGroups": ["kubemeter.io"], "resources": ["workloadmetrics"], "verbs": ["get", "list", "watch"]}]
+    assert roles[("cluster-reader",)]["rules"] == [
+        {"apiGroups": ["kubemeter.io"], "resources": ["metricspolicies", "workloadmetrics"],
+         "verbs": ["get", "list", "watch"]}]
+    assert not any(aggregated(r) for r in by_kind(render({"rbac": {"aggregatedRoles": False}}), "ClusterRole"))
+
+
+def test_rbac_create_false_renders_no_roles_or_bindings(render: Render) -> None:
+    values = {"rbac": {"create": False}, "replicaCount": 2, "metricsAuth": {"enabled": True, "readers": [
+        {"kind": "User", "name": "prometheus"}]}}
+    kinds = {m["kind"] for m in render(values)}
+    assert kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} == set()
+    assert "ServiceAccount" in kinds and "Deployment" in kinds
 
 
 def test_nodes_proxy_is_granted_only_when_scraping_via_proxy(render: Render) -> None:
@@ -87,7 +111,7 @@ def test_cluster_role_is_least_privilege(render: Render) -> None:
     assert rules_for(manifests, "workloadmetrics/status", "kubemeter.io") == {"patch"}
     assert rules_for(manifests, "events") == {"create"}
     assert rules_for(manifests, "events", "events.k8s.io") == set()
-    every_rule = one(manifests, "ClusterRole")["rules"]
+    every_rule = operator_cluster_role(manifests)["rules"]
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in every_rule)
     assert not any(rule["resources"] == ["secrets"] for rule in every_rule)
 
@@ -96,7 +120,7 @@ def test_cluster_role_is_bound_to_the_operators_service_account(render: Render) 
     manifests = render()
     binding = one(manifests, "ClusterRoleBinding")
     account = one(manifests, "ServiceAccount")
-    assert binding["roleRef"]["name"] == one(manifests, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == operator_cluster_role(manifests)["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                     "namespace": "kubemeter"}]
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]

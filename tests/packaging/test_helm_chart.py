@@ -581,6 +581,20 @@ def test_common_labels_are_on_every_rendered_object(render: Render) -> None:
     assert "cost-center" not in selector, "the selector is immutable: common labels stay out of it"
 
 
+def test_two_replicas_prefer_different_nodes_unless_affinity_is_given(render: Render) -> None:
+    pod = one(render({"replicaCount": 2}), "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "kubemeter",
+                                              "app.kubernetes.io/instance": "km"}}}}]}}
+    assert "affinity" not in one(render(), "Deployment")["spec"]["template"]["spec"], "one replica: none"
+    given = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}]}}
+    pod = one(render({"replicaCount": 2, "affinity": given}), "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == given
+
+
 INVALID_VALUES = [
     ({"logFormat": "xml"}, "at '/logFormat': value must be one of 'json', 'text'"),
     ({"replicaCount": -1}, "at '/replicaCount': minimum: got -1, want 0"),

@@ -72,9 +72,26 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 OPERATOR_NAMESPACE = "kubemeter"  # helm install --namespace kubemeter --create-namespace
 
 
+def aggregated(role: Manifest) -> bool:
+    """A ClusterRole the chart aggregates into built-in ones (view, edit, ...) for users, not the operator's."""
+    return any(label.startswith("rbac.authorization.k8s.io/aggregate-to-")
+               for label in role["metadata"].get("labels", {}))
+
+
+def operator_cluster_roles(manifests: list[Manifest]) -> list[Manifest]:
+    return [role for role in by_kind(manifests, "ClusterRole") if not aggregated(role)]
+
+
+def operator_cluster_role(manifests: list[Manifest]) -> Manifest:
+    """The operator's own ClusterRole (without metricsAuth's metrics-reader)."""
+    (role,) = [r for r in operator_cluster_roles(manifests) if not r["metadata"]["name"].endswith("-metrics-reader")]
+    return role
+
+
 def chart_rules(manifests: list[dict]) -> list[dict]:
-    """The ClusterRole's rules plus the leader-election Role's (the simulator binds rules cluster-wide)."""
-    rules = [rule for role in by_kind(manifests, "ClusterRole") for rule in role["rules"]]
+    """The operator's ClusterRoles' rules plus the leader-election Role's (the simulator binds rules cluster-wide);
+    not the ones aggregated to users' roles."""
+    rules = [rule for role in operator_cluster_roles(manifests) for rule in role["rules"]]
     rules += [rule for role in by_kind(manifests, "Role") for rule in role["rules"]]
     return rules
 

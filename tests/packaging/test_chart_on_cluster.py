@@ -15,6 +15,7 @@ import yaml
 
 from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
+from kubemeter_sim.real.rest import collection
 from tests.operator.conftest import BACKENDS, eventually
 
 from .packaging_support import (
@@ -191,6 +192,46 @@ async def test_operator_permissions_are_what_it_needs_and_no_more(render: Render
         assert code == 0 and "node_cpu_usage_seconds_total" in metrics, err
     else:  # allowed by RBAC, then refused by the real server's proxy: the fake node's address is loopback
         assert code != 0 and "Forbidden" not in err and "address not allowed" in err, err
+
+
+@pytest.mark.parametrize("cluster", ["real"], indirect=True)
+async def test_namespace_viewers_read_only_their_namespaces_workload_metrics(render: Render,
+                                                                            cluster: Cluster | RealCluster) -> None:
+    """rbac.aggregatedRoles: a user bound in namespace tenant-a to the built-in `view` ClusterRole lists tenant-a's
+    WorkloadMetrics and is refused tenant-b's; without the chart's aggregated ClusterRole `view` grants no
+    WorkloadMetrics at all. Real control plane only: the aggregation into `view` is done by kube-controller-manager's
+    clusterrole-aggregation controller, and the simulator has neither the built-in roles nor that controller."""
+    admin = Kubectl(cluster)
+    manifests = render()
+    await admin.apply(by_kind(manifests, "CustomResourceDefinition"))
+    await admin("wait", "--for=condition=Established", "--timeout=30s", "crd/workloadmetrics.kubemeter.io")
+    for namespace in ("tenant-a", "tenant-b"):
+        await admin("create", "namespace", namespace)
+        await admin.apply([{**WORKLOAD_METRICS, "metadata": {**WORKLOAD_METRICS["metadata"], "namespace": namespace}}])
+    await admin("create", "serviceaccount", "viewer", "-n", "tenant-a")
+    await admin("create", "rolebinding", "viewer", "-n", "tenant-a", "--clusterrole=view",
+                "--serviceaccount=tenant-a:viewer")
+    _, token, _ = await admin("create", "token", "viewer", "-n", "tenant-a")
+    viewer = Kubectl(cluster, token=token.strip())
+    name = WORKLOAD_METRICS["metadata"]["name"]
+
+    code, _, err = await viewer("get", "workloadmetrics", "-n", "tenant-a", check=False)
+    assert code != 0 and "Error from server (Forbidden)" in err, "view grants nothing before the chart's role"
+
+    for role in by_kind(manifests, "ClusterRole"):
+        if "rbac.authorization.k8s.io/aggregate-to-view" in role["metadata"]["labels"]:
+            await cluster.rest.apply(collection("rbac.authorization.k8s.io/v1", "clusterroles", None), role)
+
+    async def listed() -> bool:
+        code, out, _ = await viewer("get", "workloadmetrics", "-n", "tenant-a", "-o", "name", check=False)
+        return code == 0 and out.split() == [f"workloadmetrics.kubemeter.io/{name}"]
+
+    await eventually(listed, timeout=30)
+    await viewer("get", "workloadmetrics", name, "-n", "tenant-a")
+    for refused in (["get", "workloadmetrics", "-n", "tenant-b"], ["get", "workloadmetrics", "-A"],
+                    ["delete", "workloadmetrics", name, "-n", "tenant-a"], ["get", "metricspolicies"]):
+        code, _, err = await viewer(*refused, check=False)
+        assert code != 0 and "Error from server (Forbidden)" in err, (refused, err)
 
 
 async def test_leader_election_may_touch_only_its_own_lease(render: Render, cluster: Cluster | RealCluster) -> None:

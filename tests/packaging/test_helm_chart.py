@@ -16,12 +16,39 @@ from cryptography import x509
 
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
-from .packaging_support import ALL_FEATURES, CHART, Manifest, Render, by_kind, crd_schema, one, run
+from .packaging_support import (
+    ALL_FEATURES, CHART, Manifest, Render, aggregated, by_kind, crd_schema, one, operator_cluster_role, run,
+)
 
 # The chart's kubeVersion floor and the newest version kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
 CUSTOM_KINDS = {"MetricsPolicy", "ServiceMonitor", "PrometheusRule"}
-VALUE_SETS = {"defaults": None, "all-features": ALL_FEATURES}
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+# Every extension point at once (rendered and validated strictly, like every feature).
+EXTENSIONS: dict[str, Any] = {
+    "replicaCount": 2,
+    "pdb": {"enabled": True, "minAvailable": 1},
+    "image": {"repository": "team/kubemeter", "digest": DIGEST},
+    "global": {"imageRegistry": "registry.example.com:5000"},
+    "commonLabels": {"example.com/team": "platform", "cost-center": "42"},
+    "extraArgs": ["--log-level=debug", "--write-qps=5"],
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"},
+                 {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                   "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "kubemeter"}}}],
+    "service": {"annotations": {"prometheus.io/scrape": "true"}},
+    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+    "terminationGracePeriodSeconds": 60,
+    "revisionHistoryLimit": 3,
+    "serviceMonitor": {"enabled": True},
+    "metricsAuth": {"enabled": True},
+    "networkPolicy": {"enabled": True},
+    "grafanaDashboard": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "defaultPolicy": {"enabled": True},
+}
+VALUE_SETS = {"defaults": None, "all-features": ALL_FEATURES, "extensions": EXTENSIONS}
 
 
 def test_lint_strict_passes_with_defaults_and_every_feature(tmp_path: Path) -> None:
@@ -49,8 +76,8 @@ def test_rendered_built_in_objects_validate_strictly(
 def test_defaults_render_only_the_core_objects(render: Render) -> None:
     kinds = sorted(m["kind"] for m in render())
     assert kinds == sorted([
-        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-        "ClusterRoleBinding", "Service", "Deployment",
+        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRole",
+        "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
     ])
 
 
@@ -62,10 +89,32 @@ def test_every_feature_renders_its_objects(render: Render) -> None:
 
 def rules_for(manifests: list[Manifest], resource: str, group: str = "") -> set[str]:
     verbs: set[str] = set()
-    for rule in one(manifests, "ClusterRole")["rules"]:
+    for rule in operator_cluster_role(manifests)["rules"]:
         if resource in rule["resources"] and group in rule["apiGroups"]:
             verbs |= set(rule["verbs"])
     return verbs
+
+
+def test_tenants_read_workload_metrics_through_the_built_in_roles(render: Render) -> None:
+    """view, edit and admin (namespace users) get read access to WorkloadMetrics only; cluster-reader to both."""
+    roles = {tuple(sorted(k.split("aggregate-to-")[1]
+                          for k in r["metadata"]["labels"] if "aggregate-to-" in k)): r
+             for r in by_kind(render(), "ClusterRole") if aggregated(r)}
+    assert set(roles) == {("admin", "edit", "view"), ("cluster-reader",)}
+    assert roles[("admin", "edit", "view")]["rules"] == [
+        {"apiGroups": ["kubemeter.io"], "resources": ["workloadmetrics"], "verbs": ["get", "list", "watch"]}]
+    assert roles[("cluster-reader",)]["rules"] == [
+        {"apiGroups": ["kubemeter.io"], "resources": ["metricspolicies", "workloadmetrics"],
+         "verbs": ["get", "list", "watch"]}]
+    assert not any(aggregated(r) for r in by_kind(render({"rbac": {"aggregatedRoles": False}}), "ClusterRole"))
+
+
+def test_rbac_create_false_renders_no_roles_or_bindings(render: Render) -> None:
+    values = {"rbac": {"create": False}, "replicaCount": 2, "metricsAuth": {"enabled": True, "readers": [
+        {"kind": "User", "name": "prometheus"}]}}
+    kinds = {m["kind"] for m in render(values)}
+    assert kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} == set()
+    assert "ServiceAccount" in kinds and "Deployment" in kinds
 
 
 def test_nodes_proxy_is_granted_only_when_scraping_via_proxy(render: Render) -> None:
@@ -87,7 +136,7 @@ def test_cluster_role_is_least_privilege(render: Render) -> None:
     assert rules_for(manifests, "workloadmetrics/status", "kubemeter.io") == {"patch"}
     assert rules_for(manifests, "events") == {"create"}
     assert rules_for(manifests, "events", "events.k8s.io") == set()
-    every_rule = one(manifests, "ClusterRole")["rules"]
+    every_rule = operator_cluster_role(manifests)["rules"]
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in every_rule)
     assert not any(rule["resources"] == ["secrets"] for rule in every_rule)
 
@@ -96,7 +145,7 @@ def test_cluster_role_is_bound_to_the_operators_service_account(render: Render) 
     manifests = render()
     binding = one(manifests, "ClusterRoleBinding")
     account = one(manifests, "ServiceAccount")
-    assert binding["roleRef"]["name"] == one(manifests, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == operator_cluster_role(manifests)["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                     "namespace": "kubemeter"}]
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
@@ -478,6 +527,74 @@ def test_notes_say_what_was_installed_and_how_to_check_it_runs() -> None:
     assert "- a ServiceMonitor\n- a PrometheusRule\n" in featured
 
 
+def test_extension_points_reach_the_pod(render: Render) -> None:
+    manifests = render(EXTENSIONS)
+    deployment = one(manifests, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    operator = container(manifests)
+    assert operator["image"] == f"registry.example.com:5000/team/kubemeter@{DIGEST}"
+    assert operator["args"][-2:] == ["--log-level=debug", "--write-qps=5"], "appended after the chart's own"
+    assert operator["env"][-2:] == EXTENSIONS["extraEnv"]
+    assert {e["name"] for e in operator["env"]} >= {"POD_NAMESPACE", "POD_NAME"}
+    assert pod["topologySpreadConstraints"] == EXTENSIONS["topologySpreadConstraints"]
+    assert pod["terminationGracePeriodSeconds"] == 60
+    assert deployment["spec"]["strategy"] == EXTENSIONS["updateStrategy"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert one(manifests, "Service")["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
+    assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in one(manifests, "PodDisruptionBudget")["spec"]
+
+
+def test_extension_defaults(render: Render) -> None:
+    manifests = render()
+    deployment = one(manifests, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 10
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert "topologySpreadConstraints" not in pod
+    assert "annotations" not in one(manifests, "Service")["metadata"]
+    assert [e["name"] for e in container(manifests)["env"]] == ["POD_NAMESPACE", "POD_NAME"]
+    # Without leader election Recreate stays the default; a given strategy replaces it.
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert one(render({"updateStrategy": {"type": "RollingUpdate"}}), "Deployment")["spec"]["strategy"] == {
+        "type": "RollingUpdate"}
+    budget = one(render({"pdb": {"enabled": True}}), "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1 and "minAvailable" not in budget
+
+
+def test_global_image_registry_prefixes_the_image(render: Render) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container(render({"global": {"imageRegistry": "r.example"}}))["image"] == f"r.example/kubemeter:{app_version}"
+    assert container(render({"global": {"imageRegistry": "r.example/"}, "image": {"tag": "dev"}}))[
+        "image"] == "r.example/kubemeter:dev"
+    assert container(render({"image": {"tag": "dev", "digest": DIGEST}}))["image"] == f"kubemeter@{DIGEST}"
+
+
+def test_common_labels_are_on_every_rendered_object(render: Render) -> None:
+    manifests = [m for m in render(EXTENSIONS) if m["kind"] != "CustomResourceDefinition"]  # crds/: not templated
+    assert len({m["kind"] for m in manifests}) >= 12
+    for manifest in manifests:
+        assert manifest["metadata"]["labels"].items() >= EXTENSIONS["commonLabels"].items(), manifest["kind"]
+    template = one(manifests, "Deployment")["spec"]["template"]
+    assert template["metadata"]["labels"].items() >= EXTENSIONS["commonLabels"].items()
+    selector = one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert "cost-center" not in selector, "the selector is immutable: common labels stay out of it"
+
+
+def test_two_replicas_prefer_different_nodes_unless_affinity_is_given(render: Render) -> None:
+    pod = one(render({"replicaCount": 2}), "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "kubemeter",
+                                              "app.kubernetes.io/instance": "km"}}}}]}}
+    assert "affinity" not in one(render(), "Deployment")["spec"]["template"]["spec"], "one replica: none"
+    given = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}]}}
+    pod = one(render({"replicaCount": 2, "affinity": given}), "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == given
+
+
 INVALID_VALUES = [
     ({"logFormat": "xml"}, "at '/logFormat': value must be one of 'json', 'text'"),
     ({"replicaCount": -1}, "at '/replicaCount': minimum: got -1, want 0"),
@@ -492,6 +609,15 @@ INVALID_VALUES = [
     ({"metricsAuth": {"readers": [{"kind": "Robot", "name": "r"}]}}, "at '/metricsAuth/readers/0/kind'"),
     ({"metricsAuth": {"tlsSecret": "Not_A_Name"}}, "at '/metricsAuth/tlsSecret'"),
     ({"prometheusRule": {"runbookURL": "README.md#alerts"}}, "at '/prometheusRule/runbookURL'"),
+    ({"image": {"digest": "latest"}}, "at '/image/digest'"),
+    ({"extraArgs": "--log-level=debug"}, "at '/extraArgs': got string, want array"),
+    ({"extraEnv": [{"name": "A", "vaule": "b"}]}, "additional properties 'vaule' not allowed"),
+    ({"updateStrategy": {"type": "OnDelete"}}, "at '/updateStrategy/type': value must be one of"),
+    ({"terminationGracePeriodSeconds": -1}, "at '/terminationGracePeriodSeconds'"),
+    ({"service": {"annotations": {"a": 1}}}, "at '/service/annotations/a'"),
+    ({"rbac": {"create": "no"}}, "at '/rbac/create': got string, want boolean"),
+    ({"pdb": {"minAvailable": "half"}}, "at '/pdb/minAvailable'"),
+    ({"global": {"imageRegistry": "r.example@x"}}, "at '/global/imageRegistry'"),
 ]
 
 

@@ -38,6 +38,22 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: kubemeter
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's image: global.imageRegistry/image.repository, then @image.digest or :image.tag (appVersion). */}}
+{{- define "kubemeter.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- with dig "imageRegistry" "" (.Values.global | default dict) }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{- define "kubemeter.serviceAccountName" -}}

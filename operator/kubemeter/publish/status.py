@@ -351,6 +351,10 @@ class StatusPublisher:
         self._retries[write.ref] = (timer, failures)  # kept (its timer spent) for the next delay
         self._ensure_drain()
 
+    def _cancel_retries(self) -> None:
+        for ref in list(self._retries):
+            self._cancel_retry(ref)
+
     def _cancel_retry(self, ref: WorkloadRef | None) -> None:
         retry = self._retries.pop(ref, None)
         if retry is not None:
@@ -567,8 +571,7 @@ class StatusPublisher:
         """Another replica leads now: drop what is queued or being retried (it would overwrite the new leader's
         newer values) and forget what we believe the objects hold, so a later term adopts them again."""
         self._pending.clear()
-        for ref in list(self._retries):
-            self._cancel_retry(ref)
+        self._cancel_retries()
         if self._drain is not None:
             self._drain.cancel()
         self._published.clear()
@@ -576,8 +579,7 @@ class StatusPublisher:
         self._policy_written = None
 
     async def close(self) -> None:
-        for ref in list(self._retries):
-            self._cancel_retry(ref)
+        self._cancel_retries()
         await self._stop_marking_stale()
         await cancel_and_wait(self._drain)
 

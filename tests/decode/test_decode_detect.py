@@ -39,7 +39,7 @@ def test_json_captures_are_summary(name: str) -> None:
     [
         (b"", "empty body"),
         (b" \r\n\t", "empty body"),
-        (gzip.compress(b"node_cpu_usage_seconds_total 1\n"), "gzip"),
+        (gzip.compress(b"node_cpu_usage_seconds_total 1\n", mtime=0), "gzip"),  # mtime 0: a stable test id
         (b"\x08\x96\x01\x00\x12", "binary"),
         (b"<!DOCTYPE html><html><body>Sign in</body></html>", "HTML"),
         (b"404 page not found\n", "not Prometheus metrics: '404 page not found'"),

@@ -163,7 +163,8 @@ async def start_operator(
     return thread
 
 
-async def _run_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
+async def running_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
+    """The CRDs installed and the operator running on ``cluster`` (for fixtures of any scope)."""
     client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
     await asyncio.to_thread(install_crds, client, CRDS_DIR)
     thread = await start_operator(cluster)
@@ -176,12 +177,12 @@ async def _run_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operato
 
 @pytest.fixture
 async def operator(sim_cluster: Cluster) -> AsyncIterator[Operator]:
-    async for running in _run_operator(sim_cluster):
+    async for running in running_operator(sim_cluster):
         yield running
 
 
 @pytest.fixture
 async def any_operator(any_cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
     """The operator on each backend in turn (see ``any_cluster``)."""
-    async for running in _run_operator(any_cluster):
+    async for running in running_operator(any_cluster):
         yield running

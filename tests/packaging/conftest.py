@@ -16,7 +16,7 @@ from .packaging_support import CHART, REPO, TOOLS_DIR, Manifest, Render, load_ma
 
 @pytest.fixture(scope="session", autouse=True)
 def tools() -> str:
-    """helm, kubectl, promtool and hadolint on PATH. `make test` installs them first; run the installer here as
+    """helm, kubectl, promtool, prometheus and hadolint on PATH. `make test` installs them first; run the installer here as
     well (idempotent, well under a second when done) so plain pytest works too. Missing tools fail, never skip."""
     venv_bin = Path(sys.executable).parent
     os.environ["PATH"] = os.pathsep.join([str(TOOLS_DIR / "bin"), str(venv_bin), os.environ.get("PATH", "")])

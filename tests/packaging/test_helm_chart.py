@@ -384,14 +384,18 @@ def test_a_given_metrics_certificate_secret_and_scrape_credentials_are_used(rend
     assert "bearerTokenFile" not in endpoint
 
 
+ALERTS = ("KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterCycleFailures", "KubemeterStatusWritesBehind",
+          "KubemeterDown")
+
+
 def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     rule = one(render(ALL_FEATURES), "PrometheusRule")
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(yaml.safe_dump(rule["spec"]))
     result = run("promtool", "check", "rules", rules_file)
-    assert "SUCCESS: 3 rules found" in result.stdout
+    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
     alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
-    assert alerts.keys() == {"KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterDown"}
+    assert alerts.keys() == set(ALERTS)
     service = one(render(ALL_FEATURES), "Service")["metadata"]["name"]
     # Prometheus names the job after the Service the ServiceMonitor selects.
     assert f'absent(up{{job="{service}"}} == 1)' == alerts["KubemeterDown"]["expr"]
@@ -419,24 +423,22 @@ def promtool_test_rules(rule: Manifest, tests: list[dict[str, Any]], tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def series(name: str, values: str, **labels: str) -> dict[str, str]:
+    """A promtool input series of the operator's job."""
+    matchers = ",".join(f'{key}="{value}"' for key, value in {"job": "km-kubemeter", **labels}.items())
+    return {"series": f"{name}{{{matchers}}}", "values": values}
+
+
 def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tmp_path: Path) -> None:
     rule = one(render(ALL_FEATURES), "PrometheusRule")
     failing = {"namespace": "kubemeter", "node": "node-1", "reason": "timeout"}  # summed by these
-    stale = {"job": "km-kubemeter", "policy": "p"}
+    errors = "kubemeter_scrape_errors_total"
     promtool_test_rules(rule, [{
         "interval": "1m",
         "input_series": [
-            {"series": 'up{job="km-kubemeter"}', "values": "0x30"},
-            {"series": 'kubemeter_scrape_errors_total{job="km-kubemeter",namespace="kubemeter",node="node-1",'
-                       'policy="p",reason="timeout"}', "values": "0+1x30"},
-            {"series": 'kubemeter_scrape_errors_total{job="km-kubemeter",namespace="kubemeter",node="node-2",'
-                       'policy="p",reason="timeout"}', "values": "3x30"},  # failed once, long ago
-            {"series": 'kubemeter_policy_last_cycle_timestamp_seconds{job="km-kubemeter",policy="p"}',
-             "values": "0x30"},
-            {"series": 'kubemeter_policy_interval_seconds{job="km-kubemeter",policy="p"}', "values": "30x30"},
-            {"series": 'kubemeter_policy_last_cycle_timestamp_seconds{job="km-kubemeter",policy="fresh"}',
-             "values": "0+60x30"},
-            {"series": 'kubemeter_policy_interval_seconds{job="km-kubemeter",policy="fresh"}', "values": "30x30"},
+            series("up", "0x30"),
+            series(errors, "0+1x30", namespace="kubemeter", node="node-1", policy="p", reason="timeout"),
+            series(errors, "3x30", namespace="kubemeter", node="node-2", policy="p", reason="timeout"),  # long ago
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "KubemeterDown", "exp_alerts": []},  # down, not yet for 5m
@@ -444,20 +446,93 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
             {"eval_time": "10m", "alertname": "KubemeterScrapeFailures", "exp_alerts": []},
             {"eval_time": "20m", "alertname": "KubemeterScrapeFailures",
              "exp_alerts": [fired(rule, "KubemeterScrapeFailures", failing)]},
-            {"eval_time": "20m", "alertname": "KubemeterPolicyStale",
-             "exp_alerts": [fired(rule, "KubemeterPolicyStale", stale)]},
         ],
     }, {
         "interval": "1m",
-        "input_series": [{"series": 'up{job="km-kubemeter"}', "values": "1x30"}],
+        "input_series": [series("up", "1x30")],
         "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
     }], tmp_path)
-    runbooks = {alert: fired(rule, alert, {"node": "n", "reason": "r", "policy": "p"})["exp_annotations"][
-        "runbook_url"] for alert in ("KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterDown")}
     readme = (CHART.parents[1] / "README.md").read_text()
-    for alert, url in runbooks.items():
+    for alert in ALERTS:
+        url = fired(rule, alert, {"node": "n", "reason": "r", "policy": "p"})["exp_annotations"]["runbook_url"]
         assert url == f"{README_URL}#{alert.lower()}"
         assert f"\n#### {alert}\n" in readme, "the README section the runbook_url points at"
+
+
+def test_a_policy_is_stale_when_its_cycles_are_overdue_or_absent(render: Render, tmp_path: Path) -> None:
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    last, interval = "kubemeter_policy_last_cycle_timestamp_seconds", "kubemeter_policy_interval_seconds"
+    pending, leader = "kubemeter_status_writes_pending", "kubemeter_is_leader"
+    stale = [fired(rule, "KubemeterPolicyStale", {"policy": "p"})]
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [  # p's last cycle is at 0 (30 s interval); "fresh" cycles every minute
+            series(last, "0x30", policy="p"), series(interval, "30x30", policy="p"),
+            series(last, "0+60x30", policy="fresh"), series(interval, "30x30", policy="fresh"),
+            series(pending, "0x30", policy="p"), series(pending, "0x30", policy="fresh"),
+        ],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterPolicyStale", "exp_alerts": stale}],
+    }, {
+        "interval": "1m",
+        "input_series": [  # the leader knows p but never completed a cycle of it (its spec was never valid)
+            series(leader, "1x30", instance="a"), series(pending, "0x30", instance="a", policy="p"),
+        ],
+        "alert_rule_test": [{"eval_time": "4m", "alertname": "KubemeterPolicyStale", "exp_alerts": []},
+                            {"eval_time": "6m", "alertname": "KubemeterPolicyStale", "exp_alerts": stale}],
+    }, {
+        "interval": "1m",
+        "input_series": [  # two standbys and no leader: no replica exports p's cycles
+            series(leader, "0x30", instance="a"), series(leader, "0x30", instance="b"),
+            series(pending, "0x30", instance="a", policy="p"), series(pending, "0x30", instance="b", policy="p"),
+        ],
+        "alert_rule_test": [{"eval_time": "6m", "alertname": "KubemeterPolicyStale", "exp_alerts": stale}],
+    }, {
+        "interval": "1m",
+        "input_series": [  # a leader cycling p, beside a standby
+            series(leader, "1x30", instance="a"), series(leader, "0x30", instance="b"),
+            series(pending, "0x30", instance="a", policy="p"), series(pending, "0x30", instance="b", policy="p"),
+            series(last, "0+60x30", instance="a", policy="p"), series(interval, "30x30", instance="a", policy="p"),
+        ],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterPolicyStale", "exp_alerts": []}],
+    }], tmp_path)
+
+
+def test_cycle_failures_alert_while_they_happen(render: Render, tmp_path: Path) -> None:
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    failures = "kubemeter_cycle_failures_total"
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [series(failures, "0x9 1x20", policy="p"),  # one failure at 10m
+                         series(failures, "0x30", policy="ok")],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": "KubemeterCycleFailures", "exp_alerts": []},
+            {"eval_time": "12m", "alertname": "KubemeterCycleFailures",
+             "exp_alerts": [fired(rule, "KubemeterCycleFailures", {"policy": "p"})]},
+            {"eval_time": "30m", "alertname": "KubemeterCycleFailures", "exp_alerts": []},  # none since
+        ],
+    }], tmp_path)
+
+
+def test_status_writes_alert_when_stuck_or_never_caught_up(render: Render, tmp_path: Path) -> None:
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    pending, stalled = "kubemeter_status_writes_pending", "kubemeter_status_writer_stalled_seconds"
+    emptied_every_other_minute = " ".join(str(5 * (minute % 2)) for minute in range(31))
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [
+            series(pending, "0 1x30", policy="stuck"), series(stalled, "0+60x30", policy="stuck"),
+            series(pending, "0 5x30", policy="behind"), series(stalled, "0x30", policy="behind"),
+            series(pending, emptied_every_other_minute, policy="keeping-up"), series(stalled, "0x30", policy="keeping-up"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "KubemeterStatusWritesBehind", "exp_alerts": []},
+            {"eval_time": "8m", "alertname": "KubemeterStatusWritesBehind",
+             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"policy": "stuck"})]},
+            {"eval_time": "20m", "alertname": "KubemeterStatusWritesBehind",
+             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"policy": policy})
+                            for policy in ("behind", "stuck")]},
+        ],
+    }], tmp_path)
 
 
 def test_alerts_select_the_operators_series_by_the_given_matchers(render: Render, tmp_path: Path) -> None:
@@ -495,10 +570,15 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
                    "kubemeter_workload_pods_reporting"):
         assert metric in expressions
     grouping = set(re.findall(r"sum by \(([^)]*)\)", expressions))
-    assert grouping == {"namespace, workload_kind, workload"}
-    variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"policy", "namespace", "workload"} <= variables
+    # Two kinds of one name from different API groups are two workloads.
+    assert grouping == {"namespace, workload_api_group, workload_kind, workload"}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"policy", "namespace", "workload"} <= variables.keys()
     assert all(f"${name}" in expressions for name in ("policy", "namespace", "workload"))
+    # Policies that select the same pods each export them: one policy at a time, or a sum counts them twice.
+    policy = variables["policy"]
+    assert (policy["multi"], policy["includeAll"], policy["current"]) == (False, False, {})
+    assert 'policy="$policy"' in expressions and 'policy=~"$policy"' not in expressions
 
 
 def install_notes(*values: str) -> str:

@@ -4,8 +4,10 @@ import re
 
 import pytest
 from kubemeter.compute.aggregate import Aggregator
-from kubemeter.publish.prometheus import LEVELS, build_registry, exposition
-from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Usage, WorkloadRef
+from kubemeter.compute.report import CycleReport
+from kubemeter.policy import parse_policy
+from kubemeter.publish.prometheus import LEVELS, PrometheusPublisher, build_registry, exposition
+from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Selection, Usage, WorkloadRef
 from prometheus_client.parser import text_string_to_metric_families
 
 APP = ContainerSpec("app", 0.1, 0.5, 100e6, 200e6)
@@ -193,3 +195,17 @@ def test_the_build_and_the_standard_process_and_python_metrics_are_exported():
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
             "process_open_fds", "python_info", "python_gc_collections_total"} <= names
     assert found[("process_resident_memory_bytes", frozenset())] > 0
+
+
+async def test_a_policys_cycle_failures_are_exported_at_zero_from_its_first_completed_cycle():
+    # Prometheus sees no increase in a series that first appears at 1: the first failure would not alert.
+    registry, collector, metrics = build_registry()
+    publisher = PrometheusPublisher("p", collector, metrics, clock=lambda: 1000.0)
+    report = CycleReport(started=999.0, duration=1.0, selection=Selection(nodes=[]), snapshot=snapshot_of([], {}),
+                         scraped=0, failures={}, unresolved=[])
+    assert series(registry, collector, "kubemeter_cycle_failures_total") == {}
+    await publisher.publish(report, parse_policy({}), generation=1)
+    assert series(registry, collector, "kubemeter_cycle_failures_total") == {frozenset({"policy": "p"}.items()): 0.0}
+    metrics.cycle_failures.labels(policy="p").inc()  # as the loop counts a failed cycle
+    await publisher.publish(report, parse_policy({}), generation=1)
+    assert series(registry, collector, "kubemeter_cycle_failures_total") == {frozenset({"policy": "p"}.items()): 1.0}

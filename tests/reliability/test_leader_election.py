@@ -47,7 +47,12 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over(start, admin):
     assert second.runtime.model.pod_count == first.runtime.model.pod_count > 0
     assert await holder() == "replica-a"
     assert samples(await first.scrape_metrics(), "kubemeter_is_leader") == {(): 1.0}
-    assert samples(await second.scrape_metrics(), "kubemeter_is_leader") == {(): 0.0}
+    standby_metrics = await second.scrape_metrics()
+    assert samples(standby_metrics, "kubemeter_is_leader") == {(): 0.0}
+    # What KubemeterPolicyStale reads: every replica exports its policies' writers, only the leader their cycles.
+    assert samples(standby_metrics, "kubemeter_status_writes_pending", policy="p")
+    assert not samples(standby_metrics, "kubemeter_policy_last_cycle_timestamp_seconds")
+    assert samples(await first.scrape_metrics(), "kubemeter_policy_last_cycle_timestamp_seconds", policy="p")
 
     await first.thread.stop()
     assert leader_loop.last_report is not None

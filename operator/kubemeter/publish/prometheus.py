@@ -287,6 +287,9 @@ class PrometheusPublisher:
             self.collector.remove_policy(self.policy)
         metrics, policy = self.metrics, self.policy
         metrics.cycle_duration.labels(policy=policy).observe(report.duration)
+        # Exported at 0 from the first completed cycle on: a counter that appears only at its first failure
+        # (at 1) shows Prometheus no increase, and an alert on increase() would miss that failure.
+        metrics.cycle_failures.labels(policy=policy)
         nodes = len(report.selection.nodes)
         for state, count in (("selected", nodes), ("scraped", report.scraped), ("failed", len(report.failures))):
             metrics.nodes.labels(policy=policy, state=state).set(count)

@@ -63,8 +63,8 @@ def test_every_quantity_in_the_real_pod_and_node_lists_parses():
 
 @pytest.mark.parametrize(
     ("cores", "text"),
-    [(0.25, "250m"), (2, "2"), (1.5, "1500m"), (0.0004, "400u"), (0.9999, "1"), (0.1234, "123m"), (0, "0"),
-     (2.5e-7, "250n"), (1e-12, "0"), (-0.5, "-500m")],
+    [(0.25, "250m"), (2, "2"), (1.5, "1500m"), (0.000884, "1m"), (0.0004, "0m"), (0.9999, "1"), (0.1234, "123m"),
+     (0, "0m"), (2.5e-7, "0m"), (-1e-12, "0m"), (-0.5, "-500m")],
 )
 def test_format_cpu(cores, text):
     assert format_cpu(cores) == text

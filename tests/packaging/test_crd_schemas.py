@@ -88,7 +88,7 @@ def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any]:
     return schema
 
 
-COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number", "date": "string"}
+COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "date": "string"}
 
 
 @pytest.mark.parametrize("plural", ["metricspolicies", "workloadmetrics"])
@@ -106,11 +106,12 @@ def test_printer_columns_point_at_fields_of_their_type(plural: str) -> None:
 
 def test_policy_column_names_are_the_documented_ones() -> None:
     names = [c["name"] for c in crd("metricspolicies")["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Scraped", "Age"]
+    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Degraded", "Reason",
+                     "Scraped", "Age"]
     columns = crd("workloadmetrics")["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == [
-        "Kind", "Workload", "Pods", "CPU", "CPU Pods", "CPU/Req", "Memory", "Mem/Req", "Age"]
-    assert [c["name"] for c in columns if c.get("priority")] == ["Policy"]  # kubectl get wm -o wide
+        "Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Stale", "Age"]
+    assert [c["name"] for c in columns if c.get("priority")] == ["CPU Pods", "Sampled", "Policy"]  # -o wide
 
 
 def test_an_empty_spec_gets_every_default() -> None:

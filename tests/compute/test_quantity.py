@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kubemeter.compute.quantity import format_bytes, format_cpu, parse_bytes, parse_cpu
+from kubemeter.compute.quantity import format_bytes, format_cpu, format_percent, parse_bytes, parse_cpu
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "apiserver"
 
@@ -70,6 +70,11 @@ def test_format_cpu(cores, text):
     assert format_cpu(cores) == text
 
 
+@pytest.mark.parametrize(("ratio", "text"), [(0.3714, "37%"), (1.456, "146%"), (0, "0%"), (0.004, "0%")])
+def test_format_percent(ratio, text):
+    assert format_percent(ratio) == text
+
+
 @pytest.mark.parametrize(
     ("size", "text"),
     [(134217728, "128Mi"), (1.5 * 2**30, "1536Mi"), (100 * 1024, "100Ki"), (512, "512"), (0, "0"),
@@ -90,3 +95,5 @@ def test_format_rejects_non_numbers(bad):
         format_cpu(bad)
     with pytest.raises(ValueError):
         format_bytes(bad)
+    with pytest.raises(ValueError):
+        format_percent(bad)

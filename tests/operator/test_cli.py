@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import re
 import socket
 import ssl
 import signal
@@ -183,8 +184,11 @@ def test_demo_meters_the_simulated_cluster_and_stops_by_itself(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     last = result.stdout.rsplit("kubemeter demo, ", 1)[-1]  # the final refresh of the table
     assert "nodes 3/4 scraped, 1 failing" in last and "Ready=True" in last, last
-    rows = {line.split()[2]: line.split() for line in last.splitlines() if line.startswith(("shop ", "data "))}
+    rows = {line.split()[2]: line.split() for line in last.splitlines() if line.startswith(("shop ", "data ", "default "))}
     assert rows["postgres"][1] == "StatefulSet" and rows["postgres"][4].endswith("m"), rows  # CPU in millicores
+    # The forms of kubectl get wm: pods as reporting/pods, utilization in percent, a stale workload said so.
+    assert re.fullmatch(r"[0-3]/3", rows["postgres"][3]) and re.fullmatch(r"\d+%", rows["postgres"][5]), rows
+    assert rows["toolbox"][3] == "0/1" and rows["toolbox"][-1] == "true", rows  # it runs on the failing node only
     assert "Traceback" not in result.stderr
 
 

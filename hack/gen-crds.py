@@ -717,7 +717,7 @@ WORKLOAD_METRICS = crd(
         column("Kind", "string", ".spec.workload.kind", "The workload's kind."),
         column("Workload", "string", ".spec.workload.name", "The workload's name."),
         column("Pods", "string", ".status.reporting",
-               "Pods measured in the last cycle of the workload's pods, e.g. 2/3: 0/3 is a stale workload."),
+               "Pods whose kubelet reported in the last cycle, of the workload's pods: e.g. 2/3; 0/3 is stale."),
         column("CPU", "string", ".status.cpu.usage", "CPU in use, to the millicore."),
         column("CPU/Req", "string", ".status.cpu.requestPercent",
                "CPU in use as a percentage of CPU requests; empty without requests or without a measurement."),

@@ -486,10 +486,13 @@ class Measured:
     example: str  # a Kubernetes quantity for humans
     scalar: Callable[..., Schema]
     waited_for: str  # what a reported pod may lack at first
+    rounding: str  # how the quantity for humans rounds
 
 
-CPU = Measured("CPU", "usage", "usageCores", "Cores", "250m", number, "CPU rate")
-MEMORY = Measured("memory", "working set", "workingSetBytes", "Bytes", "120Mi", integer, "working set")
+CPU = Measured("CPU", "usage", "usageCores", "Cores", "250m", number, "CPU rate",
+               ", to the millicore (a small non-zero usage reads 0m)")
+MEMORY = Measured("memory", "working set", "workingSetBytes", "Bytes", "120Mi", integer, "working set",
+                  ", to the mebibyte from 1Mi on")
 
 
 def figures(description: str, m: Measured, *, whole_workload: bool = False) -> Schema:
@@ -504,7 +507,7 @@ def figures(description: str, m: Measured, *, whole_workload: bool = False) -> S
         description,
         {
             **covered,
-            "usage": string(f"Current {m.quantity} as a quantity for humans, e.g. {m.example}.", maxLength=32),
+            "usage": string(f"Current {m.quantity} as a quantity for humans, e.g. {m.example}{m.rounding}.", maxLength=32),
             m.current: m.scalar(f"Current {m.quantity}, in {unit}.", minimum=0),
             f"avg{m.unit}": m.scalar(f"Average {m.quantity} over the window, in {unit}.", minimum=0),
             f"max{m.unit}": m.scalar(f"Maximum {m.quantity} over the window, in {unit}.", minimum=0),
@@ -520,6 +523,10 @@ def figures(description: str, m: Measured, *, whole_workload: bool = False) -> S
             ),
             "requestUtilization": number(
                 f"Current {m.quantity} divided by requests; absent without requests.", minimum=0
+            ),
+            "requestPercent": string(
+                "requestUtilization as a whole percentage for humans, e.g. 37%; absent without requests.",
+                maxLength=32,
             ),
         },
     )
@@ -554,6 +561,10 @@ def workload_metrics_status() -> Schema:
         {
             "pods": integer("Pods of the workload that the policy covers.", minimum=0),
             "podsReporting": integer("Of those, pods whose kubelet reported usage in the last cycle.", minimum=0),
+            "reporting": string(
+                "podsReporting/pods for humans, e.g. 2/3 (0/3 when stale); the two counts are the fields above.",
+                maxLength=48,
+            ),
             "window": string("The window the statistics cover, a Go duration such as 5m.", maxLength=32),
             "samples": integer("Samples in the window.", minimum=0),
             "lastUpdated": timestamp("When the operator last wrote this status."),
@@ -687,6 +698,10 @@ METRICS_POLICY = crd(
         column("CPU", "string", ".status.cluster.cpu", "CPU in use over everything covered."),
         column("Memory", "string", ".status.cluster.memory", "Memory working set over everything covered."),
         column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Whether cycles complete."),
+        column("Degraded", "string", '.status.conditions[?(@.type=="Degraded")].status',
+               "Whether the figures are incomplete or empty: some nodes fail, or no pod is selected."),
+        column("Reason", "string", '.status.conditions[?(@.type=="Degraded")].reason',
+               "Why Degraded is what it is, e.g. NodesFailing or NothingSelected.", priority=1),
         # Shows a status gone old even when the operator cannot write one saying so (the API server refuses).
         column("Scraped", "date", ".status.lastScrapeTime", "Time since the last cycle's scrape began."),
     ],
@@ -701,14 +716,23 @@ WORKLOAD_METRICS = crd(
     [
         column("Kind", "string", ".spec.workload.kind", "The workload's kind."),
         column("Workload", "string", ".spec.workload.name", "The workload's name."),
-        column("Pods", "integer", ".status.pods", "Pods of the workload."),
-        column("CPU", "string", ".status.cpu.usage", "CPU in use."),
-        column("CPU Pods", "integer", ".status.cpu.podsMeasured",
-               "Pods the CPU column sums: fewer than Pods while some wait for their first CPU rate, run nowhere yet "
-               "or sit on failing nodes."),
-        column("CPU/Req", "number", ".status.cpu.requestUtilization", "CPU in use divided by CPU requests."),
+        column("Pods", "string", ".status.reporting",
+               "Pods whose kubelet reported in the last cycle, of the workload's pods: e.g. 2/3; 0/3 is stale."),
+        column("CPU", "string", ".status.cpu.usage", "CPU in use, to the millicore."),
+        column("CPU/Req", "string", ".status.cpu.requestPercent",
+               "CPU in use as a percentage of CPU requests; empty without requests or without a measurement."),
         column("Memory", "string", ".status.memory.usage", "Memory working set."),
-        column("Mem/Req", "number", ".status.memory.requestUtilization", "Working set divided by memory requests."),
+        column("Mem/Req", "string", ".status.memory.requestPercent",
+               "Working set as a percentage of memory requests; empty without requests or without a measurement."),
+        column("Stale", "boolean", ".status.stale",
+               "True when no pod was measured in the last cycle: the figures are absent, not zero."),
+        # kubectl get wm -o wide: how partial a figure is, and how old the last measurement.
+        column("CPU Pods", "integer", ".status.cpu.podsMeasured",
+               "Pods the CPU column sums: fewer than the pods reporting while some wait for their first CPU rate.",
+               priority=1),
+        column("Sampled", "date", ".status.lastSampleTime",
+               "Time since a cycle last measured the workload, as of the last status write (which may lag by up "
+               "to the policy's maxStatusAge while nothing moves).", priority=1),
         # kubectl get wm -o wide: which policy measures it, when several cover one workload.
         column("Policy", "string", ".spec.policy", "The MetricsPolicy this measurement belongs to.", priority=1),
     ],

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.cluster import Cluster, kubelet_ca_path
 from kubemeter_sim.real.cluster import RealCluster
 from kubemeter_sim.real.controlplane import ControlPlaneError
 from kubemeter_sim.faults import FAULT_KINDS, Fault
@@ -84,21 +84,27 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
 async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealCluster, started: float,
                            stop: asyncio.Event) -> int:
     # The cluster's state (certificates, etcd's data) is in a directory of its own that goes with it; only the
-    # kubeconfig is written where asked, so a second run never meets the first one's leftovers.
+    # kubeconfig is written where asked, so a second run never meets the first one's leftovers. Beside it, while
+    # the cluster runs, the CA that signed its kubelets (for curl or --kubelet-ca), named after the kubeconfig.
     shutil.copyfile(cluster.kubeconfig, args.kubeconfig)
-    for name, fault in args.fail_node:
-        if name not in cluster.kubelets:
-            print(f"error: --fail-node: no node {name!r} (nodes: {', '.join(cluster.kubelets)})")
-            return 2
-        await cluster.node_fault(name, fault)
-    pods = len(cluster.store.list("v1", "pods"))
-    print(f"cluster ready in {time.monotonic() - started:.1f}s: {args.nodes} nodes, {pods} pods, "
-          f"{'real' if cluster.backend == 'real' else 'simulated'} API server {cluster.url}, "
-          f"kubelets on port {cluster.kubelet_port}")
-    print(f"kubelet CA: {cluster.ca_path}")
-    print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
-    print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()}  # the kubelets' "
-          "certificates are from the cluster CA, which the kubeconfig carries")
-    print("Ctrl-C to stop.", flush=True)
-    await stop.wait()
-    return 0
+    kubelet_ca = kubelet_ca_path(args.kubeconfig.resolve())
+    shutil.copyfile(cluster.ca_path, kubelet_ca)
+    try:
+        for name, fault in args.fail_node:
+            if name not in cluster.kubelets:
+                print(f"error: --fail-node: no node {name!r} (nodes: {', '.join(cluster.kubelets)})")
+                return 2
+            await cluster.node_fault(name, fault)
+        pods = len(cluster.store.list("v1", "pods"))
+        print(f"cluster ready in {time.monotonic() - started:.1f}s: {args.nodes} nodes, {pods} pods, "
+              f"{'real' if cluster.backend == 'real' else 'simulated'} API server {cluster.url}, "
+              f"kubelets on port {cluster.kubelet_port}")
+        print(f"kubelet CA: {kubelet_ca}")
+        print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
+        print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()}  # the kubelets' "
+              "certificates are from the cluster CA, which the kubeconfig carries")
+        print("Ctrl-C to stop.", flush=True)
+        await stop.wait()
+        return 0
+    finally:
+        kubelet_ca.unlink(missing_ok=True)  # it signs nothing once the cluster is gone

@@ -4,8 +4,9 @@
         # cluster.kubeconfig works for kopf, the official client and kubectl
         await cluster.node_fault("sim-worker-1", Fault("timeout"))
 
-One certificate authority (``workdir/kubelet-ca.crt``, also the kubeconfig's CA) signs the API server's
-and every kubelet's serving certificate, as in a kubeadm cluster with kubelet serving certificates.
+One certificate authority (``workdir/kubeconfig.kubelet-ca.crt``, named after the kubeconfig by
+:func:`kubelet_ca_path`; also the kubeconfig's CA) signs the API server's and every kubelet's serving
+certificate, as in a kubeadm cluster with kubelet serving certificates.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class ClusterSettings:
             prefix=f"kubemeter-{self.backend}-"))
 
 
+def kubelet_ca_path(kubeconfig: Path) -> Path:
+    """Where the CA that signed the kubelets goes beside a kubeconfig: named after it (``sim.kubeconfig`` ->
+    ``sim.kubelet-ca.crt``), so that two clusters' kubeconfigs in one folder never share a CA file."""
+    return kubeconfig.with_name(f"{kubeconfig.stem}.kubelet-ca.crt")
+
+
 class Cluster(ClusterSettings):
     """A whole simulated cluster; see the module docstring."""
 
@@ -96,7 +103,7 @@ class Cluster(ClusterSettings):
         self.kubelets: dict[str, Kubelet] = {}
         self.token = secrets.token_urlsafe(32)
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.ca_path = self.workdir / "kubelet-ca.crt"
+        self.ca_path = kubelet_ca_path(self.kubeconfig)
         self._pki = self.workdir / "pki"
         self._kubelet_key = tls.new_key()
         self._nodes_started = 0

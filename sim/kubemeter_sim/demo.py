@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
 from kubemeter.app import RunSettings, Runtime
+from kubemeter.compute.quantity import format_cpu
 from kubemeter.handlers import run_operator
 from kubemeter.kube import load_configuration
 from kubemeter_sim.cli import add_control_plane_argument, cluster_class
@@ -90,20 +91,20 @@ def _cell(value: object) -> str:
     return "-" if value in (None, "") else str(value)
 
 
-def _percent(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio * 100:.0f}%"
-
-
 def render_table(policies: list[dict], workloads: list[dict]) -> str:
+    """The policies and their workloads, in the forms ``kubectl get mp`` / ``kubectl get wm`` show: the same
+    status fields (usage quantities, ``requestPercent``, ``reporting``), so the two never disagree."""
     lines = []
     for p in policies:
         status = p.get("status") or {}
         nodes, cluster = status.get("nodes") or {}, status.get("cluster") or {}
-        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        ready, degraded = conditions.get("Ready", {}), conditions.get("Degraded", {})
         lines.append(
             f"policy {p['metadata']['name']}: nodes {nodes.get('scraped', 0)}/{nodes.get('selected', 0)} scraped, "
             f"{nodes.get('failed', 0)} failing; {status.get('workloads', 0)} workloads; cluster CPU "
-            f"{_cell(cluster.get('cpu'))}, memory {_cell(cluster.get('memory'))}; Ready={ready.get('status', '?')}"
+            f"{_cell(cluster.get('cpu'))}, memory {_cell(cluster.get('memory'))}; Ready={ready.get('status', '?')} "
+            f"Degraded={degraded.get('status', '?')} ({degraded.get('reason', '?')})"
         )
         for failed in status.get("failedNodes", []):
             lines.append(f"  failing: {failed['name']} ({failed['reason']}): {failed.get('message', '')[:90]}")
@@ -116,12 +117,11 @@ def render_table(policies: list[dict], workloads: list[dict]) -> str:
         p95 = (cpu.get("percentileCores") or {}).get("p95")
         rows.append(
             (
-                wm["metadata"]["namespace"], workload["kind"], workload["name"],
-                f"{status.get('podsReporting', 0)}/{status.get('pods', 0)}",
-                _cell(cpu.get("usage")), _percent(cpu.get("requestUtilization")),
-                "-" if p95 is None else f"{p95 * 1000:.0f}m",
-                _cell(memory.get("usage")), _percent(memory.get("requestUtilization")),
-                "yes" if status.get("stale") else "",
+                wm["metadata"]["namespace"], workload["kind"], workload["name"], _cell(status.get("reporting")),
+                _cell(cpu.get("usage")), _cell(cpu.get("requestPercent")),
+                "-" if p95 is None else format_cpu(p95),
+                _cell(memory.get("usage")), _cell(memory.get("requestPercent")),
+                _cell(None if status.get("stale") is None else str(status["stale"]).lower()),
             )
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kubemeter.compute.quantity import format_bytes, format_cpu, parse_bytes, parse_cpu
+from kubemeter.compute.quantity import format_bytes, format_cpu, format_percent, parse_bytes, parse_cpu
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "apiserver"
 
@@ -63,11 +63,16 @@ def test_every_quantity_in_the_real_pod_and_node_lists_parses():
 
 @pytest.mark.parametrize(
     ("cores", "text"),
-    [(0.25, "250m"), (2, "2"), (1.5, "1500m"), (0.0004, "400u"), (0.9999, "1"), (0.1234, "123m"), (0, "0"),
-     (2.5e-7, "250n"), (1e-12, "0"), (-0.5, "-500m")],
+    [(0.25, "250m"), (2, "2"), (1.5, "1500m"), (0.000884, "1m"), (0.0004, "0m"), (0.9999, "1"), (0.1234, "123m"),
+     (0, "0m"), (2.5e-7, "0m"), (-1e-12, "0m"), (-0.5, "-500m")],
 )
 def test_format_cpu(cores, text):
     assert format_cpu(cores) == text
+
+
+@pytest.mark.parametrize(("ratio", "text"), [(0.3714, "37%"), (1.456, "146%"), (0, "0%"), (0.004, "0%")])
+def test_format_percent(ratio, text):
+    assert format_percent(ratio) == text
 
 
 @pytest.mark.parametrize(
@@ -90,3 +95,5 @@ def test_format_rejects_non_numbers(bad):
         format_cpu(bad)
     with pytest.raises(ValueError):
         format_bytes(bad)
+    with pytest.raises(ValueError):
+        format_percent(bad)

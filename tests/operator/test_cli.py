@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import re
 import socket
+import ssl
 import signal
 import subprocess
 import sys
@@ -182,8 +184,11 @@ def test_demo_meters_the_simulated_cluster_and_stops_by_itself(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     last = result.stdout.rsplit("kubemeter demo, ", 1)[-1]  # the final refresh of the table
     assert "nodes 3/4 scraped, 1 failing" in last and "Ready=True" in last, last
-    rows = {line.split()[2]: line.split() for line in last.splitlines() if line.startswith(("shop ", "data "))}
+    rows = {line.split()[2]: line.split() for line in last.splitlines() if line.startswith(("shop ", "data ", "default "))}
     assert rows["postgres"][1] == "StatefulSet" and rows["postgres"][4].endswith("m"), rows  # CPU in millicores
+    # The forms of kubectl get wm: pods as reporting/pods, utilization in percent, a stale workload said so.
+    assert re.fullmatch(r"[0-3]/3", rows["postgres"][3]) and re.fullmatch(r"\d+%", rows["postgres"][5]), rows
+    assert rows["toolbox"][3] == "0/1" and rows["toolbox"][-1] == "true", rows  # it runs on the failing node only
     assert "Traceback" not in result.stderr
 
 
@@ -247,3 +252,44 @@ def test_sim_runs_again_with_the_same_kubeconfig_and_leaves_only_the_kubeconfig(
             assert process.wait(timeout=30) == 0
         assert "current-context" in kubeconfig.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["kc"]
+
+
+def _kubelet_answers(ca: Path, kubeconfig: Path) -> bool:
+    """Whether a TLS handshake with the cluster's first kubelet verifies against ``ca``."""
+    nodes = json.loads(subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"],
+                                      capture_output=True, text=True, check=True, timeout=60).stdout)["items"]
+    status = nodes[0]["status"]
+    address = next(a["address"] for a in status["addresses"] if a["type"] == "InternalIP")
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with socket.create_connection((address, status["daemonEndpoints"]["kubeletEndpoint"]["Port"]), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=address):
+            return True
+    except ssl.SSLCertVerificationError:
+        return False
+
+
+def test_two_sims_in_one_folder_each_write_their_own_kubelet_ca_beside_their_kubeconfig(tmp_path):
+    """Named after the kubeconfig (a.kubeconfig -> a.kubelet-ca.crt), so the second never overwrites the first's;
+    each is there while its cluster runs, and gone with it."""
+    processes = {}
+    try:
+        for name in ("a", "b"):
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "kubemeter", "sim", "--nodes", "1", "--pods-per-node", "1",
+                 "--kubeconfig", str(tmp_path / f"{name}.kubeconfig")],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, process in processes.items():
+            ready, announced = process.stdout.readline(), process.stdout.readline()
+            assert ready.startswith("cluster ready in"), ready + announced + process.stdout.read()
+            assert announced == f"kubelet CA: {tmp_path / f'{name}.kubelet-ca.crt'}\n", announced
+        for name, other in (("a", "b"), ("b", "a")):
+            kubeconfig = tmp_path / f"{name}.kubeconfig"
+            assert _kubelet_answers(tmp_path / f"{name}.kubelet-ca.crt", kubeconfig), f"{name}'s CA signs its kubelets"
+            assert not _kubelet_answers(tmp_path / f"{other}.kubelet-ca.crt", kubeconfig), "each cluster has its own CA"
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGINT)
+        codes = [process.wait(timeout=30) for process in processes.values()]
+    assert codes == [0, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.kubeconfig", "b.kubeconfig"]

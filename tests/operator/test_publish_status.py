@@ -81,6 +81,7 @@ def test_resource_status_has_numbers_for_machines_and_quantities_for_humans():
     assert status == {
         "usage": "250m", "usageCores": 0.25, "avgCores": 0.2, "maxCores": 0.5,
         "percentileCores": {"p50": 0.2, "p99.9": 0.49}, "requestsCores": 0.5, "requestUtilization": 0.5,
+        "requestPercent": "50%",
     }
     memory = resource_status(
         ResourceFigures(134217728.4, None, None, {}, None, None, None), "memory"

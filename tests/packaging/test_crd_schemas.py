@@ -88,7 +88,7 @@ def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any]:
     return schema
 
 
-COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number", "date": "string"}
+COLUMN_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "date": "string"}
 
 
 @pytest.mark.parametrize("plural", ["metricspolicies", "workloadmetrics"])
@@ -106,11 +106,12 @@ def test_printer_columns_point_at_fields_of_their_type(plural: str) -> None:
 
 def test_policy_column_names_are_the_documented_ones() -> None:
     names = [c["name"] for c in crd("metricspolicies")["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Scraped", "Age"]
+    assert names == ["Interval", "Nodes", "Failed", "Workloads", "CPU", "Memory", "Ready", "Degraded", "Reason",
+                     "Scraped", "Age"]
     columns = crd("workloadmetrics")["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == [
-        "Kind", "Workload", "Pods", "CPU", "CPU Pods", "CPU/Req", "Memory", "Mem/Req", "Age"]
-    assert [c["name"] for c in columns if c.get("priority")] == ["Policy"]  # kubectl get wm -o wide
+        "Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Stale", "Age"]
+    assert [c["name"] for c in columns if c.get("priority")] == ["CPU Pods", "Sampled", "Policy"]  # -o wide
 
 
 def test_an_empty_spec_gets_every_default() -> None:
@@ -334,10 +335,10 @@ def test_failed_nodes_are_bounded() -> None:
 FIGURES = {
     "cpu": {"usage": "250m", "usageCores": 0.25, "avgCores": 0.2, "maxCores": 0.4,
             "percentileCores": {"p50": 0.2, "p95": 0.35, "p99.9": 0.39}, "requestsCores": 0.5, "limitsCores": 1.0,
-            "requestUtilization": 0.5},
+            "requestUtilization": 0.5, "requestPercent": "50%"},
     "memory": {"usage": "120Mi", "workingSetBytes": 125829120, "avgBytes": 120000000, "maxBytes": 130000000,
                "percentileBytes": {"p50": 119000000, "p95": 129000000}, "requestsBytes": 268435456,
-               "limitsBytes": 536870912, "requestUtilization": 0.46875},
+               "limitsBytes": 536870912, "requestUtilization": 0.46875, "requestPercent": "47%"},
 }
 
 
@@ -352,7 +353,7 @@ def workload_metrics(status: dict[str, Any] | None = None, kind: str = "Deployme
 
 
 WORKLOAD_STATUS = {
-    "pods": 3, "podsReporting": 3, "window": "5m", "samples": 10, "lastUpdated": "2026-11-23T07:00:31Z",
+    "pods": 3, "podsReporting": 3, "reporting": "3/3", "window": "5m", "samples": 10, "lastUpdated": "2026-11-23T07:00:31Z",
     "lastSampleTime": "2026-11-23T07:00:29Z", "stale": False, **copy.deepcopy(FIGURES),
     "network": {"receiveBytesPerSecond": 1024.5, "transmitBytesPerSecond": 2048.0},
     "ephemeralStorage": {"usedBytes": 4096},

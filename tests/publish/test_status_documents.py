@@ -121,7 +121,7 @@ def test_a_stale_status_keeps_what_the_pods_declare_and_drops_every_measured_fig
         "containers": [{"name": "app", "cpu": {"usageCores": 0.25, "requestsCores": 0.5}, "memory": {"maxBytes": 9}}],
     }
     assert stale_workload_status(status, 1_800_000_600.0) == {
-        "pods": 2, "podsReporting": 0, "window": "5m", "stale": True,
+        "pods": 2, "podsReporting": 0, "reporting": "0/2", "window": "5m", "stale": True,
         "lastUpdated": rfc3339(1_800_000_600.0), "lastSampleTime": rfc3339(1_800_000_000.0),
         "cpu": {"podsMeasured": 0, "requestsCores": 0.5}, "memory": {"podsMeasured": 0, "limitsBytes": 4194304},
         "containers": [{"name": "app", "cpu": {"requestsCores": 0.5}}],

@@ -643,10 +643,12 @@ async def test_an_old_resource_version_still_in_the_window_replays_every_change(
 # ---- tables ----------------------------------------------------------------------------------------------------
 def _table(document: dict[str, Any]) -> dict[str, Any]:
     # Column descriptions are the API's field documentation, which the simulator does not carry (kubectl shows
-    # none of it); names, types, formats and priorities are what a client renders.
+    # none of it); names, types, formats and priorities are what a client renders. Times since something (a
+    # Job's Duration too) differ by when each server was asked.
     columns = [{k: v for k, v in c.items() if k != "description"} for c in document["columnDefinitions"]]
-    ages = [i for i, c in enumerate(columns) if c["name"] == "Age"]
-    rows = [[("<age>" if i in ages else cell) for i, cell in enumerate(r["cells"])] for r in document["rows"]]
+    ages = [i for i, c in enumerate(columns) if c["name"] in ("Age", "Duration")]
+    rows = [[(f"<{columns[i]['name'].lower()}>" if i in ages and cell else cell) for i, cell in enumerate(r["cells"])]
+            for r in document["rows"]]
     return {"kind": document["kind"], "apiVersion": document["apiVersion"], "columns": columns, "rows": rows,
             "objects": [normal(r.get("object")) for r in document["rows"]]}
 
@@ -681,6 +683,83 @@ async def test_table_output_agrees_for_pods_nodes_and_our_resources(backends: Ba
             "workloadmetrics": _table(await b.ok("GET", wm, accept=TABLE, params={"includeObject": "None"})),
         }
     await backends.same(scenario)
+
+
+def _template(labels: dict[str, str], **spec: Any) -> dict[str, Any]:
+    # Tolerating every taint: the DaemonSet runs on each node of both backends, control plane included.
+    return {"metadata": {"labels": labels}, "spec": {
+        "containers": [{"name": "app", "image": "registry.example/app:1.2"}, {"name": "proxy", "image": "envoy:1"}],
+        "tolerations": [{"operator": "Exists"}], **spec}}
+
+
+def _selector(app: str) -> dict[str, Any]:
+    """Labels and an expression, so the Selector column shows both forms in the API server's order."""
+    return {"matchLabels": {"app": app}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["b", "a"]}]}
+
+
+# Every field a real API server defaults is given, so that both servers hold the same spec; the counts are those
+# each one's controllers reach (the real ones, or the simulator's), polled until they settle.
+WORKLOADS: dict[str, tuple[str, dict[str, Any]]] = {
+    "deployments": ("apps/v1", {"kind": "Deployment", "metadata": {"name": "web"}, "spec": {
+        "replicas": 2, "selector": _selector("web"), "template": _template({"app": "web", "tier": "a"})}}),
+    "replicasets": ("apps/v1", {"kind": "ReplicaSet", "metadata": {"name": "cache"}, "spec": {
+        "replicas": 2, "selector": _selector("cache"), "template": _template({"app": "cache", "tier": "a"})}}),
+    "statefulsets": ("apps/v1", {"kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {
+        "replicas": 2, "serviceName": "db", "selector": _selector("db"),
+        "template": _template({"app": "db", "tier": "a"})}}),
+    "daemonsets": ("apps/v1", {"kind": "DaemonSet", "metadata": {"name": "agent"}, "spec": {
+        "selector": _selector("agent"),
+        "template": _template({"app": "agent", "tier": "a"}, nodeSelector={"kubernetes.io/os": "linux"})}}),
+    "jobs": ("batch/v1", {"kind": "Job", "metadata": {"name": "once"}, "spec": {
+        "completions": 1, "parallelism": 1, "manualSelector": True, "selector": _selector("once"),
+        "template": _template({"app": "once", "tier": "a"}, restartPolicy="Never")}}),
+    "cronjobs": ("batch/v1", {"kind": "CronJob", "metadata": {"name": "yearly"}, "spec": {
+        "schedule": "0 0 1 1 *", "timeZone": "Etc/UTC", "suspend": True, "jobTemplate": {"spec": {
+            "template": _template({"app": "yearly"}, restartPolicy="OnFailure")}}}}),
+}
+
+
+def _settled(kind: str, cells: list[Any]) -> bool:
+    """Whether a workload's counts are those its controllers reach: every replica ready, the Job started."""
+    if kind in ("deployments", "statefulsets"):
+        return cells[1] == "2/2" and (kind == "statefulsets" or cells[3] == 2)
+    if kind == "replicasets":
+        return cells[3] == 2
+    if kind == "daemonsets":
+        return cells[1] > 0 and cells[1:6] == [cells[1]] * 5
+    if kind == "jobs":
+        return bool(cells[3])  # a Duration once it has started
+    return True
+
+
+async def test_table_output_agrees_for_every_workload_kind(backends: Backends) -> None:
+    async def scenario(b: Backend) -> dict[str, Any]:
+        namespace = await b.namespace("fid-workload-tables")
+        tables = {}
+        loop = asyncio.get_running_loop()
+        for kind, (group_version, body) in WORKLOADS.items():
+            path = f"/apis/{group_version}/namespaces/{namespace}/{kind}"
+            await b.ok("POST", path, {"apiVersion": group_version, **body})
+            deadline = loop.time() + 60
+            while not _settled(kind, (document := await b.ok("GET", f"{path}/{body['metadata']['name']}",
+                                                            accept=TABLE))["rows"][0]["cells"]):
+                assert loop.time() < deadline, (b.name, kind, document["rows"][0]["cells"])
+                await asyncio.sleep(0.2)
+            tables[kind] = _table(document)
+            tables[kind].pop("objects")
+        return tables
+    tables = await backends.same(scenario)
+    images = ["app,proxy", "registry.example/app:1.2,envoy:1"]
+    selector = "app={},tier in (a,b)"
+    assert {kind: table["rows"] for kind, table in tables.items()} == {
+        "deployments": [["web", "2/2", 2, 2, "<age>", *images, selector.format("web")]],
+        "replicasets": [["cache", 2, 2, 2, "<age>", *images, selector.format("cache")]],
+        "statefulsets": [["db", "2/2", "<age>", *images]],
+        "daemonsets": [["agent", *[tables["daemonsets"]["rows"][0][1]] * 5, "kubernetes.io/os=linux", "<age>",
+                        *images, selector.format("agent")]],
+        "jobs": [["once", "Running", "0/1", "<duration>", "<age>", *images, selector.format("once")]],
+        "cronjobs": [["yearly", "0 0 1 1 *", "Etc/UTC", "True", 0, "<none>", "<age>", *images, "<none>"]],
+    }
 
 
 # ---- garbage collection ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ async def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
 
 async def test_kubectl_lists_pods_and_sees_kubelet_endpoints(tmp_path: Path) -> None:
     async with Cluster(nodes=2, pods_per_node=5, workdir=tmp_path) as cluster:
-        assert cluster.kubeconfig == tmp_path / "kubeconfig" and cluster.ca_path == tmp_path / "kubelet-ca.crt"
+        assert cluster.kubeconfig == tmp_path / "kubeconfig" and cluster.ca_path == tmp_path / "kubeconfig.kubelet-ca.crt"
         listed = await _kubectl(cluster.kubeconfig, "get", "pods", "-A")
         assert listed.returncode == 0, listed.stderr
         names = {line.split()[1] for line in listed.stdout.splitlines()[1:]}

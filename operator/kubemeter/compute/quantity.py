@@ -58,20 +58,22 @@ def _check_finite(value: float, what: str) -> None:
 def format_cpu(cores: float) -> str:
     """Cores as a short quantity like ``kubectl top``: whole cores ``"2"``, else millicores ``"250m"``, ``"1500m"``.
 
-    Below one millicore the value is given in micro- (``"400u"``) or nanocores so that a small non-zero
-    usage does not read as ``"0"``.
+    Rounded to the millicore, as ``kubectl top`` shows CPU: a small non-zero usage reads ``"0m"`` (measured,
+    near zero), never a micro- or nanocore figure such as ``"884u"``; the exact value is in the status's
+    cores fields.
     """
     _check_finite(cores, "CPU")
+    milli = round(abs(cores) * 1000)
+    if milli == 0:
+        return "0m"
     sign = "-" if cores < 0 else ""
-    nano = round(abs(cores) * 1e9)
-    if nano == 0:
-        return "0"
-    if nano >= 1_000_000:
-        milli = round(nano / 1e6)
-        return f"{sign}{milli // 1000}" if milli % 1000 == 0 else f"{sign}{milli}m"
-    if nano >= 1_000:
-        return f"{sign}{round(nano / 1e3)}u"
-    return f"{sign}{nano}n"
+    return f"{sign}{milli // 1000}" if milli % 1000 == 0 else f"{sign}{milli}m"
+
+
+def format_percent(ratio: float) -> str:
+    """A ratio as a whole percentage, ``0.3714`` -> ``"37%"``, as the demo table and printer columns show it."""
+    _check_finite(ratio, "ratio")
+    return f"{ratio * 100:.0f}%"
 
 
 def format_bytes(b: float) -> str:

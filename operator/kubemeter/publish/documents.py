@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kubemeter import GROUP, VERSION
-from kubemeter.compute.quantity import format_bytes, format_cpu
+from kubemeter.compute.quantity import format_bytes, format_cpu, format_percent
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
 from kubemeter.names import MAX_NAME, cut_with_hash, short_hash
@@ -98,7 +98,8 @@ def percentile_key(percentile: float) -> str:
 
 
 def resource_status(fig: ResourceFigures, resource: str) -> dict:
-    """CPU in cores (floats), memory in bytes (integers), plus a human quantity for printer columns."""
+    """CPU in cores (floats), memory in bytes (integers), plus strings for printer columns (which print a
+    field as it is): the usage as a quantity and the request utilization as a percentage."""
     if resource == "cpu":
         number, fmt, unit = _round, format_cpu, "Cores"
         usage_key = "usageCores"
@@ -115,14 +116,21 @@ def resource_status(fig: ResourceFigures, resource: str) -> dict:
             f"requests{unit}": number(fig.requests),
             f"limits{unit}": number(fig.limits),
             "requestUtilization": _round(fig.request_utilization, 4),
+            "requestPercent": None if fig.request_utilization is None else format_percent(fig.request_utilization),
         }
     )
+
+
+def reporting(pods_reporting: int, pods: int | None) -> str | None:
+    """``2/3``: pods reporting of the workload's pods, for ``kubectl get wm`` (kubectl's form for READY)."""
+    return None if pods is None else f"{pods_reporting}/{pods}"
 
 
 def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_sample: float | None) -> dict:
     status = {
         "pods": result.pods,
         "podsReporting": result.pods_reporting,
+        "reporting": reporting(result.pods_reporting, result.pods),
         "window": format_duration(spec.window),
         "samples": result.samples,
         "lastUpdated": rfc3339(now),
@@ -172,6 +180,7 @@ def stale_workload_status(status: Mapping, now: float) -> dict:
         {
             "pods": status.get("pods"),
             "podsReporting": 0,
+            "reporting": reporting(0, status.get("pods")),
             "window": status.get("window"),
             "lastUpdated": rfc3339(now),
             "lastSampleTime": status.get("lastSampleTime"),

@@ -47,14 +47,19 @@ def human_duration(seconds: float) -> str:
     return f"{years}y"
 
 
+def parse_time(timestamp: str | None) -> dt.datetime | None:
+    """A metav1.Time (RFC 3339 to the second, UTC), or None when absent or malformed."""
+    try:
+        return dt.datetime.strptime(timestamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
 def age(timestamp: str | None, now: dt.datetime) -> str:
     if not timestamp:
         return "<unknown>"
-    try:
-        then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-    except ValueError:
-        return "<invalid>"
-    return human_duration((now - then).total_seconds())
+    then = parse_time(timestamp)
+    return "<invalid>" if then is None else human_duration((now - then).total_seconds())
 
 
 # ---- JSONPath subset used by printer columns: .a.b, .a[0], .a[*].b, .a[?(@.k=="v")].b -----------------------
@@ -167,12 +172,98 @@ def _namespace_cells(namespace: dict, now: dt.datetime) -> list[Any]:
             age(namespace["metadata"].get("creationTimestamp"), now)]
 
 
+# ---- workloads: pkg/printers/internalversion/printers.go (the server always prints the wide cells) ---------------
+def _requirement(key: str, operator: str, values: list[str]) -> str:
+    """labels.Requirement.String(): ``k=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``."""
+    listed = ",".join(sorted(values))
+    return {"Equals": f"{key}={listed}", "In": f"{key} in ({listed})", "NotIn": f"{key} notin ({listed})",
+            "Exists": key, "DoesNotExist": f"!{key}"}.get(operator, "")
+
+
+def _selector(selector: dict | None) -> str:
+    """metav1.LabelSelectorAsSelector(...).String(): requirements sorted by key; empty for none or an empty one."""
+    requirements = [(key, "Equals", [value]) for key, value in ((selector or {}).get("matchLabels") or {}).items()]
+    requirements += [(e.get("key", ""), e.get("operator", ""), list(e.get("values") or []))
+                     for e in (selector or {}).get("matchExpressions") or []]
+    return ",".join(_requirement(*r) for r in sorted(requirements, key=lambda r: r[0]))
+
+
+def _format_selector(selector: dict | None) -> str:
+    """metav1.FormatLabelSelector."""
+    return _selector(selector) or "<none>"
+
+
+def _containers(template: dict | None) -> list[str]:
+    """layoutContainerCells: the template's container names and images, comma-separated."""
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    return [",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers)]
+
+
 def _deployment_cells(deployment: dict, now: dt.datetime) -> list[Any]:
-    status = deployment.get("status") or {}
-    desired = (deployment.get("spec") or {}).get("replicas", 1)
-    return [deployment["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{desired}",
+    status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
+    return [deployment["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
             status.get("updatedReplicas", 0), status.get("availableReplicas", 0),
-            age(deployment["metadata"].get("creationTimestamp"), now)]
+            age(deployment["metadata"].get("creationTimestamp"), now), *_containers(spec.get("template")),
+            _selector(spec.get("selector"))]
+
+
+def _replicaset_cells(replicaset: dict, now: dt.datetime) -> list[Any]:
+    status, spec = replicaset.get("status") or {}, replicaset.get("spec") or {}
+    return [replicaset["metadata"]["name"], spec.get("replicas", 1), status.get("replicas", 0),
+            status.get("readyReplicas", 0), age(replicaset["metadata"].get("creationTimestamp"), now),
+            *_containers(spec.get("template")), _format_selector(spec.get("selector"))]
+
+
+def _statefulset_cells(statefulset: dict, now: dt.datetime) -> list[Any]:
+    status, spec = statefulset.get("status") or {}, statefulset.get("spec") or {}
+    return [statefulset["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+            age(statefulset["metadata"].get("creationTimestamp"), now), *_containers(spec.get("template"))]
+
+
+def _daemonset_cells(daemonset: dict, now: dt.datetime) -> list[Any]:
+    status, spec = daemonset.get("status") or {}, daemonset.get("spec") or {}
+    node_selector = (((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {})
+    return [daemonset["metadata"]["name"], *(status.get(field, 0) for field in (
+                "desiredNumberScheduled", "currentNumberScheduled", "numberReady", "updatedNumberScheduled",
+                "numberAvailable")),
+            ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or "<none>",
+            age(daemonset["metadata"].get("creationTimestamp"), now), *_containers(spec.get("template")),
+            _format_selector(spec.get("selector"))]
+
+
+# The first condition (status True) of these names the Job's STATUS; a deleted Job is Terminating before Suspended.
+_JOB_STATES = (("Complete", "Complete"), ("Failed", "Failed"), (None, "Terminating"), ("Suspended", "Suspended"),
+               ("FailureTarget", "FailureTarget"), ("SuccessCriteriaMet", "SuccessCriteriaMet"))
+
+
+def _job_cells(job: dict, now: dt.datetime) -> list[Any]:
+    status, spec = job.get("status") or {}, job.get("spec") or {}
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    started, finished = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = "" if started is None else human_duration(((finished or now) - started).total_seconds())
+    true = {c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"}
+    deleted = bool(job["metadata"].get("deletionTimestamp"))
+    state = next((shown for condition, shown in _JOB_STATES
+                  if (condition in true if condition else deleted)), "Running")
+    return [job["metadata"]["name"], state, completions, duration, age(job["metadata"].get("creationTimestamp"), now),
+            *_containers(spec.get("template")), _format_selector(spec.get("selector"))]
+
+
+def _cronjob_cells(cronjob: dict, now: dt.datetime) -> list[Any]:
+    status, spec = cronjob.get("status") or {}, cronjob.get("spec") or {}
+    suspend = spec.get("suspend")
+    last = status.get("lastScheduleTime")
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return [cronjob["metadata"]["name"], spec.get("schedule", ""), spec.get("timeZone") or "<none>",
+            "<unset>" if suspend is None else str(bool(suspend)), len(status.get("active") or []),
+            "<none>" if last is None else age(last, now), age(cronjob["metadata"].get("creationTimestamp"), now),
+            *_containers(job_spec.get("template")), _format_selector(job_spec.get("selector"))]
 
 
 def _event_cells(event: dict, now: dt.datetime) -> list[Any]:
@@ -194,6 +285,7 @@ def _seconds_precision(timestamp: str | None) -> str | None:
     return timestamp[:19] + "Z" if timestamp and len(timestamp) > 20 else timestamp
 
 
+_WIDE_TEMPLATE = [_column("Containers", priority=1), _column("Images", priority=1)]
 _BUILTIN: dict[str, tuple[list[dict], Callable[[dict, dt.datetime], list[Any]]]] = {
     "Event": ([_column("Last Seen"), _column("Type"), _column("Reason"), _column("Object"),
                _column("Subobject", priority=1), _column("Source", priority=1), _column("Message"),
@@ -207,8 +299,22 @@ _BUILTIN: dict[str, tuple[list[dict], Callable[[dict, dt.datetime], list[Any]]]]
               _column("OS-Image", priority=1), _column("Kernel-Version", priority=1),
               _column("Container-Runtime", priority=1)], _node_cells),
     "Namespace": ([_column("Name", format_="name"), _column("Status"), _column("Age")], _namespace_cells),
-    "Deployment": ([_column("Name", format_="name"), _column("Ready"), _column("Up-to-date", "integer"),
-                    _column("Available", "integer"), _column("Age")], _deployment_cells),
+    "Deployment": ([_column("Name", format_="name"), _column("Ready"), _column("Up-to-date"), _column("Available"),
+                    _column("Age"), *_WIDE_TEMPLATE, _column("Selector", priority=1)], _deployment_cells),
+    "ReplicaSet": ([_column("Name", format_="name"), _column("Desired", "integer"), _column("Current", "integer"),
+                    _column("Ready", "integer"), _column("Age"), *_WIDE_TEMPLATE, _column("Selector", priority=1)],
+                   _replicaset_cells),
+    "StatefulSet": ([_column("Name", format_="name"), _column("Ready"), _column("Age"), *_WIDE_TEMPLATE],
+                    _statefulset_cells),
+    "DaemonSet": ([_column("Name", format_="name"), _column("Desired", "integer"), _column("Current", "integer"),
+                   _column("Ready", "integer"), _column("Up-to-date", "integer"), _column("Available", "integer"),
+                   _column("Node Selector"), _column("Age"), *_WIDE_TEMPLATE, _column("Selector", priority=1)],
+                  _daemonset_cells),
+    "Job": ([_column("Name", format_="name"), _column("Status"), _column("Completions"), _column("Duration"),
+             _column("Age"), *_WIDE_TEMPLATE, _column("Selector", priority=1)], _job_cells),
+    "CronJob": ([_column("Name", format_="name"), _column("Schedule"), _column("Timezone"),
+                 _column("Suspend", "boolean"), _column("Active", "integer"), _column("Last Schedule"), _column("Age"),
+                 *_WIDE_TEMPLATE, _column("Selector", priority=1)], _cronjob_cells),
 }
 
 

@@ -163,8 +163,13 @@ async def start_operator(
     return thread
 
 
+ADMIN_USER_AGENT = "e2e-admin/1.0"
+"""The tests' own client's: what the operator sends is told apart from it."""
+
+
 async def _run_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
     client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
+    client.user_agent = ADMIN_USER_AGENT
     await asyncio.to_thread(install_crds, client, CRDS_DIR)
     thread = await start_operator(cluster)
     try:

@@ -265,6 +265,11 @@ class EventRecorder:
         except Exception as exc:  # noqa: BLE001 - see the class docstring
             log.warning("cannot post %s event %s about %s %s: %s", type_, reason, ref.get("kind"), ref.get("name"), exc)
 
+    @property
+    def posting(self) -> int:
+        """Events still being posted."""
+        return len(self._tasks)
+
     async def close(self) -> None:
         """Wait for the Events still being posted (at shutdown)."""
         await asyncio.gather(*self._tasks, return_exceptions=True)

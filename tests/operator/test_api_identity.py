@@ -1,11 +1,12 @@
-"""Every request kubemeter sends names kubemeter and its version (its own client's and kopf's), and every write
-names kubemeter its field manager: an audit log, `kubectl get --show-managed-fields` and API priority and fairness
-rules can tell kubemeter's traffic from anyone else's."""
+"""Every request kubemeter sends names kubemeter and its version (its own client's, kopf's, its scrapes'), and
+every write names kubemeter its field manager: an audit log, `kubectl get --show-managed-fields` and API priority
+and fairness rules can tell kubemeter's traffic from anyone else's."""
 
 from __future__ import annotations
 
 import importlib.metadata
 
+import aiohttp
 import kubernetes
 import pytest
 
@@ -19,14 +20,15 @@ WRITES = ("POST", "PUT", "PATCH")
 async def test_every_request_names_kubemeter_and_every_write_its_field_manager(operator):
     """On the simulator, which records each request's User-Agent and field manager (the one named, or the real
     server's default from the User-Agent)."""
-    await operator.create_policy("identity", stepped())
+    await operator.create_policy("identity", stepped(source={"via": "proxy"}))  # scrapes through the API server
     await operator.cycle("identity")
     await operator.create_policy("invalid", stepped(selector={"podSelector": {"matchLabels": {"a b": "c"}}}))
     await eventually(lambda: events(operator.client, "InvalidPolicy"))  # an Event the operator posts about it
 
     seen = operator.cluster.apiserver.clients
     agents = {agent for agent, _, _ in seen} - {ADMIN_USER_AGENT}
-    libraries = {f"kubernetes-python/{kubernetes.__version__}", f"kopf/{importlib.metadata.version('kopf')}"}
+    libraries = {f"kubernetes-python/{kubernetes.__version__}", f"kopf/{importlib.metadata.version('kopf')}",
+                 f"aiohttp/{aiohttp.__version__}"}
     assert {agent.rsplit(" ", 1)[-1] for agent in agents} == libraries, seen
     assert all(agent.startswith(f"kubemeter/{__version__} (linux/") for agent in agents), agents
     writes = {(method, manager) for agent, method, manager in seen if agent in agents and method in WRITES}

@@ -125,7 +125,8 @@ def build_registry() -> kopf.OperatorRegistry:
 async def run_operator(
     runtime: Runtime, stop_flag: asyncio.Event | threading.Event | None = None, **kwargs: object
 ) -> None:
-    """Run kopf with kubemeter's handlers until ``stop_flag`` is set (or the task is cancelled).
+    """Run kopf with kubemeter's handlers until ``stop_flag`` is set, SIGINT or SIGTERM arrives (kopf handles them
+    when it runs in the main thread), or the task is cancelled.
 
     Raises StartupError at once if the operator cannot work as configured (see Runtime.preflight)."""
     await runtime.preflight()

@@ -77,8 +77,7 @@ class ApiServer:
         self._parked: set[asyncio.Task] = set()        # requests hung by a fault
         self.denied: list[tuple[str, Attributes]] = []  # every authorization refused (user, request), as audit logs show
         self.clients: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        """Requests by (User-Agent, method, field manager): the one a write names, or the real server's default,
-        the User-Agent up to its first slash (what the object's managedFields would say); "" for reads."""
+        """Requests by (User-Agent, method, the fieldManager they name or "") as an audit log would show them."""
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     @property
@@ -164,9 +163,7 @@ class ApiServer:
 
     # ---- request handling ----------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        agent = request.headers.get("User-Agent", "")
-        manager = (request.query.get("fieldManager") or default_field_manager(agent)) if request.method in _WRITE_VERBS else ""
-        self.clients[(agent, request.method, manager)] += 1
+        self.clients[(request.headers.get("User-Agent", ""), request.method, request.query.get("fieldManager", ""))] += 1
         try:
             fault = self._faults.take(request.method, request.path)
             if fault is not None:
@@ -674,12 +671,6 @@ def _decode_patch(body: bytes, patch_type: str) -> Any:
     except (ValueError, yaml.YAMLError) as error:
         # json-patch's merge reports any undecodable document as ErrBadJSONPatch
         raise bad_request("invalid JSON patch" if patch_type == "merge" else f"error decoding patch: {error}") from None
-
-
-def default_field_manager(user_agent: str) -> str:
-    """kube-apiserver's field manager for a write that names none: the User-Agent up to its first "/", printable
-    characters only, at most 128."""
-    return "".join(c for c in user_agent.split("/", 1)[0] if c.isprintable())[:128]
 
 
 def _json_response(document: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:

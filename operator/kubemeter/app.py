@@ -77,6 +77,8 @@ class RunSettings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     """client-go's leader election timings (seconds); a standby takes over within lease_duration + retry_period."""
+    shutdown_flush_timeout: float = 5.0
+    """Seconds the status writes pending at shutdown get to be sent (well within a pod's 30 s grace period)."""
 
 
 class StartupError(RuntimeError):
@@ -229,13 +231,21 @@ class Runtime:
                 await asyncio.sleep(5)
 
     async def stop(self) -> None:
-        await self.lifecycle.stop_all()
+        """Stop publishing first (the policy loops, their status writers), then give the lease up, so a standby
+        takes over at once; then the rest. Each step that can take time says so in the log."""
+        leading = self.elector is not None and self.deps.active.is_set()
+        log.info("stopping: the policy loops (%d) and their status writers, then %sthe HTTP server",
+                 len(self.lifecycle.policies), "the leader lease, " if leading else "")
+        await self.lifecycle.stop_all(flush_within=self.settings.shutdown_flush_timeout)
         for task in (self._elector_task, self._seed_task, self._orphans_task):
-            await cancel_and_wait(task)
+            await cancel_and_wait(task)  # the elector releases the lease it holds (see LeaderElector.run)
         await self.relister.close()
         await self.kubelets.close()
-        await self.endpoints.close()
+        if self.events.posting:
+            log.info("stopping: waiting for %d Events being posted", self.events.posting)
         await self.events.close()
+        await self.endpoints.close()
+        log.info("stopping: HTTP server closed")
         self.api.close()
 
     # ---- what /healthz and /readyz answer ------------------------------------------------------

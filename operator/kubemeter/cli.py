@@ -11,41 +11,57 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from kubemeter.logcontext import ContextFilter, record_fields
+from kubemeter.timefmt import rfc3339_millis
+
 LOG_FORMATS = ("text", "json")
 METRICS_AUTH = ("none", "delegated")
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (RFC 3339, UTC, milliseconds), level, logger, message, the exception's
+    traceback if any, then the record's fields (see kubemeter.logcontext)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": rfc3339_millis(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        for key, value in record_fields(record).items():
+            entry.setdefault(key, value)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``<time> <LEVEL> <logger>: [<field>=<value> ...] <message>``, the time as in the JSON format."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        fields = record_fields(record)
+        context = f"[{' '.join(f'{key}={value}' for key, value in fields.items())}] " if fields else ""
+        return f"{rfc3339_millis(record.created)} {record.levelname:<7} {record.name}: {context}{record.message}"
 
 
 def setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # kopf is chatty at INFO about every handler it runs; its warnings still come through.
     logging.getLogger("kopf").setLevel(max(logging.WARNING, root.level))
+    # Except its one line when a signal arrives (or the stop flag is set): "Signal SIGTERM is received. ..."
+    logging.getLogger("kopf._core.reactor.running").setLevel(root.level)
 
 
 def _env(name: str, default: object, cast: Callable[[str], object] = str) -> object:
@@ -132,15 +148,6 @@ def replica_identity() -> str:
     return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
-async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
-    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so everything shuts down cleanly."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await main(stop)
-
-
 def _run_operator_command(main: Coroutine[Any, Any, int | None]) -> int:
     """Run ``run`` or ``demo``; an operator that cannot start says why in one line and exits 1, no traceback."""
     import yaml
@@ -167,10 +174,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_format, args.log_level)
     settings = run_settings(args)
 
-    async def main(stop: asyncio.Event) -> None:
-        await run_operator(Runtime(settings), stop_flag=stop)
+    async def main() -> None:
+        # kopf stops on SIGINT and SIGTERM: it sets its own handlers over any set before it starts.
+        await run_operator(Runtime(settings))
+        logging.getLogger("kubemeter").info("stopped")
 
-    return _run_operator_command(_until_signalled(main))
+    return _run_operator_command(main())
 
 
 def cmd_parse(args: argparse.Namespace) -> int:

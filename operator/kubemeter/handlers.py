@@ -10,6 +10,7 @@ removes its WorkloadMetrics through their owner references.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import threading
 
@@ -17,7 +18,7 @@ import kopf
 
 from kubemeter import GROUP, VERSION
 from kubemeter.app import Runtime
-from kubemeter.kube import credentials
+from kubemeter.kube import credentials, user_agent
 from kubemeter.kubeapi import CLUSTER_EVENTS_NAMESPACE
 from kubemeter.watch.model import JOBS, NAMESPACES, NODES, PODS, REPLICASETS
 
@@ -46,6 +47,17 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+class IdentifiedConnection(kopf.ConnectionInfo):
+    """kopf's connection, its requests naming kubemeter like the operator's own: kopf takes its session's headers
+    from ``as_http_headers`` and sets its own User-Agent (``kopf/<version>``) only where they have none."""
+
+    def as_http_headers(self) -> dict[str, str]:
+        return {**super().as_http_headers(), "User-Agent": KOPF_USER_AGENT}
+
+
+KOPF_USER_AGENT = user_agent(f"kopf/{importlib.metadata.version('kopf')}")
 
 
 def configure(settings: kopf.OperatorSettings, watch_timeout: int) -> None:
@@ -83,7 +95,7 @@ def build_registry() -> kopf.OperatorRegistry:
     def login(memo: kopf.Memo, **_: object) -> kopf.ConnectionInfo:
         runtime: Runtime = memo.runtime
         creds = credentials(runtime.config)
-        return kopf.ConnectionInfo(
+        return IdentifiedConnection(
             server=creds.server,
             ca_path=creds.ca_path,
             insecure=creds.insecure,
@@ -113,7 +125,8 @@ def build_registry() -> kopf.OperatorRegistry:
 async def run_operator(
     runtime: Runtime, stop_flag: asyncio.Event | threading.Event | None = None, **kwargs: object
 ) -> None:
-    """Run kopf with kubemeter's handlers until ``stop_flag`` is set (or the task is cancelled).
+    """Run kopf with kubemeter's handlers until ``stop_flag`` is set, SIGINT or SIGTERM arrives (kopf handles them
+    when it runs in the main thread), or the task is cancelled.
 
     Raises StartupError at once if the operator cannot work as configured (see Runtime.preflight)."""
     await runtime.preflight()

@@ -7,9 +7,17 @@ explicitly here: tests and ``kubemeter demo`` start clusters after import.
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from dataclasses import dataclass
 
 import kubernetes
+
+from kubemeter import __version__
+
+FIELD_MANAGER = "kubemeter"
+"""The field manager of every write kubemeter makes (its objects' managedFields name it)."""
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,14 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             config_file=os.path.expanduser(path), context=context, client_configuration=config
         )
     return config
+
+
+def user_agent(library: str) -> str:
+    """kubectl's shape, ``kubemeter/0.1.0 (linux/amd64) kubernetes-python/37.0.2``, with the client library that
+    sends it last. It starts ``kubemeter/``: the API server names a write's field manager after the User-Agent up
+    to its first slash when the request names none (kopf's writes)."""
+    machine = platform.machine().lower()
+    return f"kubemeter/{__version__} ({sys.platform}/{_GOARCH.get(machine, machine)}) {library}"
 
 
 def credentials(config: kubernetes.client.Configuration) -> Credentials:

@@ -25,6 +25,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from kubemeter.kube import FIELD_MANAGER, user_agent
 from kubemeter.names import MAX_NAME, cut_with_hash
 from kubemeter.timefmt import rfc3339
 
@@ -39,6 +40,8 @@ CONFLICT = frozenset({409})
 """Retryable too for a patch without preconditions (no resourceVersion): the API server retries such a patch on
 its own conflicts and answers 409 only once those retries ran out under contention, so sending it again is safe.
 Never for a create, where 409 means AlreadyExists."""
+_WRITES = ("create_", "patch_", "replace_")
+"""The kubernetes client's write methods (its names are generated: verb first), which get the field manager."""
 
 
 class RateLimiter:
@@ -97,6 +100,7 @@ class KubeApi:
         # each attempt is one request, and call() retries with backoff.
         config.retries = urllib3.util.Retry(total=3, read=0)
         self.client = kubernetes.client.ApiClient(config)
+        self.client.user_agent = user_agent(f"kubernetes-python/{kubernetes.__version__}")
         self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.authentication = kubernetes.client.AuthenticationV1Api(self.client)
@@ -117,8 +121,11 @@ class KubeApi:
     ) -> T:
         """Run the blocking client call ``fn`` off the event loop; retry 429, 5xx and connection errors (and
         ``also_retry``) with jittered exponential backoff or the server's Retry-After, each attempt taking a token.
-        Each attempt has the request timeout, or the ``_request_timeout`` the caller gives."""
+        Each attempt has the request timeout, or the ``_request_timeout`` the caller gives. A write names
+        kubemeter its field manager."""
         timeout = kwargs.pop("_request_timeout", self.request_timeout)
+        if getattr(fn, "__name__", "").startswith(_WRITES):
+            kwargs.setdefault("field_manager", FIELD_MANAGER)
         attempt = 0
         while True:
             attempt += 1
@@ -257,6 +264,11 @@ class EventRecorder:
             await self.api.call(self.api.core.create_namespaced_event, body["metadata"]["namespace"], body)
         except Exception as exc:  # noqa: BLE001 - see the class docstring
             log.warning("cannot post %s event %s about %s %s: %s", type_, reason, ref.get("kind"), ref.get("name"), exc)
+
+    @property
+    def posting(self) -> int:
+        """Events still being posted."""
+        return len(self._tasks)
 
     async def close(self) -> None:
         """Wait for the Events still being posted (at shutdown)."""

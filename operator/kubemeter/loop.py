@@ -18,6 +18,7 @@ from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.measure import UsageMeter
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot
+from kubemeter.logcontext import log_context
 from kubemeter.memory import release_free_memory
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.prometheus import OperatorMetrics
@@ -92,6 +93,7 @@ class PolicyLoop:
         """Each node's newest sample timestamp, and when its answer arrived: between two scrapes the kubelet's
         clock must neither step back nor jump far ahead of ours."""
         self.last_report: CycleReport | None = None
+        self.cycles_started = 0
         self.cycles_published = 0
         self._wake = asyncio.Event()
         # Cycles share counter baselines and the window: one started from outside the loop (tests)
@@ -107,6 +109,10 @@ class PolicyLoop:
         self.spec, self.generation = spec, generation
 
     async def run(self) -> None:
+        with log_context(policy=self.name):
+            await self._run()
+
+    async def _run(self) -> None:
         await self.deps.synced.wait()
         next_start = time.monotonic()
         while True:
@@ -115,7 +121,7 @@ class PolicyLoop:
             try:
                 await self.run_cycle()
             except Exception as exc:  # the loop must outlive any bug in one cycle, and say so in status
-                log.exception("policy %s: cycle failed", self.name)
+                log.exception("cycle failed", extra={"cycle": self.cycles_started})
                 self.deps.metrics.cycle_failures.labels(policy=self.name).inc()
                 if self.deps.active.is_set():
                     message = f"the last cycle failed: {type(exc).__name__}: {exc}"
@@ -131,7 +137,9 @@ class PolicyLoop:
 
     async def run_cycle(self) -> CycleReport:
         async with self._cycle_lock:
-            return await self._cycle()
+            self.cycles_started += 1
+            with log_context(policy=self.name, cycle=self.cycles_started):
+                return await self._cycle()
 
     async def _cycle(self) -> CycleReport:
         """watch (the model's selection) -> scrape and decode (per node) -> compute -> publish."""
@@ -170,7 +178,8 @@ class PolicyLoop:
 
         async def one(node: NodeInfo) -> None:
             async with semaphore:
-                error = await self._scrape_node(spec, source, deadline, node, selection, measured)
+                with log_context(node=node.name):
+                    error = await self._scrape_node(spec, source, deadline, node, selection, measured)
             if error is not None:
                 previous = self.failures.get(node.name)
                 since = previous.since if previous else started
@@ -265,7 +274,7 @@ class PolicyLoop:
         for name, failure in failures.items():
             before = self.failures.get(name)
             if before is None or before.reason != failure.reason:
-                log.warning("policy %s: node %s failing (%s): %s", self.name, name, failure.reason, failure.message)
+                log.warning("node %s failing (%s): %s", name, failure.reason, failure.message, extra={"node": name})
                 self.deps.post_event(
                     _node_ref(nodes[name]),
                     "Warning",
@@ -274,7 +283,7 @@ class PolicyLoop:
                 )
         for name in self.failures.keys() - failures.keys():
             if name in nodes:
-                log.info("policy %s: node %s recovered", self.name, name)
+                log.info("node %s recovered", name, extra={"node": name})
                 self.deps.post_event(
                     _node_ref(nodes[name]), "Normal", "ScrapeRecovered", f"policy {self.name}: kubelet answers again"
                 )

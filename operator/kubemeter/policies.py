@@ -8,6 +8,7 @@ a policy deleted and re-created under the same name (a new uid) starts afresh; t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from kubemeter import GROUP, VERSION
 from kubemeter.kubeapi import KubeApi
+from kubemeter.logcontext import log_context
 from kubemeter.loop import LoopDeps, PolicyLoop
 from kubemeter.policy import PolicyError, parse_policy
 from kubemeter.publish.documents import failed_nodes
@@ -46,6 +48,11 @@ class PolicyLifecycle:
         self.policies: dict[str, RunningPolicy] = {}
 
     async def policy_event(self, event_type: str | None, obj: Mapping) -> None:
+        # Within the policy's log context, which the tasks started here (its loop, its status writer) keep.
+        with log_context(policy=obj["metadata"]["name"]):
+            await self._apply(event_type, obj)
+
+    async def _apply(self, event_type: str | None, obj: Mapping) -> None:
         meta = obj["metadata"]
         name, uid, generation = meta["name"], meta.get("uid", ""), meta.get("generation", 0)
         current = self.policies.get(name)
@@ -65,7 +72,7 @@ class PolicyLifecycle:
             spec = parse_policy(obj.get("spec"))
         except PolicyError as exc:
             kept = " (the last valid spec keeps running)" if current.loop is not None else ""
-            log.warning("policy %s is invalid: %s%s", name, exc, kept)
+            log.warning("policy invalid: %s%s", exc, kept)
             current.publisher.invalid(f"{exc}{kept}", generation, running=current.loop is not None)
             if current.loop is None:
                 current.publisher.mark_stale(self.deps.active)
@@ -78,10 +85,10 @@ class PolicyLifecycle:
             current.loop = PolicyLoop(name, spec, generation, self.deps, publishers, failures=failures)
             current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
             standby = "" if self.deps.active.is_set() else "; a standby: it scrapes once it leads"
-            log.info("policy %s: started (every %ss, %s via %s%s)", name, spec.interval, spec.endpoint, spec.via, standby)
+            log.info("policy started (every %ss, %s via %s%s)", spec.interval, spec.endpoint, spec.via, standby)
         else:
             current.loop.configure(spec, generation)
-            log.info("policy %s: spec generation %s applies from the next cycle", name, generation)
+            log.info("spec generation %s applies from the next cycle", generation)
 
     def _status_publisher(self, name: str, uid: str) -> StatusPublisher:
         writes = self.deps.metrics.status_writes
@@ -91,15 +98,27 @@ class PolicyLifecycle:
         policy = self.policies.pop(name, None)
         if policy is None:
             return
+        dropped = policy.publisher.pending_writes  # the next run (or leader) writes the objects again
         if policy.task is not None:
             await cancel_and_wait(policy.task)
         if policy.loop is not None:
             await policy.loop.close()
         else:
             await policy.publisher.close()
-        log.info("policy %s: stopped", name)
+        log.info("policy stopped; %d pending status writes dropped", dropped, extra={"policy": name})
 
-    async def stop_all(self) -> None:
+    async def stop_all(self, flush_within: float = 0.0) -> None:
+        """Stop every loop; then their pending status writes get ``flush_within`` seconds (all together) to be
+        sent, so a restart right after a cycle does not lose its figures; what is left then is dropped."""
+        for policy in self.policies.values():
+            await cancel_and_wait(policy.task)
+        publishers = [policy.publisher for policy in self.policies.values()]
+        pending = sum(publisher.pending_writes for publisher in publishers)
+        if pending and flush_within > 0:
+            log.info("stopping: sending the %d pending status writes (for up to %gs)", pending, flush_within)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush_within):
+                    await asyncio.gather(*(publisher.flush() for publisher in publishers))
         for name in list(self.policies):
             await self.stop_policy(name)
 

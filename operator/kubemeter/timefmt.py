@@ -45,6 +45,11 @@ def rfc3339_micro(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def rfc3339_millis(t: float) -> str:
+    """Log times: milliseconds, UTC (``2026-12-03T14:05:07.123Z``)."""
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 def parse_rfc3339(text: str | None) -> float | None:
     """Unix seconds, or ``None`` for a missing or malformed timestamp."""
     try:

@@ -171,9 +171,14 @@ async def start_operator(
     return thread
 
 
+ADMIN_USER_AGENT = "e2e-admin/1.0"
+"""The tests' own client's: what the operator sends is told apart from it."""
+
+
 async def running_operator(cluster: Cluster | RealCluster) -> AsyncIterator[Operator]:
     """The CRDs installed and the operator running on ``cluster`` (for fixtures of any scope)."""
     client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
+    client.user_agent = ADMIN_USER_AGENT
     await asyncio.to_thread(install_crds, client, CRDS_DIR)
     thread = await start_operator(cluster)
     try:

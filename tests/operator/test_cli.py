@@ -293,3 +293,85 @@ def test_two_sims_in_one_folder_each_write_their_own_kubelet_ca_beside_their_kub
         codes = [process.wait(timeout=30) for process in processes.values()]
     assert codes == [0, 0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.kubeconfig", "b.kubeconfig"]
+
+
+RFC3339_UTC_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+SHUTDOWN_LINES = [
+    ("kopf._core.reactor.running", "Signal SIGTERM is received. Operator is stopping."),
+    ("kubemeter.app", "stopping: the policy loops (1) and their status writers, then the HTTP server"),
+    ("kubemeter.policies", "policy stopped; 0 pending status writes dropped"),
+    ("kubemeter.app", "stopping: HTTP server closed"),
+    ("kubemeter", "stopped"),
+]
+"""What a stop logs, in order; the writes the last cycle left pending are sent first (if any are left)."""
+FLUSHING = re.compile(r"stopping: sending the \d+ pending status writes \(for up to 5s\)")
+
+
+async def test_run_logs_json_lines_with_context_fields_and_says_how_it_stops_on_sigterm(sim_cluster):
+    """Every line of a real run is one JSON object with a UTC timestamp and the context as fields; SIGTERM stops it
+    saying what it stops, with exit code 0."""
+    client = kubernetes.client.ApiClient(load_configuration(str(sim_cluster.kubeconfig)))
+    await asyncio.to_thread(install_crds, client, CRDS)
+    policy = {"apiVersion": "kubemeter.io/v1alpha1", "kind": "MetricsPolicy", "metadata": {"name": "logged"},
+              "spec": {"interval": "10s"}}  # the first cycle runs at once
+    await asyncio.to_thread(kubernetes.client.CustomObjectsApi(client).create_cluster_custom_object,
+                            "kubemeter.io", "v1alpha1", "metricspolicies", policy)
+    client.close()
+    failing = sorted(sim_cluster.kubelets)[0]
+    await sim_cluster.node_fault(failing, "http500")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubemeter", "run", "--kubeconfig", str(sim_cluster.kubeconfig), "--metrics-host",
+        "127.0.0.1", "--metrics-port", "0", "--log-format", "json", stderr=asyncio.subprocess.PIPE,
+    )
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while not any('"node failing' in line or f"node {failing} failing" in line for line in lines):
+                line = await process.stderr.readline()
+                assert line, "the operator exited: " + "".join(lines)
+                lines.append(line.decode())
+            process.send_signal(signal.SIGTERM)
+            _, rest = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    lines += rest.decode().splitlines(keepends=True)
+    assert process.returncode == 0, "".join(lines)
+
+    entries = [json.loads(line) for line in lines]  # every line, kopf's included
+    for entry in entries:
+        assert RFC3339_UTC_MILLIS.fullmatch(entry["time"]), entry
+        assert entry["level"] in ("debug", "info", "warning", "error", "critical") and entry["logger"], entry
+    failure = next(e for e in entries if e["message"].startswith(f"node {failing} failing"))
+    assert (failure["level"], failure["policy"], failure["node"]) == ("warning", "logged", failing), failure
+    assert isinstance(failure["cycle"], int) and failure["cycle"] >= 1, failure
+    started = next(e for e in entries if e["logger"] == "kubemeter.policies" and e["message"].startswith("policy started"))
+    assert started["policy"] == "logged", started
+    signalled = next(i for i, e in enumerate(entries) if e["message"] == SHUTDOWN_LINES[0][1])
+    shutdown = [(e["logger"], e["message"]) for e in entries[signalled:] if not FLUSHING.fullmatch(e["message"])]
+    assert shutdown == SHUTDOWN_LINES, shutdown
+
+
+def test_kopfs_per_object_records_come_out_as_fields_in_both_formats(capsys):
+    """kopf logs about an object with its reference (and its settings object) as extras: the reference becomes
+    fields, the rest stays out of the line."""
+    import kopf
+    from kopf._core.actions.loggers import LocalObjectLogger
+
+    from kubemeter.cli import setup_logging
+    from kubemeter.logcontext import log_context
+
+    body = kopf.Body({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "shop", "uid": "u"}})
+    for log_format in ("json", "text"):
+        setup_logging(log_format, "info")
+        with log_context(policy="p", cycle=3):
+            LocalObjectLogger(body=body, settings=kopf.OperatorSettings()).warning("handler failed")
+    json_line, text_line = capsys.readouterr().err.splitlines()
+    entry = json.loads(json_line)
+    assert RFC3339_UTC_MILLIS.fullmatch(entry.pop("time"))
+    assert entry == {"level": "warning", "logger": "kopf.objects", "message": "handler failed", "policy": "p",
+                     "cycle": 3, "kind": "Pod", "namespace": "shop", "name": "web-1"}
+    time, rest = text_line.split(" ", 1)
+    assert RFC3339_UTC_MILLIS.fullmatch(time)
+    assert rest == "WARNING kopf.objects: [policy=p cycle=3 kind=Pod namespace=shop name=web-1] handler failed"

@@ -18,6 +18,7 @@ cycle and sent by a background drain, so a slow API server never delays a cycle:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from kubemeter import GROUP, VERSION
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.snapshot import Snapshot
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
+from kubemeter.logcontext import log_context
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.documents import (
     MANAGED_BY,
@@ -104,7 +106,8 @@ async def delete_orphaned_workloadmetrics(api: KubeApi) -> None:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        log.info("deleted WorkloadMetrics %s/%s: its policy %s no longer exists", meta["namespace"], meta["name"], policy)
+        log.info("deleted WorkloadMetrics %s/%s: its policy %s no longer exists", meta["namespace"], meta["name"], policy,
+                 extra={"policy": policy, "namespace": meta["namespace"]})
 
 
 class StatusPublisher:
@@ -185,7 +188,7 @@ class StatusPublisher:
         try:
             adopted = await self.load_existing()
         except Exception:  # tried again with the next invalid generation
-            log.exception("policy %s: marking its WorkloadMetrics stale failed", self.policy)
+            log.exception("marking its WorkloadMetrics stale failed", extra={"policy": self.policy})
             self._marking_stale = None
             return
         now = self.clock()
@@ -214,7 +217,8 @@ class StatusPublisher:
             if exc.status != 404:
                 raise
             return False
-        log.info("policy %s: adopted WorkloadMetrics %s/%s", self.policy, meta["namespace"], meta["name"])
+        log.info("adopted WorkloadMetrics %s/%s", meta["namespace"], meta["name"],
+                 extra={"policy": self.policy, "namespace": meta["namespace"]})
         return True
 
     # ---- planning ------------------------------------------------------------------------------
@@ -398,7 +402,9 @@ class StatusPublisher:
     # ---- sending -------------------------------------------------------------------------------
     def _ensure_drain(self) -> None:
         if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run_drain(), name=f"status-writer-{self.policy}")
+            # A context of its own: it outlives the cycle that started it, whose log fields (cycle) it must not keep.
+            self._drain = asyncio.create_task(self._run_drain(), name=f"status-writer-{self.policy}",
+                                              context=contextvars.Context())
 
     async def _run_drain(self) -> None:
         async def writer() -> None:
@@ -414,27 +420,29 @@ class StatusPublisher:
                 write = self._pending.pop(ref)
                 self._sending[ref] = write
                 self._in_flight += 1
-                try:
-                    await self._send(write)
-                except ApiException as exc:
-                    log.warning("policy %s: status write for %s failed: %s", self.policy, _object(ref), describe(exc))
-                    self._wrote(write, describe(exc))
-                except Exception as exc:
-                    log.exception("policy %s: status write for %s failed", self.policy, _object(ref))
-                    self._wrote(write, describe(exc))
-                else:
-                    self._wrote(write, None)
-                finally:
-                    self._in_flight -= 1
-                    if self._sending.get(ref) is write:
-                        del self._sending[ref]
-                    if ref in self._pending:
-                        self._wakeup.set()  # its next write waited for this one
+                with log_context(**_fields(write.ref)):
+                    try:
+                        await self._send(write)
+                    except ApiException as exc:
+                        log.warning("status write for %s failed: %s", _object(ref), describe(exc))
+                        self._wrote(write, describe(exc))
+                    except Exception as exc:
+                        log.exception("status write for %s failed", _object(ref))
+                        self._wrote(write, describe(exc))
+                    else:
+                        self._wrote(write, None)
+                    finally:
+                        self._in_flight -= 1
+                        if self._sending.get(ref) is write:
+                            del self._sending[ref]
+                        if ref in self._pending:
+                            self._wakeup.set()  # its next write waited for this one
 
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await asyncio.gather(*(writer() for _ in range(self._writers)))
+        with log_context(policy=self.policy):
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                await asyncio.gather(*(writer() for _ in range(self._writers)))
 
     async def flush(self) -> None:
         """Wait until every planned write was sent (tests, benchmarks, shutdown)."""
@@ -459,7 +467,7 @@ class StatusPublisher:
                 # Refused as invalid (a CRD stricter than this operator): the policy would go on showing the
                 # last status it accepted, as if current. Say so instead, with no figures left to mislead.
                 self._on_write("error")
-                log.warning("policy %s: its status was refused: %s", self.policy, describe(exc))
+                log.warning("its status was refused: %s", describe(exc))
                 status = self._write_refused(status, describe(exc), write.at)
                 await self._patch_policy_status(status)
             elif exc.status != 404:  # a policy deleted meanwhile: nothing to report on
@@ -585,4 +593,9 @@ class StatusPublisher:
 
 
 def _object(ref: WorkloadRef | None | object) -> str:
-    return "the policy" if ref is None else str(ref)
+    return "the policy" if ref is None else f"{ref.kind} {ref.namespace}/{ref.name}"
+
+
+def _fields(ref: WorkloadRef | None) -> dict[str, str]:
+    """The log fields naming the object a write is for (none for the policy's own status)."""
+    return {} if ref is None else {"namespace": ref.namespace, "kind": ref.kind, "workload": ref.name}

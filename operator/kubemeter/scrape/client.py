@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from kubemeter.kube import Credentials
+from kubemeter.kube import Credentials, user_agent
 from kubemeter.types import NodeInfo
 
 ENDPOINT_PATHS = {"resource": "/metrics/resource", "summary": "/stats/summary"}
@@ -73,7 +73,8 @@ class KubeletClient:
             # limit=0: the policy loop bounds concurrency itself; idle connections outlive a cycle so
             # the TLS handshake is paid once per kubelet, not once per scrape.
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                                  headers={"User-Agent": user_agent(f"aiohttp/{aiohttp.__version__}")})
         return self._session
 
     def request_for(self, node: NodeInfo, endpoint: str, via: str, insecure: bool) -> tuple[str, dict, ssl.SSLContext]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib
 import json
@@ -75,6 +76,8 @@ class ApiServer:
         self._site: web.TCPSite | None = None
         self._parked: set[asyncio.Task] = set()        # requests hung by a fault
         self.denied: list[tuple[str, Attributes]] = []  # every authorization refused (user, request), as audit logs show
+        self.clients: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        """Requests by (User-Agent, method, the fieldManager they name or "") as an audit log would show them."""
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     @property
@@ -160,6 +163,7 @@ class ApiServer:
 
     # ---- request handling ----------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.clients[(request.headers.get("User-Agent", ""), request.method, request.query.get("fieldManager", ""))] += 1
         try:
             fault = self._faults.take(request.method, request.path)
             if fault is not None:

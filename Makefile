@@ -26,8 +26,11 @@ tools: install
 controlplane:
 	bash hack/build-control-plane.sh $(CURDIR)/.cache/controlplane
 
+# Test processes: most tests wait on clusters, kubelets and API servers, so two share two cores well.
+TEST_WORKERS ?= 2
+
 test: install tools controlplane
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 demo: install
 	$(VENV)/bin/kubemeter demo

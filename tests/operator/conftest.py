@@ -127,9 +127,16 @@ class Operator:
 
 
 @pytest.fixture
-async def sim_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    # Kubelets refresh samples every housekeeping interval (as cAdvisor does); cycles here are a second apart.
-    async with Cluster(nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / "sim", housekeeping_interval=0.5) as cluster:
+def housekeeping_interval() -> float:
+    """Seconds between a simulated kubelet's samples (cAdvisor's housekeeping): short, as cycles here are a second
+    apart. A test parametrizes ``housekeeping_interval`` to change it."""
+    return 0.5
+
+
+@pytest.fixture
+async def sim_cluster(tmp_path: Path, housekeeping_interval: float) -> AsyncIterator[Cluster]:
+    async with Cluster(nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / "sim",
+                       housekeeping_interval=housekeeping_interval) as cluster:
         yield cluster
 
 
@@ -139,10 +146,12 @@ always does)."""
 
 
 @pytest.fixture(params=BACKENDS)
-async def any_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster | RealCluster]:
+async def any_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, housekeeping_interval: float,
+) -> AsyncIterator[Cluster | RealCluster]:
     """The same cluster on both backends."""
     async with BACKENDS[request.param](nodes=3, pods_per_node=6, seed=11, workdir=tmp_path / request.param,
-                       housekeeping_interval=0.5) as cluster:
+                                       housekeeping_interval=housekeeping_interval) as cluster:
         yield cluster
 
 

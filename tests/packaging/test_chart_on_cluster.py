@@ -124,7 +124,7 @@ async def test_chart_installs_with_kubectl(render: Render, cluster: Cluster | Re
 
     _, table, _ = await kubectl("get", "mp")
     assert table.split("\n")[0].split() == ["NAME", "INTERVAL", "NODES", "FAILED", "WORKLOADS", "CPU", "MEMORY",
-                                            "READY", "SCRAPED", "AGE"]
+                                            "READY", "DEGRADED", "SCRAPED", "AGE"]
     assert table.split("\n")[1].split()[:2] == [policy["metadata"]["name"], "15s"]
 
     # An upgrade re-applies the policy: a patch of the existing object, still validated.
@@ -140,8 +140,9 @@ async def test_chart_installs_with_kubectl(render: Render, cluster: Cluster | Re
 
 async def test_workload_metrics_status_is_a_subresource(render: Render, cluster: Cluster | RealCluster) -> None:
     crds = by_kind(render(), "CustomResourceDefinition")
-    status = {"status": {"pods": 3, "cpu": {"usage": "250m", "usageCores": 0.25, "podsMeasured": 2,
-                                            "requestUtilization": 0.5},
+    status = {"status": {"pods": 3, "podsReporting": 2, "reporting": "2/3", "stale": False,
+                         "cpu": {"usage": "250m", "usageCores": 0.25, "podsMeasured": 2,
+                                 "requestUtilization": 0.5, "requestPercent": "50%"},
                          "memory": {"usage": "120Mi", "workingSetBytes": 125829120}}}
     kubectl = Kubectl(cluster)
     await kubectl.apply(crds)
@@ -150,10 +151,11 @@ async def test_workload_metrics_status_is_a_subresource(render: Render, cluster:
     await kubectl("patch", "wm", "deployment-web", "--subresource=status", "--type=merge",
                   "-p", json.dumps(status))
     _, table, _ = await kubectl("get", "wm", "-n", "default")
-    assert table.split("\n")[0].split() == ["NAME", "KIND", "WORKLOAD", "PODS", "CPU", "CPU", "PODS", "CPU/REQ",
-                                            "MEMORY", "MEM/REQ", "AGE"]
-    assert table.split("\n")[1].split()[:8] == ["deployment-web", "Deployment", "web", "3", "250m", "2", "0.5",
-                                                "120Mi"]
+    assert table.split("\n")[0].split() == ["NAME", "KIND", "WORKLOAD", "PODS", "CPU", "CPU/REQ", "MEMORY",
+                                            "MEM/REQ", "STALE", "AGE"]
+    # No memory request: MEM/REQ is an empty cell, so the row has one field fewer.
+    assert table.split("\n")[1].split()[:8] == ["deployment-web", "Deployment", "web", "2/3", "250m", "50%",
+                                                "120Mi", "false"]
     code, _, err = await kubectl("patch", "wm", "deployment-web", "--type=merge",
                                  "-p", '{"spec": {"workload": {"name": "api"}}}', check=False)
     assert code != 0 and "workload is immutable" in err, err

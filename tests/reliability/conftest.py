@@ -15,7 +15,7 @@ from kubemeter.kube import load_configuration
 from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
 from tests.operator.conftest import (  # noqa: F401 (fixtures)
-    REPO, Operator, any_cluster, any_operator, operator, sim_cluster, start_operator,
+    REPO, Operator, any_cluster, any_operator, housekeeping_interval, operator, sim_cluster, start_operator,
 )
 
 StartOperator = Callable[..., Awaitable[Operator]]

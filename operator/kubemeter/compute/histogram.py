@@ -7,14 +7,16 @@ magnitude; a sample's weight is ``2 ** ((t - reference) / half_life)``, so a sam
 half-life relative to a newer one; and a percentile is the *end* of the bucket where the cumulative weight reaches
 it (an estimate never below the samples it stands for).
 
-State is a sparse ``{bucket index: weight}`` dict: at most :attr:`ExponentialBuckets.count` entries (176 for
-both schemes below), whatever the number of samples, and :meth:`DecayingHistogram.to_dict` writes it as a small
+State is a flat array of the bucket weights from the lowest non-empty bucket to the highest (8 bytes a bucket):
+at most :attr:`ExponentialBuckets.count` of them (176 for both schemes below), whatever the number of samples, a
+few for a steady container; and :meth:`DecayingHistogram.to_dict` writes it as a small
 JSON-ready dict (weights quantised to integers, as VPA's checkpoints do).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,17 +76,21 @@ class DecayingHistogram:
 
     Only relative weights matter, so the reference time can move: it is moved forward (by whole half-lives, so
     the rescaling by a power of two is exact) when a sample's exponent would exceed :data:`MAX_DECAY_EXPONENT`,
-    and buckets that fell below :data:`EPSILON` are dropped then.
+    and the buckets that became empty (below :data:`EPSILON` of a fresh sample) are dropped then. Percentiles skip
+    empty buckets at any time, so what is forgotten does not depend on when the last renormalisation was.
     """
 
-    __slots__ = ("buckets", "half_life", "_weights", "_total", "_reference", "_latest")
+    __slots__ = ("buckets", "half_life", "_first", "_weights", "_total", "_reference", "_latest")
 
     def __init__(self, buckets: ExponentialBuckets, half_life: float) -> None:
         if not 0.0 < half_life < math.inf:
             raise ValueError(f"half-life must be a positive number of seconds, not {half_life!r}")
         self.buckets = buckets
         self.half_life = half_life
-        self._weights: dict[int, float] = {}
+        self._first = 0
+        """The bucket index of ``_weights[0]``."""
+        self._weights = array("d")
+        """Weights of the buckets ``_first``, ``_first + 1``, ... (only as far as samples went)."""
         self._total = 0.0
         self._reference: float | None = None
         """Weights are relative to a sample at this time (weight 1); set by the first sample."""
@@ -97,7 +103,8 @@ class DecayingHistogram:
             raise ValueError(f"histogram sample must be a finite non-negative number, not {value!r}")
         weight = self._weight_at(t)
         index = self.buckets.index(value)
-        self._weights[index] = self._weights.get(index, 0.0) + weight
+        self._span(index)
+        self._weights[index - self._first] += weight
         self._total += weight
         if self._latest is None or t > self._latest:
             self._latest = t
@@ -105,12 +112,11 @@ class DecayingHistogram:
     def subtract(self, value: float, t: float) -> None:
         """Take back a sample :meth:`add` added with the same ``value`` and ``t`` (a memory peak that was beaten)."""
         weight = self._weight_at(t)
-        index = self.buckets.index(value)
-        remaining = self._weights.get(index, 0.0) - weight
-        if remaining < self._empty_below():
-            self._weights.pop(index, None)
-        else:
-            self._weights[index] = remaining
+        offset = self.buckets.index(value) - self._first
+        if 0 <= offset < len(self._weights):
+            remaining = self._weights[offset] - weight
+            self._weights[offset] = remaining if remaining >= self._empty_below() else 0.0
+            self._trim()
         self._total = max(self._total - weight, 0.0)
 
     def percentile(self, percentile: float) -> float | None:
@@ -133,13 +139,37 @@ class DecayingHistogram:
         return self.percentile(0.0) is None
 
     def __len__(self) -> int:
-        """Buckets held (the size of the state)."""
+        """Buckets held: from the lowest non-empty one to the highest (the size of the state)."""
         return len(self._weights)
 
     def _alive(self) -> list[tuple[int, float]]:
         """(bucket, weight) of the non-empty buckets, lowest first."""
         empty_below = self._empty_below()
-        return [(index, weight) for index, weight in sorted(self._weights.items()) if weight >= empty_below]
+        return [(self._first + offset, weight) for offset, weight in enumerate(self._weights) if weight >= empty_below]
+
+    def _span(self, index: int) -> None:
+        """Make the weights reach bucket ``index``."""
+        weights = self._weights
+        if not weights:
+            self._first = index
+            weights.append(0.0)
+        elif index < self._first:
+            weights[0:0] = array("d", [0.0]) * (self._first - index)
+            self._first = index
+        elif index >= self._first + len(weights):
+            weights.extend(array("d", [0.0]) * (index - self._first - len(weights) + 1))
+
+    def _trim(self) -> None:
+        """Drop the empty buckets at either end."""
+        weights, empty_below = self._weights, self._empty_below()
+        start, end = 0, len(weights)
+        while start < end and weights[start] < empty_below:
+            start += 1
+        while end > start and weights[end - 1] < empty_below:
+            end -= 1
+        del weights[end:]
+        del weights[:start]
+        self._first += start
 
     def _weight_at(self, t: float) -> float:
         if self._reference is None:
@@ -150,10 +180,11 @@ class DecayingHistogram:
 
     def _shift_reference(self, half_lives: int) -> None:
         self._reference += half_lives * self.half_life
-        scaled = {index: math.ldexp(weight, -half_lives) for index, weight in self._weights.items()}
         empty_below = self._empty_below()
-        self._weights = {index: weight for index, weight in scaled.items() if weight >= empty_below}
-        self._total = math.fsum(self._weights.values())
+        scaled = (math.ldexp(weight, -half_lives) for weight in self._weights)
+        self._weights = array("d", (weight if weight >= empty_below else 0.0 for weight in scaled))
+        self._trim()
+        self._total = math.fsum(self._weights)
 
     def _empty_below(self) -> float:
         if self._latest is None or self._reference is None:
@@ -201,7 +232,9 @@ class DecayingHistogram:
         if parsed and reference is None:
             raise ValueError("invalid histogram checkpoint: weights without a reference time")
         ratio = total / sum(parsed.values()) if parsed else 0.0
-        histogram._weights = {index: weight * ratio for index, weight in parsed.items()}
+        for index, weight in parsed.items():
+            histogram._span(index)
+            histogram._weights[index - histogram._first] = weight * ratio
         histogram._total = total if parsed else 0.0
         histogram._reference = float(reference) if reference is not None else None
         histogram._latest = float(latest) if latest is not None else None

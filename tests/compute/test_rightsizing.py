@@ -136,6 +136,20 @@ def test_confidence_counts_only_the_time_samples_cover():
     assert history.last_sample - history.first_sample_start == pytest.approx(3 * DAY)
 
 
+def test_pods_of_a_workload_share_its_history_cpu_per_pod_memory_the_highest_pod():
+    history = ContainerHistory()
+    pods = ((0.1, 100 * MB), (0.1, 150 * MB), (1.0, 400 * MB))  # one busy pod of three
+    for step in range(1, int(DAY / 60.0) + 1):
+        for cpu, memory in pods:
+            assert history.add(START + step * 60.0, cpu, memory, 60.0)
+    result = recommend(history)
+    assert within_a_bucket_above(CPU_BUCKETS, result.cpu.target, 1.0, 0.15)  # a third of the samples: above p90
+    assert history.cpu.percentile(50.0) == bucket_span(CPU_BUCKETS, 0.1)[1]
+    assert within_a_bucket_above(MEMORY_BUCKETS, result.memory.target, 400 * MB, 0.15)
+    # a day of three pods is a day of history, not three: what a gap in the cycles would lower
+    assert result.confidence == pytest.approx(1.0) and history.covered_seconds == pytest.approx(DAY)
+
+
 def test_target_follows_a_step_change_up_at_once_and_down_within_a_few_half_lives():
     config = HistoryConfig(half_life=HOUR)
     down = ContainerHistory(config)

@@ -66,7 +66,11 @@ class HistoryConfig:
 
 
 class ContainerHistory:
-    """The usage history of one workload container (all its pods' samples): what recommendations are made from.
+    """The usage history of one workload container (a container name of a workload, all its pods' samples): what
+    recommendations are made from. Each cycle adds one sample per pod, all at the cycle's time: CPU counts every
+    pod's sample (the distribution is over pods and time, as VPA's); memory keeps one peak per interval, the
+    highest of any pod (VPA keeps one per pod and interval: one per workload container keeps the state, and its
+    checkpoint, independent of the number of replicas, and sizes the request on the largest pod).
 
     Its size is bounded by the histograms' bucket count, not by time: see ``bench/bench_recommend.py``.
     """
@@ -88,8 +92,9 @@ class ContainerHistory:
         """End of the current memory interval, whose peak so far (``_peak``) is in the histogram at this time."""
 
     def add(self, t: float, cpu_cores: float | None, memory_bytes: float | None, interval: float) -> bool:
-        """One cycle's sample at ``t`` (seconds since the epoch), measured over the ``interval`` seconds before it;
-        ``None`` where a value was not measured. A sample at or before the last one, or with neither value, is
+        """One pod's sample at the cycle's time ``t`` (seconds since the epoch), measured over the ``interval``
+        seconds before it; ``None`` where a value was not measured. The other pods' samples of the cycle come at
+        the same ``t`` (the time covered counts once). A sample before the last one, or with neither value, is
         ignored (returns False), as VPA ignores out-of-order samples."""
         if not math.isfinite(t):
             raise ValueError(f"sample time must be a finite number of seconds, not {t!r}")
@@ -98,7 +103,7 @@ class ContainerHistory:
             # checked before anything changes, so that a bad value leaves the history as it was
             if value is not None and not (_is_number(value) and 0.0 <= value < math.inf):
                 raise ValueError(f"{what} sample must be a finite non-negative number, not {value!r}")
-        if (cpu_cores is None and memory_bytes is None) or (self.last_sample is not None and t <= self.last_sample):
+        if (cpu_cores is None and memory_bytes is None) or (self.last_sample is not None and t < self.last_sample):
             return False
         if cpu_cores is not None:
             self.cpu.add(cpu_cores, t)
@@ -106,8 +111,9 @@ class ContainerHistory:
             self._add_memory(t, memory_bytes)
         if self.first_sample_start is None:
             self.first_sample_start = t - interval
-        self.last_sample = t
-        self.covered_seconds += interval
+        if self.last_sample is None or t > self.last_sample:
+            self.last_sample = t
+            self.covered_seconds += interval
         return True
 
     def _add_memory(self, t: float, memory_bytes: float) -> None:

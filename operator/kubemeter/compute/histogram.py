@@ -212,11 +212,11 @@ class DecayingHistogram:
             raise ValueError("invalid histogram checkpoint: expected the keys reference, latest, total and weights")
         reference, latest, total, weights = data["reference"], data["latest"], data["total"], data["weights"]
         times = (reference, latest)
-        if not all(t is None or (_is_number(t) and math.isfinite(t)) for t in times) or (reference is None) != (
+        if not all(t is None or (is_number(t) and math.isfinite(t)) for t in times) or (reference is None) != (
                 latest is None):
             raise ValueError(f"invalid histogram checkpoint: reference {reference!r} and latest {latest!r} must both "
                              "be finite times or both null")
-        if not (_is_number(total) and 0.0 <= total < math.inf):
+        if not (is_number(total) and 0.0 <= total < math.inf):
             raise ValueError(f"invalid histogram checkpoint: total weight {total!r} is not a finite number >= 0")
         if not isinstance(weights, Mapping):
             raise ValueError("invalid histogram checkpoint: weights must be a mapping of bucket index to weight")
@@ -241,5 +241,6 @@ class DecayingHistogram:
         return histogram
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """An int or a float (not a bool), as JSON numbers are read."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -2,7 +2,7 @@
 
 The method is the VPA recommender's (k8s.io/autoscaler/vertical-pod-autoscaler, ``pkg/recommender/logic``):
 
-- **History** (:class:`ContainerHistory`): a decaying histogram of CPU usage (one sample per cycle) and one of
+- **History** (:class:`ContainerHistory`): a decaying histogram of CPU usage (a sample per pod per cycle) and one of
   memory *peaks*, one peak per aggregation interval (24 h by default): within an interval a higher sample
   replaces the interval's peak. Both with a 24 h half-life by default. Memory is sized on peaks because a
   container is OOM-killed by its peak, not its typical usage; CPU on usage because CPU is throttled, not killed.
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubemeter.compute.histogram import CPU_BUCKETS, MEMORY_BUCKETS, DecayingHistogram
+from kubemeter.compute.histogram import CPU_BUCKETS, MEMORY_BUCKETS, DecayingHistogram, is_number
 
 DAY = 86_400.0
 CHECKPOINT_VERSION = 1
@@ -48,7 +48,7 @@ _LOWER_MULTIPLIER, _LOWER_EXPONENT = 0.001, -2.0
 
 
 def _check_positive(value: float, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < math.inf:
+    if not (is_number(value) and 0.0 < value < math.inf):
         raise ValueError(f"{what} must be a positive number, not {value!r}")
 
 
@@ -96,12 +96,12 @@ class ContainerHistory:
         seconds before it; ``None`` where a value was not measured. The other pods' samples of the cycle come at
         the same ``t`` (the time covered counts once). A sample before the last one, or with neither value, is
         ignored (returns False), as VPA ignores out-of-order samples."""
-        if not math.isfinite(t):
+        if not (is_number(t) and math.isfinite(t)):
             raise ValueError(f"sample time must be a finite number of seconds, not {t!r}")
         _check_positive(interval, "sample interval")
         for what, value in (("CPU", cpu_cores), ("memory", memory_bytes)):
             # checked before anything changes, so that a bad value leaves the history as it was
-            if value is not None and not (_is_number(value) and 0.0 <= value < math.inf):
+            if value is not None and not (is_number(value) and 0.0 <= value < math.inf):
                 raise ValueError(f"{what} sample must be a finite non-negative number, not {value!r}")
         if (cpu_cores is None and memory_bytes is None) or (self.last_sample is not None and t < self.last_sample):
             return False
@@ -158,10 +158,10 @@ class ContainerHistory:
         history.memory_peaks = DecayingHistogram.from_dict(data["memoryPeaks"], MEMORY_BUCKETS, config.half_life)
         times = {name: data[name] for name in ("firstSampleStart", "lastSample", "memoryPeakEnd")}
         for name, value in times.items():
-            if value is not None and not (_is_number(value) and math.isfinite(value)):
+            if value is not None and not (is_number(value) and math.isfinite(value)):
                 raise ValueError(f"invalid container history checkpoint: {name} {value!r} is not a finite time")
         for name in ("coveredSeconds", "memoryPeak"):
-            if not (_is_number(data[name]) and 0.0 <= data[name] < math.inf):
+            if not (is_number(data[name]) and 0.0 <= data[name] < math.inf):
                 raise ValueError(f"invalid container history checkpoint: {name} {data[name]!r} is not a finite "
                                  "number >= 0")
         if (times["firstSampleStart"] is None) != (times["lastSample"] is None):
@@ -175,10 +175,6 @@ class ContainerHistory:
         if history.confidence() == 0.0 and not (history.cpu.is_empty() and history.memory_peaks.is_empty()):
             raise ValueError("invalid container history checkpoint: its histograms hold samples but it covers no time")
         return history
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,20 +205,20 @@ class RecommendationConfig:
     def __post_init__(self) -> None:
         for name in ("cpu_percentile", "memory_percentile", "lower_bound_percentile", "upper_bound_percentile"):
             value = getattr(self, name)
-            if not (_is_number(value) and 0.0 <= value <= 100.0):
+            if not (is_number(value) and 0.0 <= value <= 100.0):
                 raise ValueError(f"{name} must be a number in [0, 100], not {value!r}")
         if self.lower_bound_percentile > self.upper_bound_percentile:
             raise ValueError(f"lower_bound_percentile {self.lower_bound_percentile} is above upper_bound_percentile "
                              f"{self.upper_bound_percentile}")
         for name in ("cpu_margin", "memory_margin"):
             value = getattr(self, name)
-            if not (_is_number(value) and 0.0 <= value < math.inf):
+            if not (is_number(value) and 0.0 <= value < math.inf):
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
         _check_positive(self.confidence_interval, "confidence interval")
         for resource in ("cpu", "memory"):
             low, high = getattr(self, f"{resource}_min"), getattr(self, f"{resource}_max")
             for name, value in ((f"{resource}_min", low), (f"{resource}_max", high)):
-                if value is not None and not (_is_number(value) and 0.0 <= value < math.inf):
+                if value is not None and not (is_number(value) and 0.0 <= value < math.inf):
                     raise ValueError(f"{name} must be a number >= 0, not {value!r}")
             if low is not None and high is not None and low > high:
                 raise ValueError(f"{resource}_min {low} is above {resource}_max {high}")

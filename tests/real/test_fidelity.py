@@ -288,6 +288,21 @@ async def test_invalid_built_in_objects_are_refused_alike(backends: Backends) ->
         replies = [await b.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod) for pod in pods]
         replies.append(await b.call("POST", f"/api/v1/namespaces/{namespace}/configmaps",
                                     {"metadata": {"name": "x" * 254}}))
+        # A pod template whose labels the selector does not match (a chart's labels overriding its selector's).
+        template = {"metadata": {"labels": {"app": "other", "tier": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "x"}]}}
+        for kind, extra in (("deployments", {}), ("replicasets", {}), ("daemonsets", {}),
+                            ("statefulsets", {"serviceName": "s"})):
+            replies.append(await b.call("POST", f"/apis/apps/v1/namespaces/{namespace}/{kind}", {
+                "metadata": {"name": "mismatch"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template, **extra}}))
+        matching = await b.ok("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", {
+            "metadata": {"name": "matching"},
+            "spec": {"selector": {"matchLabels": {"app": "other"}}, "template": template}})
+        replies.append(await b.call(
+            "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/{matching['metadata']['name']}",
+            {"spec": {"template": {"metadata": {"labels": {"app": "else"}}}}},
+            content_type="application/merge-patch+json"))
         return [status_of(r) for r in replies]
     await backends.same(scenario)
 

@@ -3,6 +3,7 @@ generation, and CRD schema pruning/defaulting/validation (through the schema pac
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -111,6 +112,33 @@ def pod_causes(pod: dict) -> list[dict]:
         if not (isinstance(container, dict) and container.get("image")):
             causes.append(field_required(f"spec.containers[{index}].image", ""))
     return causes
+
+
+_TEMPLATED_KINDS = frozenset({("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"),
+                              ("apps", "DaemonSet")})
+
+
+def template_label_causes(rtype: ResourceType, obj: dict) -> list[dict]:
+    """apps/v1 controllers: a non-empty spec.selector must match the pod template's labels, or the controller
+    would create pods it does not own (ValidatePodTemplateSpecForReplicaSet)."""
+    if (rtype.group, rtype.kind) not in _TEMPLATED_KINDS:
+        return []
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector")
+    if not isinstance(selector, dict):
+        return []
+    # Imported here: both modules import this one.
+    from kubemeter_sim.apiserver.scale import selector_string
+    from kubemeter_sim.apiserver.selectors import label_matcher
+
+    matches = label_matcher(selector_string(selector))
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if matches is None or matches({"metadata": {"labels": labels}}):
+        return []
+    shown = json.dumps(labels, sort_keys=True, separators=(",", ":"))  # the real server shows the map as JSON
+    return [{"reason": "FieldValueInvalid", "field": "spec.template.metadata.labels",
+             "message": f"Invalid value: {shown}: `selector` does not match template `labels`"}]
 
 
 def event_causes(event: dict) -> list[dict]:

@@ -276,8 +276,8 @@ class Store(Lifecycle):
             namespace = None
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_SUFFIX_ALPHABET, k=5))
-        admission.check_invalid(rtype, admission.name_causes(rtype, obj) + admission.label_causes(obj),
-                                meta.get("name", ""))
+        admission.check_invalid(rtype, admission.name_causes(rtype, obj) + admission.label_causes(obj)
+                                + admission.template_label_causes(rtype, obj), meta.get("name", ""))
         if rtype.kind == "CustomResourceDefinition":
             admission.check_invalid(rtype, admission.crd_causes(obj) or admission.crd_schema_causes(obj),
                                     meta["name"])
@@ -450,7 +450,8 @@ class Store(Lifecycle):
                     f"new finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}")])
         crd_causes = admission.name_causes(rtype, new) + (admission.crd_causes(new) or admission.crd_schema_causes(
             new)) if rtype.kind == "CustomResourceDefinition" else []
-        admission.check_invalid(rtype, crd_causes + admission.label_causes(new), name)
+        admission.check_invalid(rtype, crd_causes + admission.label_causes(new)
+                                + admission.template_label_causes(rtype, new), name)
         if rtype.custom:
             new = admission.admit_custom(rtype, new, old, options.field_validation, options.warnings)
             meta = new["metadata"]

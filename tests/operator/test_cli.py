@@ -247,3 +247,15 @@ def test_sim_runs_again_with_the_same_kubeconfig_and_leaves_only_the_kubeconfig(
             assert process.wait(timeout=30) == 0
         assert "current-context" in kubeconfig.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["kc"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--metrics-server"], "--metrics-server needs --control-plane real"),
+    (["--control-plane", "real", "--metrics-server", "--metric-resolution", "5s"], "needs at least 10s"),
+    (["--control-plane", "real", "--metrics-server", "--metric-resolution", "soon"], "expected seconds"),
+])
+def test_sim_refuses_a_metrics_server_it_cannot_run_saying_why(tmp_path, flags, message):
+    result = kubemeter("sim", "--kubeconfig", str(tmp_path / "kc"), *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "kc").exists()

@@ -71,10 +71,9 @@ class RealCluster(ClusterSettings):
         self.control_plane = ControlPlane(self.workdir / "control-plane")
         self.settle_timeout = settle_timeout
         """How long the scenario's pods may take to run, all together (thousands of pods need minutes)."""
-        self.metrics_server: MetricsServer | None = None
+        self.metrics_server = MetricsServer(self.control_plane, resolution=metric_resolution) if metrics_server else None
         """metrics-server serving ``metrics.k8s.io`` (``kubectl top``), when asked for; started once the scenario
         has settled, with ``metric_resolution`` (seconds: give it the interval of the policy it is compared with)."""
-        self._metrics_server_resolution = metric_resolution if metrics_server else None
 
     @property
     def kubeconfig(self) -> Path:
@@ -109,6 +108,8 @@ class RealCluster(ClusterSettings):
 
     async def _start(self) -> None:
         raise_fd_limit(3 * self.node_count + 1024)
+        if self.metrics_server is not None:
+            self.metrics_server.check_installed()  # before minutes of start-up, not after
         await self.control_plane.start()
         pki = self.control_plane.pki
         self.rest = Rest(self.control_plane.url, pki.path("ca.crt"), pki.path("admin.crt"), pki.path("admin.key"))
@@ -129,10 +130,8 @@ class RealCluster(ClusterSettings):
         if self.scenario_name == "mixed":
             await populate_mixed(self.scenario, self.pods_per_node)
             await self.scenario.wait_settled(self.settle_timeout)
-        if self._metrics_server_resolution is not None:
-            self.metrics_server = MetricsServer(self.control_plane, self.rest,
-                                                resolution=self._metrics_server_resolution)
-            await self.metrics_server.start()
+        if self.metrics_server is not None:
+            await self.metrics_server.start(self.rest)
 
     async def _stop(self) -> None:
         if hasattr(self, "fake_nodes"):

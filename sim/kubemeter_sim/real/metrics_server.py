@@ -2,8 +2,8 @@
 through the aggregation layer, so ``kubectl top`` works on the test bed and its figures can be compared with
 kubemeter's.
 
-    server = MetricsServer(plane, rest, resolution=15.0)
-    await server.start()      # returns once `kubectl top nodes` and `kubectl top pods -A` answer
+    server = MetricsServer(plane, resolution=15.0)
+    await server.start(rest)      # returns once `kubectl top nodes` and `kubectl top pods -A` answer
 
 It runs as ``system:metrics-server`` (a client certificate of the cluster CA) with the RBAC of upstream's
 manifests (manifests/base/rbac.yaml) bound to that user; the same credentials authenticate it to the kubelets,
@@ -84,12 +84,11 @@ class MetricsServer:
     """One metrics-server process for ``plane``; ``resolution`` is its ``--metric-resolution`` in seconds
     (give it the interval of the policy it is compared with)."""
 
-    def __init__(self, plane: ControlPlane, rest: Rest, *, resolution: float = 30.0,
-                 start_timeout: float = 120.0) -> None:
+    def __init__(self, plane: ControlPlane, *, resolution: float = 30.0, start_timeout: float = 120.0) -> None:
         if resolution < MINIMUM_RESOLUTION:
             raise ValueError(f"metrics-server resolution {resolution:g}s: metrics-server needs at least "
                              f"{MINIMUM_RESOLUTION:g}s")
-        self.plane, self.rest = plane, rest
+        self.plane = plane
         self.resolution = resolution
         self.start_timeout = start_timeout
         self.port = 0
@@ -102,10 +101,15 @@ class MetricsServer:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        binary = self.plane.binaries / "metrics-server"
-        if not os.access(binary, os.X_OK):
+    def check_installed(self) -> None:
+        """Raise :class:`ControlPlaneError` saying how to build metrics-server when its binary is missing."""
+        if not os.access(self.plane.binaries / "metrics-server", os.X_OK):
             raise ControlPlaneError(f"no metrics-server in {self.plane.binaries}: build it with `make controlplane`")
+
+    async def start(self, rest: Rest) -> None:
+        """Start it on the running control plane, ``rest`` an admin client of it."""
+        self.check_installed()
+        self.rest = rest
         pki = self.plane.pki
         pki.write_pair("metrics-server-client", pki.ca.issue_client_pem(USER))
         serving_ca = tls.CertificateAuthority.create("metrics-server-ca")

@@ -188,6 +188,10 @@ class ControlPlane:
     def pids(self) -> list[int]:
         return [p.process.pid for p in self._processes]
 
+    def pid(self, name: str) -> int:
+        """The process id of the component ``name`` (as spawned: ``kube-apiserver``, ``metrics-server``, ...)."""
+        return next(p.process.pid for p in self._processes if p.name == name)
+
     async def __aenter__(self) -> "ControlPlane":
         try:
             await self.start()

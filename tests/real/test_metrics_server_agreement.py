@@ -83,11 +83,17 @@ def _kubectl(cluster: RealCluster, *args: str) -> str:
 async def test_kubectl_top_shows_every_node_and_running_pod(cluster: RealCluster) -> None:
     nodes = await asyncio.to_thread(_kubectl, cluster, "top", "nodes", "--no-headers")
     assert sorted(line.split()[0] for line in nodes.splitlines()) == sorted(cluster.kubelets)
-    pods = await asyncio.to_thread(_kubectl, cluster, "top", "pods", "-A", "--no-headers")
     running = await asyncio.to_thread(cluster.store.list, "v1", "pods", field_selector="status.phase=Running")
     assert running
-    assert {tuple(line.split()[:2]) for line in pods.splitlines()} == {
-        (p["metadata"]["namespace"], p["metadata"]["name"]) for p in running}
+
+    async def every_pod() -> bool:
+        # A pod whose container just started (or restarted) is listed from its second scrape on.
+        pods = await asyncio.to_thread(_kubectl, cluster, "top", "pods", "-A", "--no-headers")
+        assert {tuple(line.split()[:2]) for line in pods.splitlines()} == {
+            (p["metadata"]["namespace"], p["metadata"]["name"]) for p in running}
+        return True
+
+    await eventually(every_pod, timeout=3 * INTERVAL, interval=1.0)
 
 
 async def test_metrics_server_listens_and_connects_on_loopback_only(cluster: RealCluster) -> None:

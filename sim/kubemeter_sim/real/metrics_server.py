@@ -164,28 +164,26 @@ class MetricsServer:
         await self._wait(available, f"APIService {API_SERVICE} Available", lambda: last)
 
     async def _wait_metrics(self) -> None:
-        """Until every node and every running pod has its metrics served (``kubectl top nodes`` and ``kubectl
-        top pods -A`` answer): metrics-server needs two samples of each for a rate, so two or three scrapes."""
+        """Until every node has its NodeMetrics and PodMetrics are served (``kubectl top nodes`` and ``kubectl
+        top pods -A`` answer): a rate needs two samples, so two scrapes. Not until every pod has them: a pod is
+        left out until each of its containers has two samples, so after each restart of one (the leaking
+        profile's OOM kills: on a large cluster, at any moment some pod has just restarted)."""
         missing: list[str] = []
 
-        async def served(path: str, **selectors: str) -> list[str]:
-            expected = {(o["metadata"].get("namespace", ""), o["metadata"]["name"])
-                        for o in (await self.rest.get(f"/api/v1/{path}", **selectors))["items"]}
-            try:
-                found = (await self.rest.get(f"{METRICS_API}/{path}"))["items"]
-            except RestError as error:
-                return [str(error)]
-            return sorted("/".join(filter(None, key)) for key in
-                          expected - {(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in found})
-
-        async def everything() -> bool:
+        async def answered() -> bool:
             nonlocal missing
             self.plane.check_alive()
-            missing = await served("nodes") + await served("pods", fieldSelector="status.phase=Running")
+            nodes = {n["metadata"]["name"] for n in (await self.rest.get("/api/v1/nodes"))["items"]}
+            try:
+                served = {n["metadata"]["name"] for n in (await self.rest.get(f"{METRICS_API}/nodes"))["items"]}
+                pods = (await self.rest.get(f"{METRICS_API}/pods", limit="1"))["items"]
+            except RestError as error:
+                missing = [str(error)]
+                return False
+            missing = sorted(nodes - served) + ([] if pods else ["every pod"])
             return not missing
 
-        await self._wait(everything, "metrics of every node and running pod",
-                         lambda: f"missing {', '.join(missing[:10])}")
+        await self._wait(answered, "metrics of every node and of pods", lambda: f"missing {', '.join(missing[:10])}")
 
     async def _wait(self, check, what: str, last) -> None:
         # Two resolutions for the first rate, on top of the start-up itself.

@@ -180,7 +180,7 @@ class MetricsServer:
             except RestError as error:
                 missing = [str(error)]
                 return False
-            missing = sorted(nodes - served) + ([] if pods else ["every pod"])
+            missing = sorted(nodes - served) + ([] if pods else ["the PodMetrics of any pod"])
             return not missing
 
         await self._wait(answered, "metrics of every node and of pods", lambda: f"missing {', '.join(missing[:10])}")

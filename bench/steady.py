@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import (
     OperatorProcess, Request, RequestLog, bench_cluster, container_count, counting_requests, create_policy,
-    metric_sum, object_count, operator_process, wait_until,
+    metric_sum, object_count, operator_process, process_usage, wait_until,
 )
 from kubemeter import GROUP, VERSION
 from kubemeter_sim.cluster import Cluster
@@ -110,6 +110,16 @@ class StatusWrites:
             self.writes.append(StatusWrite(time.monotonic(), key, values))
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessCost:
+    cpu_seconds: float
+    rss_max_bytes: int
+
+
+Companions = Callable[[Cluster | RealCluster], dict[str, int]]
+"""Names and pids of processes to measure beside the operator (metrics-server, the test bed's own)."""
+
+
 @dataclass
 class Phase:
     name: str
@@ -125,6 +135,8 @@ class PhaseResult:
     cycle_seconds: list[float]
     cpu_seconds: float
     rss_max_bytes: int
+    companions: dict[str, ProcessCost]
+    """The other processes measured over the same window (see ``run_session``), by name."""
     requests: list[Request]
     status_writes: list[StatusWrite]
     metrics: str
@@ -166,17 +178,19 @@ def watch_events(text: str) -> dict[str, float]:
     return {f"{m.group(1)} {m.group(2)}": float(m.group(3)) for m in _WATCH_EVENTS.finditer(text)}
 
 
-async def _measure(operator: OperatorProcess, interval: float, cycles: int) -> tuple[float, list[float], str, int]:
-    """Scrape once per interval for ``cycles`` intervals: (seconds, cycle durations, last /metrics, max RSS)."""
+async def _measure(operator: OperatorProcess, interval: float, cycles: int,
+                   pids: dict[str, int]) -> tuple[float, list[float], str, dict[str, int]]:
+    """Scrape once per interval for ``cycles`` intervals: (seconds, cycle durations, last /metrics, max RSS of
+    each of ``pids``, read at the same moments)."""
     started = time.monotonic()
     durations: list[float] = []
     count, total = await operator.cycles(POLICY)
-    rss = operator.usage().rss_bytes
+    rss = {name: process_usage(pid).rss_bytes for name, pid in pids.items()}
     text = ""
     for index in range(1, cycles + 1):
         await asyncio.sleep(max(0.0, started + index * interval - time.monotonic()))
         text = await operator.metrics()
-        rss = max(rss, operator.usage().rss_bytes)
+        rss = {name: max(rss[name], process_usage(pid).rss_bytes) for name, pid in pids.items()}
         if not text:  # no answer within the client timeout: the next scrape covers these cycles
             continue
         new_count = int(metric_sum(text, "kubemeter_cycle_duration_seconds_count", policy=POLICY))
@@ -208,32 +222,37 @@ async def _warm_up(operator: OperatorProcess, warmup: int, interval: float) -> N
 
 
 async def _run_phase(operator: OperatorProcess, cluster: Cluster | RealCluster, phase: Phase, interval: float,
-                     requests: RequestLog, writes: StatusWrites) -> PhaseResult:
+                     requests: RequestLog, writes: StatusWrites, companions: dict[str, int]) -> PhaseResult:
     # Measure from the end of a cycle that started after the setup.
     if phase.setup is not None:
         await phase.setup(cluster)
         await _next_cycle_end(operator, 3 * interval + 60)
     await _next_cycle_end(operator, 3 * interval + 60)
     events_before = watch_events(await operator.metrics())
-    before = operator.usage()
+    pids = {"operator": operator.pid, **companions}
+    before = {name: process_usage(pid).cpu_seconds for name, pid in pids.items()}
     start = time.monotonic()
-    seconds, durations, text, rss = await _measure(operator, interval, phase.cycles)
-    after = operator.usage()
+    seconds, durations, text, rss = await _measure(operator, interval, phase.cycles, pids)
+    cpu = {name: process_usage(pid).cpu_seconds - before[name] for name, pid in pids.items()}
     print(f"  phase {phase.name}: {len(durations)} cycles, "
-          f"{after.cpu_seconds - before.cpu_seconds:.1f} CPU s in {seconds:.0f}s", flush=True)
+          f"{cpu['operator']:.1f} CPU s in {seconds:.0f}s", flush=True)
     return PhaseResult(
-        phase.name, seconds, len(durations), durations, after.cpu_seconds - before.cpu_seconds,
-        rss, requests.between(start, start + seconds),
+        phase.name, seconds, len(durations), durations, cpu["operator"], rss["operator"],
+        {name: ProcessCost(cpu[name], rss[name]) for name in companions}, requests.between(start, start + seconds),
         [w for w in writes.writes if start <= w.at < start + seconds], text,
         {key: (value - events_before.get(key, 0.0)) / seconds
          for key, value in watch_events(text).items() if value > events_before.get(key, 0.0)})
 
 
 async def run_session(nodes: int, pods_per_node: int, policy_spec: dict, phases: list[Phase], workdir: Path,
-                      *, warmup: int = 2, write_qps: float = 20.0, backend: str = "sim") -> Session:
+                      *, warmup: int = 2, write_qps: float = 20.0, backend: str = "sim",
+                      metric_resolution: float | None = None, companions: Companions | None = None) -> Session:
+    """``metric_resolution``: metrics-server beside a real control plane; ``companions``: other processes whose
+    CPU and largest RSS each phase measures over the operator's window."""
     interval = float(policy_spec["interval"].rstrip("s"))
     with counting_requests() as requests:
-        async with bench_cluster(nodes, pods_per_node, workdir, backend) as (cluster, client, up_seconds):
+        async with bench_cluster(nodes, pods_per_node, workdir, backend,
+                                 metric_resolution=metric_resolution) as (cluster, client, up_seconds):
             with closing(StatusWrites(cluster)) as writes:
                 pods, containers = await container_count(cluster)
                 session = Session(backend, nodes, pods, containers, interval, up_seconds, requests=requests)
@@ -241,6 +260,7 @@ async def run_session(nodes: int, pods_per_node: int, policy_spec: dict, phases:
                 async with operator_process(cluster.kubeconfig, workdir / "operator.log", write_qps) as operator:
                     await _warm_up(operator, warmup, interval)
                     for phase in phases:
-                        session.phases.append(await _run_phase(operator, cluster, phase, interval, requests, writes))
+                        session.phases.append(await _run_phase(operator, cluster, phase, interval, requests, writes,
+                                                               companions(cluster) if companions else {}))
                 session.status_history = writes.writes
     return session

@@ -12,6 +12,7 @@ from pathlib import Path
 from kubemeter_sim.cluster import Cluster, kubelet_ca_path
 from kubemeter_sim.real.cluster import RealCluster
 from kubemeter_sim.real.controlplane import ControlPlaneError
+from kubemeter_sim.real.metrics_server import MINIMUM_RESOLUTION
 from kubemeter_sim.faults import FAULT_KINDS, Fault
 
 
@@ -23,6 +24,16 @@ def _node_fault(text: str) -> tuple[str, Fault]:
         return name, Fault.parse(fault)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _resolution(text: str) -> float:
+    try:
+        seconds = float(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (15 or 15s), got {text!r}") from None
+    if not seconds >= MINIMUM_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"{text!r}: metrics-server needs at least {MINIMUM_RESOLUTION:g}s")
+    return seconds
 
 
 def add_control_plane_argument(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kubelet version to imitate (default: 1.30.0 on the simulator, the control plane's own "
                              "1.37.2 on a real one)")
     add_control_plane_argument(parser)
+    parser.add_argument("--metrics-server", action="store_true",
+                        help="with --control-plane real: also run metrics-server (built by `make controlplane`) and "
+                             "register its APIService, so `kubectl top nodes` and `kubectl top pods -A` work; the "
+                             "kubeconfig is written once they answer")
+    parser.add_argument("--metric-resolution", type=_resolution, default=30.0, metavar="SECONDS",
+                        help="metrics-server's --metric-resolution in seconds, at least 10 (default 30: the default "
+                             "MetricsPolicy interval; give it the interval of the policy you compare with)")
     parser.add_argument("--fail-node", type=_node_fault, action="append", default=[], metavar="NODE:FAULT",
                         help=f"make a kubelet misbehave; FAULT is one of {', '.join(FAULT_KINDS)}, "
                              "optionally with =VALUE (latency=3s, clock_skew=-5m)")
@@ -67,10 +85,16 @@ async def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
     started = time.monotonic()
-    versions = {"kubelet_version": args.kubelet_version} if args.kubelet_version else {}
+    options = {"kubelet_version": args.kubelet_version} if args.kubelet_version else {}
+    if args.metrics_server:
+        if args.control_plane != "real":
+            print("kubemeter sim: --metrics-server needs --control-plane real (the simulated API server has no "
+                  "aggregation layer)")
+            return 2
+        options.update(metrics_server=True, metric_resolution=args.metric_resolution)
     try:
         cluster = cluster_class(args.control_plane)(args.nodes, args.pods_per_node, scenario=args.scenario,
-                                                    seed=args.seed, **versions)
+                                                    seed=args.seed, **options)
         await cluster.__aenter__()
     except ControlPlaneError as error:
         print(f"kubemeter sim: {error}")
@@ -100,6 +124,10 @@ async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealClus
               f"{'real' if cluster.backend == 'real' else 'simulated'} API server {cluster.url}, "
               f"kubelets on port {cluster.kubelet_port}")
         print(f"kubelet CA: {kubelet_ca}")
+        metrics_server = getattr(cluster, "metrics_server", None)
+        if metrics_server is not None:
+            print(f"metrics-server {metrics_server.url} (resolution {metrics_server.resolution:g}s, log "
+                  f"{metrics_server.log_path}): kubectl top nodes; kubectl top pods -A")
         print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
         print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()}  # the kubelets' "
               "certificates are from the cluster CA, which the kubeconfig carries")

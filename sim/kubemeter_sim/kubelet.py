@@ -252,7 +252,7 @@ class Kubelet:
             tick_phase=(container_seed % 991) / 991 * self.housekeeping_interval, memory_limit_bytes=limit)
 
     # -- readings -----------------------------------------------------------------------------------------
-    def _tick(self, now: float, phase: float) -> float:
+    def tick(self, now: float, phase: float) -> float:
         """The last housekeeping instant at or before ``now`` for a cgroup with this phase."""
         interval = self.housekeeping_interval
         return math.floor((now - phase) / interval) * interval + phase
@@ -264,10 +264,10 @@ class Kubelet:
         pods: list[PodReading] = []
         for pod in self.pods.values():
             containers: list[ContainerReading] = []
-            pod_ts = self._tick(now, pod.tick_phase)
+            pod_ts = self.tick(now, pod.tick_phase)
             pod_cpu = pod_memory = pod_rate = 0.0
             for c in pod.containers:
-                ts = self._tick(now, c.tick_phase)
+                ts = self.tick(now, c.tick_phase)
                 start = self._current_start(pod, c, ts)
                 if ts <= start:
                     continue  # started after the last housekeeping: cadvisor has no stats yet
@@ -296,7 +296,7 @@ class Kubelet:
                 timestamp=pod_ts + timestamp_offset, network_rx_bytes=network, network_tx_bytes=network // 3,
                 ephemeral_storage_bytes=36864 * len(containers) + 4096 * (int(age) % 97),
                 volumes=pod.volumes, memory_limit_bytes=pod.memory_limit_bytes))
-        node_ts = self._tick(now, self.node_phase)
+        node_ts = self.tick(now, self.node_phase)
         uptime = node_ts - self.boot_time
         return NodeReading(
             name=self.node_name, start_time=self.boot_time,

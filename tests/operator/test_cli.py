@@ -375,3 +375,14 @@ def test_kopfs_per_object_records_come_out_as_fields_in_both_formats(capsys):
     time, rest = text_line.split(" ", 1)
     assert RFC3339_UTC_MILLIS.fullmatch(time)
     assert rest == "WARNING kopf.objects: [policy=p cycle=3 kind=Pod namespace=shop name=web-1] handler failed"
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--metrics-server"], "--metrics-server needs --control-plane real"),
+    (["--control-plane", "real", "--metrics-server", "--metric-resolution", "5s"], "needs at least 10s"),
+    (["--control-plane", "real", "--metrics-server", "--metric-resolution", "soon"], "expected seconds"),
+])
+def test_sim_refuses_a_metrics_server_it_cannot_run_saying_why(tmp_path, flags, message):
+    result = kubemeter("sim", "--kubeconfig", str(tmp_path / "kc"), *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "kc").exists()

@@ -67,7 +67,7 @@ def test_counter_is_deterministic_given_seed_and_time() -> None:
 def test_samples_come_from_housekeeping_ticks_and_no_stats_before_the_first_tick() -> None:
     kubelet, _ = _kubelet("steady", started=START + 100)
     runtime = next(iter(kubelet.pods.values())).containers[0]
-    first_tick = kubelet._tick(START + 100, runtime.tick_phase) + kubelet.housekeeping_interval
+    first_tick = kubelet.tick(START + 100, runtime.tick_phase) + kubelet.housekeeping_interval
     assert _container(kubelet, first_tick - 0.001) is None
     sample = _container(kubelet, first_tick + 3)
     assert sample.timestamp == pytest.approx(first_tick) and sample.cpu_seconds > 0

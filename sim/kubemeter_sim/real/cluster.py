@@ -5,6 +5,9 @@
         # signed every kubelet's serving certificate (kubemeter's --kubelet-ca)
         await cluster.node_fault("sim-worker-1", Fault("timeout"))
 
+    async with RealCluster(nodes=3, metrics_server=True, metric_resolution=15) as cluster:
+        # `kubectl top nodes` answers: metrics-server beside it (kubemeter_sim.real.metrics_server)
+
 The same surface as :class:`kubemeter_sim.cluster.Cluster` where the two can offer it (``kubeconfig``,
 ``ca_path``, ``kubelets``, ``scenario``, ``node_fault``), so a test can run on either backend.
 """
@@ -24,6 +27,7 @@ from kubemeter_sim.cluster import ClusterSettings, raise_fd_limit
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import Kubelet
 from kubemeter_sim.real.controlplane import ControlPlane
+from kubemeter_sim.real.metrics_server import MetricsServer
 from kubemeter_sim.real.nodes import FakeNodes
 from kubemeter_sim.real.rest import Rest, collection, wait_for
 from kubemeter_sim.real.workloads import SETTLE_SECONDS, RealScenario
@@ -61,11 +65,15 @@ class RealCluster(ClusterSettings):
 
     def __init__(self, nodes: int = 3, pods_per_node: int = 10, *, scenario: Literal["mixed", "empty"] = "mixed",
                  seed: int = 0, workdir: str | Path | None = None, kubelet_version: str = "1.37.2",
-                 housekeeping_interval: float = 10.0, settle_timeout: float = SETTLE_SECONDS) -> None:
+                 housekeeping_interval: float = 10.0, settle_timeout: float = SETTLE_SECONDS,
+                 metrics_server: bool = False, metric_resolution: float = 30.0) -> None:
         super().__init__(nodes, pods_per_node, scenario, seed, workdir, kubelet_version, housekeeping_interval)
         self.control_plane = ControlPlane(self.workdir / "control-plane")
         self.settle_timeout = settle_timeout
         """How long the scenario's pods may take to run, all together (thousands of pods need minutes)."""
+        self.metrics_server = MetricsServer(self.control_plane, resolution=metric_resolution) if metrics_server else None
+        """metrics-server serving ``metrics.k8s.io`` (``kubectl top``), when asked for; started once the scenario
+        has settled, with ``metric_resolution`` (seconds: give it the interval of the policy it is compared with)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -100,6 +108,8 @@ class RealCluster(ClusterSettings):
 
     async def _start(self) -> None:
         raise_fd_limit(3 * self.node_count + 1024)
+        if self.metrics_server is not None:
+            self.metrics_server.check_installed()  # before minutes of start-up, not after
         await self.control_plane.start()
         pki = self.control_plane.pki
         self.rest = Rest(self.control_plane.url, pki.path("ca.crt"), pki.path("admin.crt"), pki.path("admin.key"))
@@ -120,6 +130,8 @@ class RealCluster(ClusterSettings):
         if self.scenario_name == "mixed":
             await populate_mixed(self.scenario, self.pods_per_node)
             await self.scenario.wait_settled(self.settle_timeout)
+        if self.metrics_server is not None:
+            await self.metrics_server.start(self.rest)
 
     async def _stop(self) -> None:
         if hasattr(self, "fake_nodes"):

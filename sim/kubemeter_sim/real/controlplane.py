@@ -106,20 +106,20 @@ class Pki:
         _write(self.path("ca.key"), self.ca.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         _write(self.path("front-proxy-ca.crt"), self.front_proxy_ca.pem)
-        self._pair("apiserver", self.ca.issue_server_pem(
+        self.write_pair("apiserver", self.ca.issue_server_pem(
             "kube-apiserver", ips=["127.0.0.1", "10.96.0.1"],
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"]))
-        self._pair("front-proxy-client", self.front_proxy_ca.issue_client_pem("front-proxy-client"))
+        self.write_pair("front-proxy-client", self.front_proxy_ca.issue_client_pem("front-proxy-client"))
         # kube-apiserver -> kubelet (logs, exec, proxy), as kubeadm's apiserver-kubelet-client.
-        self._pair("apiserver-kubelet-client", self.ca.issue_client_pem(
+        self.write_pair("apiserver-kubelet-client", self.ca.issue_client_pem(
             "kube-apiserver-kubelet-client", ("kubeadm:cluster-admins",)))
-        self._pair("admin", self.ca.issue_client_pem("kubernetes-admin", ("system:masters",)))
-        self._pair("controller-manager", self.ca.issue_client_pem("system:kube-controller-manager"))
-        self._pair("scheduler", self.ca.issue_client_pem("system:kube-scheduler"))
-        self._pair("kube-controller-manager-serving", self.ca.issue_server_pem(
+        self.write_pair("admin", self.ca.issue_client_pem("kubernetes-admin", ("system:masters",)))
+        self.write_pair("controller-manager", self.ca.issue_client_pem("system:kube-controller-manager"))
+        self.write_pair("scheduler", self.ca.issue_client_pem("system:kube-scheduler"))
+        self.write_pair("kube-controller-manager-serving", self.ca.issue_server_pem(
             "kube-controller-manager", ips=["127.0.0.1"], dns_names=["localhost"]))
-        self._pair("kube-scheduler-serving", self.ca.issue_server_pem(
+        self.write_pair("kube-scheduler-serving", self.ca.issue_server_pem(
             "kube-scheduler", ips=["127.0.0.1"], dns_names=["localhost"]))
         signing_key = ec.generate_private_key(ec.SECP256R1())
         _write(self.path("sa.key"), signing_key.private_bytes(
@@ -130,7 +130,8 @@ class Pki:
     def path(self, name: str) -> Path:
         return self.directory / name
 
-    def _pair(self, name: str, chain: bytes) -> None:
+    def write_pair(self, name: str, chain: bytes) -> None:
+        """``<name>.crt`` (the certificate and its CA) and ``<name>.key`` from one chain."""
         certificates, key = _split_chain(chain)
         _write(self.path(f"{name}.crt"), certificates)
         _write(self.path(f"{name}.key"), key)
@@ -187,6 +188,10 @@ class ControlPlane:
     def pids(self) -> list[int]:
         return [p.process.pid for p in self._processes]
 
+    def pid(self, name: str) -> int:
+        """The process id of the component ``name`` (as spawned: ``kube-apiserver``, ``metrics-server``, ...)."""
+        return next(p.process.pid for p in self._processes if p.name == name)
+
     async def __aenter__(self) -> "ControlPlane":
         try:
             await self.start()
@@ -208,7 +213,7 @@ class ControlPlane:
         self.pki = Pki(self.workdir / "pki")
         self.admin_kubeconfig = self.workdir / "admin.kubeconfig"
         self.etcd_port, peer_port = free_port(), free_port()
-        await self._spawn("etcd", [
+        await self.spawn("etcd", [
             "--name=kubemeter", f"--data-dir={self.workdir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
@@ -231,7 +236,7 @@ class ControlPlane:
             self.workdir / "scheduler.kubeconfig", self.url, self.pki.ca.pem, user="system:kube-scheduler",
             cert=self.pki.path("scheduler.crt"), key=self.pki.path("scheduler.key"))
         manager_port, scheduler_port = free_port(), free_port()
-        await self._spawn("kube-controller-manager", [
+        await self.spawn("kube-controller-manager", [
             f"--kubeconfig={controller_manager}", f"--authentication-kubeconfig={controller_manager}",
             f"--authorization-kubeconfig={controller_manager}",
             "--bind-address=127.0.0.1", f"--secure-port={manager_port}",
@@ -245,7 +250,7 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--allocate-node-cidrs=false",
             "--concurrent-gc-syncs=20", f"--kube-api-qps={CLIENT_QPS}", f"--kube-api-burst={CLIENT_BURST}", "--v=1",
         ])
-        await self._spawn("kube-scheduler", [
+        await self.spawn("kube-scheduler", [
             f"--kubeconfig={scheduler}", f"--authentication-kubeconfig={scheduler}",
             f"--authorization-kubeconfig={scheduler}",
             "--bind-address=127.0.0.1", f"--secure-port={scheduler_port}",
@@ -307,7 +312,7 @@ class ControlPlane:
                 and (username is None or event.get("user", {}).get("username") == username)]
 
     async def _start_apiserver(self) -> None:
-        await self._spawn("kube-apiserver", self._apiserver_flags())
+        await self.spawn("kube-apiserver", self._apiserver_flags())
         await self._wait_http(f"{self.url}/readyz", "kube-apiserver", cert=self.pki.path("admin"))
 
     async def restart_apiserver(self) -> None:
@@ -318,7 +323,9 @@ class ControlPlane:
         self._processes.remove(entry)
         await self._start_apiserver()
 
-    async def _spawn(self, name: str, args: list[str]) -> None:
+    async def spawn(self, name: str, args: list[str]) -> None:
+        """Start the binary ``name`` from the binaries directory: output to ``<workdir>/<name>.log``, stopped
+        with the control plane (last started, first stopped)."""
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "ab") as log_file:
             process = await asyncio.create_subprocess_exec(
@@ -338,7 +345,8 @@ class ControlPlane:
                 entry.process.kill()
             await entry.process.wait()
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise :class:`ControlPlaneError`, quoting its log, if any process started here has exited."""
         for entry in self._processes:
             if entry.process.returncode is not None:
                 tail = entry.log_path.read_text(errors="replace").strip().splitlines()[-15:]
@@ -357,7 +365,7 @@ class ControlPlane:
         last = "no answer"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             while time.monotonic() < deadline:
-                self._check_alive()
+                self.check_alive()
                 try:
                     async with session.get(url, ssl=context) as response:
                         if response.status == 200:

@@ -569,12 +569,24 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
                    "kubemeter_workload_memory_working_set_bytes", "kubemeter_workload_memory_requests_bytes",
                    "kubemeter_workload_pods_reporting"):
         assert metric in expressions
-    grouping = set(re.findall(r"sum by \(([^)]*)\)", expressions))
+    # The utilization the status has (over the measured pods whose containers all request), not usage over
+    # every pod's requests, which falls with coverage.
+    utilization = {panel["title"]: panel["targets"][0]["expr"] for panel in dashboard["panels"]
+                   if panel["title"].endswith(" / requests")}
+    assert utilization.keys() == {"CPU usage / requests", "Memory working set / requests"}
+    for title, expr in utilization.items():
+        resource = title.split()[0].lower()
+        assert re.findall(r"\b(kubemeter_\w+)\{", expr) == [f"kubemeter_workload_{resource}_request_utilization_ratio"]
+    grouping = set(re.findall(r"(?:sum|max) by \(([^)]*)\)", expressions))
     # Two kinds of one name from different API groups are two workloads.
     assert grouping == {"namespace, workload_api_group, workload_kind, workload"}
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert {"policy", "namespace", "workload"} <= variables.keys()
-    assert all(f"${name}" in expressions for name in ("policy", "namespace", "workload"))
+    assert {"policy", "namespace", "kind", "workload"} <= variables.keys()
+    # A Deployment and a Job of one name in one namespace: told apart by the legend, and by $kind for $workload.
+    assert 'workload_kind=~"$kind"' in variables["workload"]["query"]["query"]
+    for target in (t for panel in dashboard["panels"] for t in panel["targets"]):
+        assert 'workload_kind=~"$kind", workload=~"$workload"' in target["expr"], target["expr"]
+        assert target["legendFormat"].startswith("{{namespace}}/{{workload_kind}}/{{workload}}"), target
     # Policies that select the same pods each export them: one policy at a time, or a sum counts them twice.
     policy = variables["policy"]
     assert (policy["multi"], policy["includeAll"], policy["current"]) == (False, False, {})

@@ -198,8 +198,21 @@ async def test_no_alert_fires_on_the_healthy_operator_and_every_metric_they_read
         # A misspelt metric would make an alert that never fires: every one it reads is exported.
         read = set(re.findall(r"\b([a-z_]+)\{", rule["expr"]))
         assert read and read <= scraped_names, f"{alert} reads {read - scraped_names}, which no target exports"
+        # The selector's namespace is the target's: a series with a namespace label of its own (a workload's,
+        # kept by honorLabels) would be hidden by it.
+        for name in read:
+            scraped = await stack.prometheus.query(f'{{__name__="{name}", job="km-kubemeter"}}')
+            assert {s["labels"]["namespace"] for s in scraped} <= {RELEASE_NAMESPACE}, f"{alert} reads {name}"
     # The rendered selector picks the operator's series: KubemeterDown would fire without them.
-    assert await stack.prometheus.query('up{job="km-kubemeter"} == 1')
+    assert await stack.prometheus.query(f'up{{job="km-kubemeter", namespace="{RELEASE_NAMESPACE}"}} == 1')
+
+
+async def test_a_same_named_release_in_another_namespace_is_down_while_this_one_is_up(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Its job has the same name: only the namespace tells the two releases' targets apart."""
+    elsewhere = alert_rules(render_chart(tmp_path, namespace="staging"))["KubemeterDown"]["expr"]
+    assert await stack.prometheus.query(elsewhere) == [{"labels": {}, "value": 1.0}]
 
 
 async def test_alert_series_carry_the_operators_namespace_and_every_policy(stack: Stack) -> None:

@@ -397,8 +397,8 @@ def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
     assert alerts.keys() == set(ALERTS)
     service = one(render(ALL_FEATURES), "Service")["metadata"]["name"]
-    # Prometheus names the job after the Service the ServiceMonitor selects.
-    assert f'absent(up{{job="{service}"}} == 1)' == alerts["KubemeterDown"]["expr"]
+    # Prometheus names the job after the Service the ServiceMonitor selects, and gives the target its namespace.
+    assert f'absent(up{{job="{service}", namespace="kubemeter"}} == 1)' == alerts["KubemeterDown"]["expr"]
     assert "kubemeter_scrape_errors_total" in alerts["KubemeterScrapeFailures"]["expr"]
     assert alerts["KubemeterScrapeFailures"]["for"] == "15m"
     assert "kubemeter_policy_last_cycle_timestamp_seconds" in alerts["KubemeterPolicyStale"]["expr"]
@@ -424,8 +424,9 @@ def promtool_test_rules(rule: Manifest, tests: list[dict[str, Any]], tmp_path: P
 
 
 def series(name: str, values: str, **labels: str) -> dict[str, str]:
-    """A promtool input series of the operator's job."""
-    matchers = ",".join(f'{key}="{value}"' for key, value in {"job": "km-kubemeter", **labels}.items())
+    """A promtool input series of the operator's job, with the target labels prometheus-operator gives it."""
+    matchers = ",".join(f'{key}="{value}"' for key, value in
+                        {"job": "km-kubemeter", "namespace": "kubemeter", **labels}.items())
     return {"series": f"{name}{{{matchers}}}", "values": values}
 
 
@@ -437,8 +438,8 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
         "interval": "1m",
         "input_series": [
             series("up", "0x30"),
-            series(errors, "0+1x30", namespace="kubemeter", node="node-1", policy="p", reason="timeout"),
-            series(errors, "3x30", namespace="kubemeter", node="node-2", policy="p", reason="timeout"),  # long ago
+            series(errors, "0+1x30", node="node-1", policy="p", reason="timeout"),
+            series(errors, "3x30", node="node-2", policy="p", reason="timeout"),  # long ago
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "KubemeterDown", "exp_alerts": []},  # down, not yet for 5m
@@ -451,6 +452,12 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
         "interval": "1m",
         "input_series": [series("up", "1x30")],
         "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
+    }, {
+        "interval": "1m",
+        # A release of the same name in another namespace is up, this one down: its job is the same.
+        "input_series": [series("up", "0x30"), series("up", "1x30", namespace="staging")],
+        "alert_rule_test": [{"eval_time": "6m", "alertname": "KubemeterDown", "exp_alerts": [
+            fired(rule, "KubemeterDown", {})]}],
     }], tmp_path)
     readme = (CHART.parents[1] / "README.md").read_text()
     for alert in ALERTS:
@@ -463,7 +470,7 @@ def test_a_policy_is_stale_when_its_cycles_are_overdue_or_absent(render: Render,
     rule = one(render(ALL_FEATURES), "PrometheusRule")
     last, interval = "kubemeter_policy_last_cycle_timestamp_seconds", "kubemeter_policy_interval_seconds"
     pending, leader = "kubemeter_status_writes_pending", "kubemeter_is_leader"
-    stale = [fired(rule, "KubemeterPolicyStale", {"policy": "p"})]
+    stale = [fired(rule, "KubemeterPolicyStale", {"namespace": "kubemeter", "policy": "p"})]
     promtool_test_rules(rule, [{
         "interval": "1m",
         "input_series": [  # p's last cycle is at 0 (30 s interval); "fresh" cycles every minute
@@ -507,7 +514,7 @@ def test_cycle_failures_alert_while_they_happen(render: Render, tmp_path: Path) 
         "alert_rule_test": [
             {"eval_time": "9m", "alertname": "KubemeterCycleFailures", "exp_alerts": []},
             {"eval_time": "12m", "alertname": "KubemeterCycleFailures",
-             "exp_alerts": [fired(rule, "KubemeterCycleFailures", {"policy": "p"})]},
+             "exp_alerts": [fired(rule, "KubemeterCycleFailures", {"namespace": "kubemeter", "policy": "p"})]},
             {"eval_time": "30m", "alertname": "KubemeterCycleFailures", "exp_alerts": []},  # none since
         ],
     }], tmp_path)
@@ -527,9 +534,9 @@ def test_status_writes_alert_when_stuck_or_never_caught_up(render: Render, tmp_p
         "alert_rule_test": [
             {"eval_time": "5m", "alertname": "KubemeterStatusWritesBehind", "exp_alerts": []},
             {"eval_time": "8m", "alertname": "KubemeterStatusWritesBehind",
-             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"policy": "stuck"})]},
+             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"namespace": "kubemeter", "policy": "stuck"})]},
             {"eval_time": "20m", "alertname": "KubemeterStatusWritesBehind",
-             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"policy": policy})
+             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"namespace": "kubemeter", "policy": policy})
                             for policy in ("behind", "stuck")]},
         ],
     }], tmp_path)

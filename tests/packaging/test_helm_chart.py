@@ -17,7 +17,8 @@ from cryptography import x509
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
 from .packaging_support import (
-    ALL_FEATURES, CHART, Manifest, Render, aggregated, by_kind, crd_schema, one, operator_cluster_role, run,
+    ALL_FEATURES, CHART, Manifest, Render, aggregated, by_kind, crd_schema, load_manifests, one, operator_cluster_role,
+    run,
 )
 
 # The chart's kubeVersion floor and the newest version kubernetes-validate knows.
@@ -678,6 +679,48 @@ def test_common_labels_are_on_every_rendered_object(render: Render) -> None:
     assert template["metadata"]["labels"].items() >= EXTENSIONS["commonLabels"].items()
     selector = one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
     assert "cost-center" not in selector, "the selector is immutable: common labels stay out of it"
+
+
+def duplicated_keys(text: str) -> list[str]:
+    """Keys that a mapping of the YAML ``text`` has more than once (yaml.safe_load keeps the last silently)."""
+    duplicated: list[str] = []
+    nodes = list(yaml.compose_all(text))
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, yaml.MappingNode):
+            keys = [key.value for key, _ in node.value]
+            duplicated += sorted({key for key in keys if keys.count(key) > 1})
+            nodes += [value for _, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            nodes += node.value
+    return duplicated
+
+
+def test_common_and_pod_labels_replace_the_charts_own_values_once(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"commonLabels": {"app.kubernetes.io/part-of": "platform"},
+                                      "podLabels": {"app.kubernetes.io/component": "metering"}}))
+    rendered = run("helm", "template", "km", CHART, "-f", values).stdout
+    assert duplicated_keys(rendered) == []
+    deployment = one(load_manifests(rendered), "Deployment")
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/part-of"] == "platform"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert (pod_labels["app.kubernetes.io/part-of"], pod_labels["app.kubernetes.io/component"]) == (
+        "platform", "metering")
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize(("value", "label", "chart_value"), [("commonLabels", "app.kubernetes.io/name", "kubemeter"),
+                                                             ("podLabels", "app.kubernetes.io/instance", "km")])
+def test_labels_that_would_unmatch_the_deployments_selector_fail_the_render(
+    tmp_path: Path, value: str, label: str, chart_value: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({value: {label: "other"}}))
+    result = run("helm", "template", "km", CHART, "-f", values, check=False)
+    assert result.returncode != 0
+    assert (f'{value} must not set {label}: the chart sets it (to "{chart_value}") in the Deployment\'s selector'
+            in result.stderr), result.stderr
 
 
 def test_two_replicas_prefer_different_nodes_unless_affinity_is_given(render: Render) -> None:

@@ -42,6 +42,9 @@ EXTENSIONS: dict[str, Any] = {
     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
     "terminationGracePeriodSeconds": 60,
     "revisionHistoryLimit": 3,
+    # Each form of a quantity Kubernetes accepts.
+    "resources": {"requests": {"cpu": 0.5, "memory": "1.5Gi", "ephemeral-storage": "512M"},
+                  "limits": {"cpu": "1500m", "memory": "2G", "ephemeral-storage": ".5Ti"}},
     "serviceMonitor": {"enabled": True},
     "metricsAuth": {"enabled": True},
     "networkPolicy": {"enabled": True},
@@ -640,6 +643,7 @@ def test_extension_points_reach_the_pod(render: Render) -> None:
     assert pod["terminationGracePeriodSeconds"] == 60
     assert deployment["spec"]["strategy"] == EXTENSIONS["updateStrategy"]
     assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert operator["resources"] == EXTENSIONS["resources"]
     assert one(manifests, "Service")["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
     assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert "maxUnavailable" not in one(manifests, "PodDisruptionBudget")["spec"]
@@ -760,6 +764,12 @@ INVALID_VALUES = [
     ({"rbac": {"create": "no"}}, "at '/rbac/create': got string, want boolean"),
     ({"pdb": {"minAvailable": "half"}}, "at '/pdb/minAvailable'"),
     ({"global": {"imageRegistry": "r.example@x"}}, "at '/global/imageRegistry'"),
+    # Kubernetes would refuse them at install.
+    ({"resources": {"limits": {"memory": "lots"}}}, "at '/resources/limits/memory': 'lots' does not match pattern"),
+    ({"resources": {"requests": {"cpu": "1.5 cores"}}}, "at '/resources/requests/cpu': '1.5 cores' does not match"),
+    ({"resources": {"requests": {"memory": -1}}}, "at '/resources/requests/memory': minimum: got -1, want 0"),
+    ({"resources": {"requests": {"gpu": 1}}}, "at '/resources/requests': additional properties 'gpu' not allowed"),
+    ({"resources": {"limit": {"cpu": 1}}}, "at '/resources': additional properties 'limit' not allowed"),
 ]
 
 

@@ -570,6 +570,37 @@ def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
     assert "namespace" not in policy["metadata"]  # cluster-scoped
 
 
+@pytest.mark.parametrize("interval", ["10s", "10000ms", "1m30s", "10000000us"])
+def test_a_default_policy_interval_the_crd_accepts_renders(render: Render, interval: str) -> None:
+    policy = one(render({"defaultPolicy": {"enabled": True, "spec": {"interval": interval}}}), "MetricsPolicy")
+    schema = CompiledSchema.compile(crd_schema("metricspolicies"))
+    assert schema.validate(schema.prepare(policy)) == []
+    assert policy["spec"]["interval"] == interval
+
+
+@pytest.mark.parametrize("interval", ["5s", "9999ms", "9.5s", "0s"])
+def test_a_default_policy_interval_under_the_crds_minimum_fails_the_render(
+    render: Render, tmp_path: Path, interval: str
+) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"defaultPolicy": {"enabled": True, "spec": {"interval": interval}}}))
+    result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
+    assert result.returncode != 0
+    assert f"defaultPolicy.spec.interval ({interval}) is shorter than 10s, the MetricsPolicy CRD's minimum" in (
+        result.stderr), result.stderr
+    # What the API server would refuse at install.
+    policy = one(render({"defaultPolicy": {"enabled": True}}), "MetricsPolicy")
+    schema = CompiledSchema.compile(crd_schema("metricspolicies"))
+    assert schema.validate(schema.prepare({**policy, "spec": {"interval": interval}})) != []
+
+
+def test_the_default_policy_interval_has_the_crds_pattern() -> None:
+    values_schema = json.loads((CHART / "values.schema.json").read_text())
+    chart_interval = values_schema["properties"]["defaultPolicy"]["properties"]["spec"]["properties"]["interval"]
+    crd_interval = crd_schema("metricspolicies")["properties"]["spec"]["properties"]["interval"]
+    assert (chart_interval["pattern"], chart_interval["maxLength"]) == (crd_interval["pattern"], crd_interval["maxLength"])
+
+
 def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(render: Render) -> None:
     config_map = one(render(ALL_FEATURES), "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -770,6 +801,7 @@ INVALID_VALUES = [
     ({"resources": {"requests": {"memory": -1}}}, "at '/resources/requests/memory': minimum: got -1, want 0"),
     ({"resources": {"requests": {"gpu": 1}}}, "at '/resources/requests': additional properties 'gpu' not allowed"),
     ({"resources": {"limit": {"cpu": 1}}}, "at '/resources': additional properties 'limit' not allowed"),
+    ({"defaultPolicy": {"spec": {"interval": "often"}}}, "at '/defaultPolicy/spec/interval': 'often' does not match"),
 ]
 
 

@@ -661,6 +661,23 @@ def test_notes_say_what_was_installed_and_how_to_check_it_runs() -> None:
     assert "- a ServiceMonitor\n- a PrometheusRule\n" in featured
 
 
+def test_notes_list_only_the_account_and_roles_the_release_created() -> None:
+    assert "- its ServiceAccount, its ClusterRole and the Service km-kubemeter (port 8080)\n" in install_notes()
+    without_rbac = install_notes("--set", "rbac.create=false")
+    assert "- its ServiceAccount and the Service km-kubemeter (port 8080)\n" in without_rbac
+    assert "bind km-kubemeter to the operator's rules yourself" in without_rbac
+    neither = install_notes("--set", "rbac.create=false,serviceAccount.create=false,serviceAccount.name=ops")
+    assert "ServiceAccount and" not in neither and "its ClusterRole" not in neither
+    assert "- the Service km-kubemeter (port 8080)\n- no ServiceAccount: the pods run as the existing ops\n" in neither
+
+
+def test_notes_say_to_set_the_digest_when_the_image_is_pinned_by_one() -> None:
+    assert "set image.repository and image.tag)" in install_notes()
+    pinned = install_notes("--set", f"image.digest={DIGEST}")
+    assert "set image.repository and image.digest)" in pinned
+    assert "image.tag" not in pinned, "the tag is ignored with a digest"
+
+
 def test_extension_points_reach_the_pod(render: Render) -> None:
     manifests = render(EXTENSIONS)
     deployment = one(manifests, "Deployment")

@@ -356,6 +356,9 @@ def test_the_generated_metrics_certificate_is_signed_for_the_service_by_the_ca_i
     manifests = render({"metricsAuth": {"enabled": True}})
     secret = one(manifests, "Secret")
     assert secret["type"] == "kubernetes.io/tls"
+    # The name values.yaml documents.
+    assert "`<fullname>-metrics-tls`" in (CHART / "values.yaml").read_text()
+    assert secret["metadata"]["name"] == f"{one(manifests, 'Deployment')['metadata']['name']}-metrics-tls"
     files = {key: base64.b64decode(value) for key, value in secret["data"].items()}
     assert files.keys() == {"tls.crt", "tls.key", "ca.crt"}
     certificate, ca = x509.load_pem_x509_certificate(files["tls.crt"]), x509.load_pem_x509_certificate(files["ca.crt"])

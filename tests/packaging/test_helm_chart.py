@@ -461,6 +461,15 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
         "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
     }, {
         "interval": "1m",
+        # One failure every 4 minutes keeps a failure in every 5-minute rate window; every 10 minutes does not.
+        "input_series": [series(errors, " ".join(str(minute // 4) for minute in range(31)), node="node-1",
+                                policy="p", reason="timeout"),
+                         series(errors, " ".join(str(minute // 10) for minute in range(31)), node="node-2",
+                                policy="p", reason="timeout")],
+        "alert_rule_test": [{"eval_time": "25m", "alertname": "KubemeterScrapeFailures",
+                             "exp_alerts": [fired(rule, "KubemeterScrapeFailures", failing)]}],
+    }, {
+        "interval": "1m",
         # A release of the same name in another namespace is up, this one down: its job is the same.
         "input_series": [series("up", "0x30"), series("up", "1x30", namespace="staging")],
         "alert_rule_test": [{"eval_time": "6m", "alertname": "KubemeterDown", "exp_alerts": [

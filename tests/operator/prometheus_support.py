@@ -29,10 +29,10 @@ def tool(name: str) -> Path:
     return path
 
 
-def render_chart(tmp_path: Path) -> list[Manifest]:
+def render_chart(tmp_path: Path, namespace: str = RELEASE_NAMESPACE) -> list[Manifest]:
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump(CHART_VALUES))
-    result = run(tool("helm"), "template", "km", CHART, "--namespace", RELEASE_NAMESPACE, "-f", values)
+    result = run(tool("helm"), "template", "km", CHART, "--namespace", namespace, "-f", values)
     return load_manifests(result.stdout)
 
 

@@ -1,7 +1,8 @@
 """The chart's monitoring objects against a real Prometheus scraping the real operator.
 
-The operator runs on the simulator with two Deployments named ``cart`` (in ``analytics`` and ``shop2``) and two
-policies that both cover them. The chart is rendered with ``helm template``; Prometheus (the server ``make
+The operator runs on the simulator with two Deployments named ``cart`` (in ``analytics`` and ``shop2``), a
+StatefulSet ``cart`` in ``analytics`` beside the Deployment (with a sidecar that requests nothing), and two
+policies that cover them all. The chart is rendered with ``helm template``; Prometheus (the server ``make
 tools`` unpacks) scrapes the operator with the scrape config prometheus-operator generates for the rendered
 ServiceMonitor: its honorLabels, interval, path and metricRelabelings, and the target labels it attaches
 (namespace, service, pod, container, job, endpoint). Every dashboard query, with its variables substituted as
@@ -33,6 +34,8 @@ from tests.packaging.packaging_support import Manifest, one
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CARTS = {("analytics", "cart"): 2, ("shop2", "cart"): 1}  # the same name in two namespaces: (namespace, name) -> pods
+# The same name and namespace as a Deployment, another kind; its sidecar's missing requests leave it no utilization.
+CART_SET = ("analytics", "apps", "StatefulSet", "cart")
 POLICIES = ("overlap", "workloads")  # both cover every pod; the dashboard's default policy is the first
 WORKLOAD_GROUPING = ("namespace", "workload_api_group", "workload_kind", "workload")
 
@@ -61,6 +64,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         for (namespace, name), replicas in CARTS.items():
             cluster.scenario.create_deployment(namespace, name, replicas, template(
                 {"app": name}, [container(name, cpu="100m", memory="64Mi")]))
+        cluster.scenario.create_statefulset(CART_SET[0], CART_SET[3], 1, template(
+            {"app": "cart-set"}, [container("cart", cpu="100m", memory="64Mi"), container("sidecar")]))
         async for operator in running_operator(cluster):
             for policy in POLICIES:
                 await operator.create_policy(policy, stepped(output={"minStatusChange": "0"}))
@@ -122,12 +127,14 @@ async def test_dashboard_queries_show_each_workload_in_its_own_namespace_as_the_
     for target in targets:
         # Each query is a sum by workload of one gauge, or the ratio of two: computed here from /metrics.
         names = re.findall(r"\((kubemeter_workload_\w+)\{", target["expr"])
-        assert re.findall(r"sum by \(([^)]*)\)", target["expr"]) == [", ".join(WORKLOAD_GROUPING)] * len(names)
+        assert re.findall(r"(?:sum|max) by \(([^)]*)\)", target["expr"]) == [", ".join(WORKLOAD_GROUPING)] * len(names)
         numerator, *denominator = [stack.exported(name, POLICIES[0]) for name in names]
         expected = {key: value / denominator[0][key] if denominator else value for key, value in numerator.items()}
         result = await stack.prometheus.query(substitute(target["expr"], variables))
         shown = {workload(series["labels"]): series["value"] for series in result}
         assert CART_WORKLOADS <= shown.keys(), (target["expr"], shown)  # analytics/cart and shop2/cart apart
+        if "request_utilization" not in target["expr"]:
+            assert CART_SET in shown, target["expr"]  # the Deployment and the StatefulSet cart apart
         assert shown.keys() == expected.keys()
         for key, value in shown.items():
             assert math.isclose(value, expected[key], rel_tol=1e-12), (target["expr"], key)
@@ -141,15 +148,43 @@ async def test_the_dashboard_shows_the_figures_of_the_operators_workload_metrics
                 and "/" not in t["expr"]]
     shown = {workload(s["labels"]): s["value"] for s in await stack.prometheus.query(substitute(usage, variables))}
     objects = await stack.operator.workload_metrics()
-    by_policy = {policy: {(o["metadata"]["namespace"], "apps", "Deployment", o["spec"]["workload"]["name"]):
-                          o["status"]["cpu"]["usageCores"] for o in objects
-                          if o["spec"]["policy"] == policy and o["spec"]["workload"]["name"] == "cart"}
+    by_policy = {policy: {key: o["status"]["cpu"]["usageCores"] for o in objects
+                          if o["spec"]["policy"] == policy and (key := workload_metrics_key(o)) in CART_WORKLOADS}
                  for policy in POLICIES}
     assert by_policy[POLICIES[0]].keys() == by_policy[POLICIES[1]].keys() == CART_WORKLOADS
     for key in CART_WORKLOADS:
         # The first policy's figure (the status rounds to micro-cores), not the sum of both policies' figures.
         assert math.isclose(shown[key], by_policy[POLICIES[0]][key], rel_tol=0, abs_tol=5e-7), key
         assert not math.isclose(shown[key], by_policy[POLICIES[0]][key] + by_policy[POLICIES[1]][key], rel_tol=0.1)
+
+
+def workload_metrics_key(workload_metrics: dict[str, Any]) -> tuple[str, ...]:
+    ref = workload_metrics["spec"]["workload"]
+    return workload_metrics["metadata"]["namespace"], ref["apiVersion"].rpartition("/")[0], ref["kind"], ref["name"]
+
+
+@pytest.mark.parametrize("resource", ["cpu", "memory"])
+async def test_the_utilization_panels_show_the_request_utilization_of_the_workload_metrics(
+    stack: Stack, resource: str
+) -> None:
+    """CPU/REQ and MEM/REQ of `kubectl get wm`: the panel shows the status's figure, and nothing for a workload
+    with a container that requests nothing (usage over requests would show a figure the status has not)."""
+    board = dashboard(stack.manifests)
+    variables = await grafana_variables(board, stack.prometheus)
+    (expr,) = [t["expr"] for panel in board["panels"] for t in panel["targets"]
+               if f"kubemeter_workload_{resource}_request_utilization_ratio{{" in t["expr"]]
+    shown = {workload(s["labels"]): s["value"] for s in await stack.prometheus.query(substitute(expr, variables))}
+    statuses = {workload_metrics_key(o): o["status"][resource] for o in await stack.operator.workload_metrics()
+                if o["spec"]["policy"] == POLICIES[0]}
+    assert CART_WORKLOADS | {CART_SET} <= statuses.keys()
+    assert "requestUtilization" not in statuses[CART_SET]
+    expected = {key: status["requestUtilization"] for key, status in statuses.items() if "requestUtilization" in status}
+    assert CART_WORKLOADS <= expected.keys()
+    assert shown.keys() == expected.keys()
+    for key, utilization in expected.items():
+        assert utilization > 0, key
+        # The status rounds to 4 decimals.
+        assert math.isclose(shown[key], utilization, rel_tol=0, abs_tol=5e-5), key
 
 
 async def test_no_alert_fires_on_the_healthy_operator_and_every_metric_they_read_is_scraped(stack: Stack) -> None:
@@ -163,8 +198,21 @@ async def test_no_alert_fires_on_the_healthy_operator_and_every_metric_they_read
         # A misspelt metric would make an alert that never fires: every one it reads is exported.
         read = set(re.findall(r"\b([a-z_]+)\{", rule["expr"]))
         assert read and read <= scraped_names, f"{alert} reads {read - scraped_names}, which no target exports"
+        # The selector's namespace is the target's: a series with a namespace label of its own (a workload's,
+        # kept by honorLabels) would be hidden by it.
+        for name in read:
+            scraped = await stack.prometheus.query(f'{{__name__="{name}", job="km-kubemeter"}}')
+            assert {s["labels"]["namespace"] for s in scraped} <= {RELEASE_NAMESPACE}, f"{alert} reads {name}"
     # The rendered selector picks the operator's series: KubemeterDown would fire without them.
-    assert await stack.prometheus.query('up{job="km-kubemeter"} == 1')
+    assert await stack.prometheus.query(f'up{{job="km-kubemeter", namespace="{RELEASE_NAMESPACE}"}} == 1')
+
+
+async def test_a_same_named_release_in_another_namespace_is_down_while_this_one_is_up(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Its job has the same name: only the namespace tells the two releases' targets apart."""
+    elsewhere = alert_rules(render_chart(tmp_path, namespace="staging"))["KubemeterDown"]["expr"]
+    assert await stack.prometheus.query(elsewhere) == [{"labels": {}, "value": 1.0}]
 
 
 async def test_alert_series_carry_the_operators_namespace_and_every_policy(stack: Stack) -> None:

@@ -17,7 +17,8 @@ from cryptography import x509
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
 from .packaging_support import (
-    ALL_FEATURES, CHART, Manifest, Render, aggregated, by_kind, crd_schema, one, operator_cluster_role, run,
+    ALL_FEATURES, CHART, Manifest, Render, aggregated, by_kind, crd_schema, load_manifests, one, operator_cluster_role,
+    run,
 )
 
 # The chart's kubeVersion floor and the newest version kubernetes-validate knows.
@@ -41,6 +42,9 @@ EXTENSIONS: dict[str, Any] = {
     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
     "terminationGracePeriodSeconds": 60,
     "revisionHistoryLimit": 3,
+    # Each form of a quantity Kubernetes accepts.
+    "resources": {"requests": {"cpu": 0.5, "memory": "1.5Gi", "ephemeral-storage": "512M"},
+                  "limits": {"cpu": "1500m", "memory": "2G", "ephemeral-storage": ".5Ti"}},
     "serviceMonitor": {"enabled": True},
     "metricsAuth": {"enabled": True},
     "networkPolicy": {"enabled": True},
@@ -352,6 +356,9 @@ def test_the_generated_metrics_certificate_is_signed_for_the_service_by_the_ca_i
     manifests = render({"metricsAuth": {"enabled": True}})
     secret = one(manifests, "Secret")
     assert secret["type"] == "kubernetes.io/tls"
+    # The name values.yaml documents.
+    assert "`<fullname>-metrics-tls`" in (CHART / "values.yaml").read_text()
+    assert secret["metadata"]["name"] == f"{one(manifests, 'Deployment')['metadata']['name']}-metrics-tls"
     files = {key: base64.b64decode(value) for key, value in secret["data"].items()}
     assert files.keys() == {"tls.crt", "tls.key", "ca.crt"}
     certificate, ca = x509.load_pem_x509_certificate(files["tls.crt"]), x509.load_pem_x509_certificate(files["ca.crt"])
@@ -397,8 +404,8 @@ def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
     assert alerts.keys() == set(ALERTS)
     service = one(render(ALL_FEATURES), "Service")["metadata"]["name"]
-    # Prometheus names the job after the Service the ServiceMonitor selects.
-    assert f'absent(up{{job="{service}"}} == 1)' == alerts["KubemeterDown"]["expr"]
+    # Prometheus names the job after the Service the ServiceMonitor selects, and gives the target its namespace.
+    assert f'absent(up{{job="{service}", namespace="kubemeter"}} == 1)' == alerts["KubemeterDown"]["expr"]
     assert "kubemeter_scrape_errors_total" in alerts["KubemeterScrapeFailures"]["expr"]
     assert alerts["KubemeterScrapeFailures"]["for"] == "15m"
     assert "kubemeter_policy_last_cycle_timestamp_seconds" in alerts["KubemeterPolicyStale"]["expr"]
@@ -424,8 +431,9 @@ def promtool_test_rules(rule: Manifest, tests: list[dict[str, Any]], tmp_path: P
 
 
 def series(name: str, values: str, **labels: str) -> dict[str, str]:
-    """A promtool input series of the operator's job."""
-    matchers = ",".join(f'{key}="{value}"' for key, value in {"job": "km-kubemeter", **labels}.items())
+    """A promtool input series of the operator's job, with the target labels prometheus-operator gives it."""
+    matchers = ",".join(f'{key}="{value}"' for key, value in
+                        {"job": "km-kubemeter", "namespace": "kubemeter", **labels}.items())
     return {"series": f"{name}{{{matchers}}}", "values": values}
 
 
@@ -437,8 +445,8 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
         "interval": "1m",
         "input_series": [
             series("up", "0x30"),
-            series(errors, "0+1x30", namespace="kubemeter", node="node-1", policy="p", reason="timeout"),
-            series(errors, "3x30", namespace="kubemeter", node="node-2", policy="p", reason="timeout"),  # long ago
+            series(errors, "0+1x30", node="node-1", policy="p", reason="timeout"),
+            series(errors, "3x30", node="node-2", policy="p", reason="timeout"),  # long ago
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "KubemeterDown", "exp_alerts": []},  # down, not yet for 5m
@@ -451,6 +459,21 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
         "interval": "1m",
         "input_series": [series("up", "1x30")],
         "alert_rule_test": [{"eval_time": "20m", "alertname": "KubemeterDown", "exp_alerts": []}],
+    }, {
+        "interval": "1m",
+        # One failure every 4 minutes keeps a failure in every 5-minute rate window; every 10 minutes does not.
+        "input_series": [series(errors, " ".join(str(minute // 4) for minute in range(31)), node="node-1",
+                                policy="p", reason="timeout"),
+                         series(errors, " ".join(str(minute // 10) for minute in range(31)), node="node-2",
+                                policy="p", reason="timeout")],
+        "alert_rule_test": [{"eval_time": "25m", "alertname": "KubemeterScrapeFailures",
+                             "exp_alerts": [fired(rule, "KubemeterScrapeFailures", failing)]}],
+    }, {
+        "interval": "1m",
+        # A release of the same name in another namespace is up, this one down: its job is the same.
+        "input_series": [series("up", "0x30"), series("up", "1x30", namespace="staging")],
+        "alert_rule_test": [{"eval_time": "6m", "alertname": "KubemeterDown", "exp_alerts": [
+            fired(rule, "KubemeterDown", {})]}],
     }], tmp_path)
     readme = (CHART.parents[1] / "README.md").read_text()
     for alert in ALERTS:
@@ -463,7 +486,7 @@ def test_a_policy_is_stale_when_its_cycles_are_overdue_or_absent(render: Render,
     rule = one(render(ALL_FEATURES), "PrometheusRule")
     last, interval = "kubemeter_policy_last_cycle_timestamp_seconds", "kubemeter_policy_interval_seconds"
     pending, leader = "kubemeter_status_writes_pending", "kubemeter_is_leader"
-    stale = [fired(rule, "KubemeterPolicyStale", {"policy": "p"})]
+    stale = [fired(rule, "KubemeterPolicyStale", {"namespace": "kubemeter", "policy": "p"})]
     promtool_test_rules(rule, [{
         "interval": "1m",
         "input_series": [  # p's last cycle is at 0 (30 s interval); "fresh" cycles every minute
@@ -507,7 +530,7 @@ def test_cycle_failures_alert_while_they_happen(render: Render, tmp_path: Path) 
         "alert_rule_test": [
             {"eval_time": "9m", "alertname": "KubemeterCycleFailures", "exp_alerts": []},
             {"eval_time": "12m", "alertname": "KubemeterCycleFailures",
-             "exp_alerts": [fired(rule, "KubemeterCycleFailures", {"policy": "p"})]},
+             "exp_alerts": [fired(rule, "KubemeterCycleFailures", {"namespace": "kubemeter", "policy": "p"})]},
             {"eval_time": "30m", "alertname": "KubemeterCycleFailures", "exp_alerts": []},  # none since
         ],
     }], tmp_path)
@@ -527,9 +550,9 @@ def test_status_writes_alert_when_stuck_or_never_caught_up(render: Render, tmp_p
         "alert_rule_test": [
             {"eval_time": "5m", "alertname": "KubemeterStatusWritesBehind", "exp_alerts": []},
             {"eval_time": "8m", "alertname": "KubemeterStatusWritesBehind",
-             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"policy": "stuck"})]},
+             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"namespace": "kubemeter", "policy": "stuck"})]},
             {"eval_time": "20m", "alertname": "KubemeterStatusWritesBehind",
-             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"policy": policy})
+             "exp_alerts": [fired(rule, "KubemeterStatusWritesBehind", {"namespace": "kubemeter", "policy": policy})
                             for policy in ("behind", "stuck")]},
         ],
     }], tmp_path)
@@ -559,6 +582,37 @@ def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
     assert "namespace" not in policy["metadata"]  # cluster-scoped
 
 
+@pytest.mark.parametrize("interval", ["10s", "10000ms", "1m30s", "10000000us"])
+def test_a_default_policy_interval_the_crd_accepts_renders(render: Render, interval: str) -> None:
+    policy = one(render({"defaultPolicy": {"enabled": True, "spec": {"interval": interval}}}), "MetricsPolicy")
+    schema = CompiledSchema.compile(crd_schema("metricspolicies"))
+    assert schema.validate(schema.prepare(policy)) == []
+    assert policy["spec"]["interval"] == interval
+
+
+@pytest.mark.parametrize("interval", ["5s", "9999ms", "9.5s", "0s"])
+def test_a_default_policy_interval_under_the_crds_minimum_fails_the_render(
+    render: Render, tmp_path: Path, interval: str
+) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"defaultPolicy": {"enabled": True, "spec": {"interval": interval}}}))
+    result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
+    assert result.returncode != 0
+    assert f"defaultPolicy.spec.interval ({interval}) is shorter than 10s, the MetricsPolicy CRD's minimum" in (
+        result.stderr), result.stderr
+    # What the API server would refuse at install.
+    policy = one(render({"defaultPolicy": {"enabled": True}}), "MetricsPolicy")
+    schema = CompiledSchema.compile(crd_schema("metricspolicies"))
+    assert schema.validate(schema.prepare({**policy, "spec": {"interval": interval}})) != []
+
+
+def test_the_default_policy_interval_has_the_crds_pattern() -> None:
+    values_schema = json.loads((CHART / "values.schema.json").read_text())
+    chart_interval = values_schema["properties"]["defaultPolicy"]["properties"]["spec"]["properties"]["interval"]
+    crd_interval = crd_schema("metricspolicies")["properties"]["spec"]["properties"]["interval"]
+    assert (chart_interval["pattern"], chart_interval["maxLength"]) == (crd_interval["pattern"], crd_interval["maxLength"])
+
+
 def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(render: Render) -> None:
     config_map = one(render(ALL_FEATURES), "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -569,12 +623,24 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
                    "kubemeter_workload_memory_working_set_bytes", "kubemeter_workload_memory_requests_bytes",
                    "kubemeter_workload_pods_reporting"):
         assert metric in expressions
-    grouping = set(re.findall(r"sum by \(([^)]*)\)", expressions))
+    # The utilization the status has (over the measured pods whose containers all request), not usage over
+    # every pod's requests, which falls with coverage.
+    utilization = {panel["title"]: panel["targets"][0]["expr"] for panel in dashboard["panels"]
+                   if panel["title"].endswith(" / requests")}
+    assert utilization.keys() == {"CPU usage / requests", "Memory working set / requests"}
+    for title, expr in utilization.items():
+        resource = title.split()[0].lower()
+        assert re.findall(r"\b(kubemeter_\w+)\{", expr) == [f"kubemeter_workload_{resource}_request_utilization_ratio"]
+    grouping = set(re.findall(r"(?:sum|max) by \(([^)]*)\)", expressions))
     # Two kinds of one name from different API groups are two workloads.
     assert grouping == {"namespace, workload_api_group, workload_kind, workload"}
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert {"policy", "namespace", "workload"} <= variables.keys()
-    assert all(f"${name}" in expressions for name in ("policy", "namespace", "workload"))
+    assert {"policy", "namespace", "kind", "workload"} <= variables.keys()
+    # A Deployment and a Job of one name in one namespace: told apart by the legend, and by $kind for $workload.
+    assert 'workload_kind=~"$kind"' in variables["workload"]["query"]["query"]
+    for target in (t for panel in dashboard["panels"] for t in panel["targets"]):
+        assert 'workload_kind=~"$kind", workload=~"$workload"' in target["expr"], target["expr"]
+        assert target["legendFormat"].startswith("{{namespace}}/{{workload_kind}}/{{workload}}"), target
     # Policies that select the same pods each export them: one policy at a time, or a sum counts them twice.
     policy = variables["policy"]
     assert (policy["multi"], policy["includeAll"], policy["current"]) == (False, False, {})
@@ -607,6 +673,23 @@ def test_notes_say_what_was_installed_and_how_to_check_it_runs() -> None:
     assert "- a ServiceMonitor\n- a PrometheusRule\n" in featured
 
 
+def test_notes_list_only_the_account_and_roles_the_release_created() -> None:
+    assert "- its ServiceAccount, its ClusterRole and the Service km-kubemeter (port 8080)\n" in install_notes()
+    without_rbac = install_notes("--set", "rbac.create=false")
+    assert "- its ServiceAccount and the Service km-kubemeter (port 8080)\n" in without_rbac
+    assert "bind km-kubemeter to the operator's rules yourself" in without_rbac
+    neither = install_notes("--set", "rbac.create=false,serviceAccount.create=false,serviceAccount.name=ops")
+    assert "ServiceAccount and" not in neither and "its ClusterRole" not in neither
+    assert "- the Service km-kubemeter (port 8080)\n- no ServiceAccount: the pods run as the existing ops\n" in neither
+
+
+def test_notes_say_to_set_the_digest_when_the_image_is_pinned_by_one() -> None:
+    assert "set image.repository and image.tag)" in install_notes()
+    pinned = install_notes("--set", f"image.digest={DIGEST}")
+    assert "set image.repository and image.digest)" in pinned
+    assert "image.tag" not in pinned, "the tag is ignored with a digest"
+
+
 def test_extension_points_reach_the_pod(render: Render) -> None:
     manifests = render(EXTENSIONS)
     deployment = one(manifests, "Deployment")
@@ -620,6 +703,7 @@ def test_extension_points_reach_the_pod(render: Render) -> None:
     assert pod["terminationGracePeriodSeconds"] == 60
     assert deployment["spec"]["strategy"] == EXTENSIONS["updateStrategy"]
     assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert operator["resources"] == EXTENSIONS["resources"]
     assert one(manifests, "Service")["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
     assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert "maxUnavailable" not in one(manifests, "PodDisruptionBudget")["spec"]
@@ -661,6 +745,48 @@ def test_common_labels_are_on_every_rendered_object(render: Render) -> None:
     assert "cost-center" not in selector, "the selector is immutable: common labels stay out of it"
 
 
+def duplicated_keys(text: str) -> list[str]:
+    """Keys that a mapping of the YAML ``text`` has more than once (yaml.safe_load keeps the last silently)."""
+    duplicated: list[str] = []
+    nodes = list(yaml.compose_all(text))
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, yaml.MappingNode):
+            keys = [key.value for key, _ in node.value]
+            duplicated += sorted({key for key in keys if keys.count(key) > 1})
+            nodes += [value for _, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            nodes += node.value
+    return duplicated
+
+
+def test_common_and_pod_labels_replace_the_charts_own_values_once(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"commonLabels": {"app.kubernetes.io/part-of": "platform"},
+                                      "podLabels": {"app.kubernetes.io/component": "metering"}}))
+    rendered = run("helm", "template", "km", CHART, "-f", values).stdout
+    assert duplicated_keys(rendered) == []
+    deployment = one(load_manifests(rendered), "Deployment")
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/part-of"] == "platform"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert (pod_labels["app.kubernetes.io/part-of"], pod_labels["app.kubernetes.io/component"]) == (
+        "platform", "metering")
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize(("value", "label", "chart_value"), [("commonLabels", "app.kubernetes.io/name", "kubemeter"),
+                                                             ("podLabels", "app.kubernetes.io/instance", "km")])
+def test_labels_that_would_unmatch_the_deployments_selector_fail_the_render(
+    tmp_path: Path, value: str, label: str, chart_value: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({value: {label: "other"}}))
+    result = run("helm", "template", "km", CHART, "-f", values, check=False)
+    assert result.returncode != 0
+    assert (f'{value} must not set {label}: the chart sets it (to "{chart_value}") in the Deployment\'s selector'
+            in result.stderr), result.stderr
+
+
 def test_two_replicas_prefer_different_nodes_unless_affinity_is_given(render: Render) -> None:
     pod = one(render({"replicaCount": 2}), "Deployment")["spec"]["template"]["spec"]
     assert pod["affinity"] == {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -698,6 +824,13 @@ INVALID_VALUES = [
     ({"rbac": {"create": "no"}}, "at '/rbac/create': got string, want boolean"),
     ({"pdb": {"minAvailable": "half"}}, "at '/pdb/minAvailable'"),
     ({"global": {"imageRegistry": "r.example@x"}}, "at '/global/imageRegistry'"),
+    # Kubernetes would refuse them at install.
+    ({"resources": {"limits": {"memory": "lots"}}}, "at '/resources/limits/memory': 'lots' does not match pattern"),
+    ({"resources": {"requests": {"cpu": "1.5 cores"}}}, "at '/resources/requests/cpu': '1.5 cores' does not match"),
+    ({"resources": {"requests": {"memory": -1}}}, "at '/resources/requests/memory': minimum: got -1, want 0"),
+    ({"resources": {"requests": {"gpu": 1}}}, "at '/resources/requests': additional properties 'gpu' not allowed"),
+    ({"resources": {"limit": {"cpu": 1}}}, "at '/resources': additional properties 'limit' not allowed"),
+    ({"defaultPolicy": {"spec": {"interval": "often"}}}, "at '/defaultPolicy/spec/interval': 'often' does not match"),
 ]
 
 

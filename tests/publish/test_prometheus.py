@@ -6,6 +6,7 @@ import pytest
 from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.report import CycleReport
 from kubemeter.policy import parse_policy
+from kubemeter.publish.documents import resource_status
 from kubemeter.publish.prometheus import LEVELS, PrometheusPublisher, build_registry, exposition
 from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Selection, Usage, WorkloadRef
 from prometheus_client.parser import text_string_to_metric_families
@@ -96,6 +97,27 @@ def test_usage_gauges_say_how_many_pods_they_sum_at_every_level():
         assert got[(f"kubemeter_{level}_cpu_measured_pods", labels)] == 1, level
         assert got[(f"kubemeter_{level}_memory_measured_pods", labels)] == 2, level
         assert got[(f"kubemeter_{level}_pods", labels)] == 2, level
+
+
+def test_request_utilization_is_the_statuss_over_the_measured_pods_not_usage_over_all_requests():
+    """Pod b is on a failing node: the requests gauge still counts it, the usage does not. The utilization is
+    that of pod a alone, as the WorkloadMetrics status (CPU/REQ, MEM/REQ) has it; a workload with a container
+    without requests has none."""
+    sidecar = ContainerSpec("sidecar", None, None, None, None)
+    pods = [pod("a", WEB), pod("b", WEB, node="node-2"), pod("c", DB, containers=(APP, sidecar))]
+    usage = {"a": {"app": Usage(0.25, 64e6, 0)}, "c": {"app": Usage(0.1, 1e6, 0), "sidecar": Usage(0.1, 1e6, 0)}}
+    snapshot = snapshot_of(pods, usage)
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot, LEVELS)
+    web = workload_labels("p", WEB)
+    for resource, expected in (("cpu", 0.25 / 0.1), ("memory", 64e6 / 100e6)):
+        exported = series(registry, collector, f"kubemeter_workload_{resource}_request_utilization_ratio")
+        assert exported == {web: pytest.approx(expected)}, resource  # DB: absent
+        status = resource_status(getattr(snapshot.workloads[WEB], resource), resource)
+        assert exported[web] == pytest.approx(status["requestUtilization"], abs=5e-5), resource
+        assert series(registry, collector, f"kubemeter_namespace_{resource}_request_utilization_ratio") == {}
+    collector.remove_policy("p")
+    assert series(registry, collector, "kubemeter_workload_cpu_request_utilization_ratio") == {}
 
 
 def test_series_of_deleted_workloads_and_removed_policies_vanish_at_once():

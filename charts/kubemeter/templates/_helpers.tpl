@@ -31,15 +31,33 @@ app.kubernetes.io/name: {{ include "kubemeter.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The chart's labels with commonLabels over them: one value per key (appended, a key the chart sets would be
+rendered twice), and none of the selector's, whose value the Deployment's immutable selector matches. */}}
 {{- define "kubemeter.labels" -}}
-helm.sh/chart: {{ include "kubemeter.chart" . }}
-{{ include "kubemeter.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: operator
-app.kubernetes.io/part-of: kubemeter
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
+{{- $selector := include "kubemeter.selectorLabels" . | fromYaml }}
+{{- include "kubemeter.refuseSelectorKeys" (list $selector .Values.commonLabels "commonLabels") }}
+{{- $labels := dict "helm.sh/chart" (include "kubemeter.chart" .) "app.kubernetes.io/version" .Chart.AppVersion
+  "app.kubernetes.io/component" "operator" "app.kubernetes.io/part-of" "kubemeter"
+  "app.kubernetes.io/managed-by" .Release.Service }}
+{{- toYaml (mergeOverwrite $labels .Values.commonLabels $selector) }}
+{{- end }}
+
+{{/* The pod template's labels: the chart's and podLabels over them, the selector's keys refused likewise. */}}
+{{- define "kubemeter.podLabels" -}}
+{{- include "kubemeter.refuseSelectorKeys" (list (include "kubemeter.selectorLabels" . | fromYaml) .Values.podLabels "podLabels") }}
+{{- toYaml (mergeOverwrite (include "kubemeter.labels" . | fromYaml) .Values.podLabels) }}
+{{- end }}
+
+{{/* Fails when the labels given in a value (list: selector labels, given labels, the value's name) set a
+selector label: pods labelled otherwise would not match the Deployment's selector. */}}
+{{- define "kubemeter.refuseSelectorKeys" -}}
+{{- $selector := index . 0 }}
+{{- $given := index . 1 }}
+{{- $value := index . 2 }}
+{{- range $key := keys $selector | sortAlpha }}
+{{- if hasKey $given $key }}
+{{- fail (printf "%s must not set %s: the chart sets it (to %q) in the Deployment's selector, which is immutable and must match the pods' labels; leave it out (nameOverride changes app.kubernetes.io/name, the release name app.kubernetes.io/instance)" $value $key (get $selector $key)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -74,11 +92,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-metrics-tls" (include "kubemeter.fullname" .)) .Values.metricsAuth.tlsSecret }}
 {{- end }}
 
-{{/* Seconds in a duration as the schema allows them (30s, 1m30s, 1.5h, 500ms), for comparing two. */}}
+{{/* Seconds in a duration as the schema allows them (30s, 1m30s, 1.5h, 500ms; Go's ns, us, µs too), for comparing two. */}}
 {{- define "kubemeter.durationSeconds" -}}
-{{- $unitSeconds := dict "ms" 0.001 "s" 1 "m" 60 "h" 3600 }}
+{{- $unitSeconds := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 0.001 "s" 1 "m" 60 "h" 3600 }}
 {{- $seconds := 0.0 }}
-{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h)" . -1 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" . -1 }}
 {{- $number := regexFind "^[0-9.]+" . }}
 {{- $seconds = addf $seconds (mulf (float64 $number) (get $unitSeconds (trimPrefix $number .))) }}
 {{- end }}

@@ -2,7 +2,9 @@
 
 Window statistics (avg, max, percentiles) are not exported: Prometheus computes them from the gauges
 (``avg_over_time``, ``max_over_time``, ``quantile_over_time``) over any range, and a ``quantile`` label is
-reserved for summaries. Request utilization is ``usage / requests`` in PromQL for the same reason.
+reserved for summaries. Request utilization is exported, not left to ``usage / requests`` in PromQL: the
+requests gauge covers every pod and container, the usage only the measured pods, so that ratio falls with
+coverage; the exported one is the status's ``requestUtilization`` (``kubectl get wm`` CPU/REQ, MEM/REQ).
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ _FAMILIES = (
             lambda r: r.cpu_measured_pods, lambda t: t.cpu_measured_pods),
     _Family("memory_measured_pods", "Number of {pods} whose memory the memory_working_set_bytes series sums.",
             lambda r: r.memory_measured_pods, lambda t: t.memory_measured_pods),
+    _Family("cpu_request_utilization_ratio",
+            "CPU used by the measured pods of the workload over their containers' CPU requests (the status's "
+            "cpu.requestUtilization); absent unless every measured container has a request.",
+            lambda r: r.cpu.request_utilization, None),
+    _Family("memory_request_utilization_ratio",
+            "Memory working set of the measured pods of the workload over their containers' memory requests (the "
+            "status's memory.requestUtilization); absent unless every measured container has a request.",
+            lambda r: r.memory.request_utilization, None),
     _Family("network_receive_bytes_per_second", "Bytes per second received by {pods} (summary endpoint).",
             lambda r: r.network_rx_bytes_per_second, None),
     _Family("network_transmit_bytes_per_second", "Bytes per second sent by {pods} (summary endpoint).",

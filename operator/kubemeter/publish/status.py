@@ -48,6 +48,7 @@ from kubemeter.publish.documents import (
     policy_status,
     stale_workload_status,
     stored_workload,
+    with_reason,
     without_measured_figures,
     workload_from_spec,
     workload_status,
@@ -488,7 +489,7 @@ class StatusPublisher:
             VERSION,
             METRICSPOLICIES,
             self.policy,
-            [{"op": "add", "path": "/status", "value": status}],
+            [{"op": "add", "path": "/status", "value": with_reason(status)}],
             _content_type=_JSON_PATCH,
             also_retry=CONFLICT,
         )

@@ -101,8 +101,9 @@ async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealClus
               f"kubelets on port {cluster.kubelet_port}")
         print(f"kubelet CA: {kubelet_ca}")
         print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
-        print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()}  # the kubelets' "
-              "certificates are from the cluster CA, which the kubeconfig carries")
+        # Loopback: run's default (every interface) is for a pod, and /metrics answers anyone who reaches it.
+        print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()} --metrics-host "
+              "127.0.0.1  # the kubelets' certificates are from the cluster CA, which the kubeconfig carries")
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
         return 0

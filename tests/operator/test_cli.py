@@ -6,6 +6,7 @@ import asyncio
 import importlib.metadata
 import json
 import re
+import shlex
 import socket
 import ssl
 import signal
@@ -68,6 +69,13 @@ def test_every_command_documents_itself():
     for flag in ("--metrics-port", "--log-format", "--log-level", "--write-qps", "--leader-election",
                  "--metrics-auth", "--tls-cert-file", "--tls-private-key-file"):
         assert flag in run_help
+    # Each flag with a default says it, from what the parser holds (an environment variable can change it).
+    options = run_help.split("\noptions:\n", 1)[1]
+    entries = {entry.split()[0].rstrip(","): entry for entry in re.split(r"\n  (?=-)", "\n" + options) if entry}
+    for flag, shown in (("--metrics-host", "default 0.0.0.0"), ("--metrics-port", "default 8080"),
+                        ("--log-level", "default info"), ("--write-qps", "default 20"),
+                        ("--leader-election", "default False"), ("--lease-name", "default kubemeter")):
+        assert shown in " ".join(entries[flag].split()), (flag, entries[flag])
 
 
 def test_run_reads_its_settings_from_the_environment(monkeypatch):
@@ -293,6 +301,28 @@ def test_two_sims_in_one_folder_each_write_their_own_kubelet_ca_beside_their_kub
         codes = [process.wait(timeout=30) for process in processes.values()]
     assert codes == [0, 0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.kubeconfig", "b.kubeconfig"]
+
+
+def test_the_sims_hint_runs_the_operator_with_metrics_on_loopback_only(tmp_path):
+    """The printed command is what a user pastes on a workstation: run's default binds every interface (for a
+    pod), which would expose /metrics to the network."""
+    from kubemeter.cli import build_parser, run_settings
+
+    kubeconfig = tmp_path / "kc"
+    process = subprocess.Popen([sys.executable, "-m", "kubemeter", "sim", "--nodes", "1", "--pods-per-node", "1",
+                                "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(4)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    hint = next((line for line in lines if "kubemeter run" in line), None)
+    assert hint is not None, lines
+    command = shlex.split(hint.split(";", 1)[1].split("#", 1)[0])
+    assert command[:2] == ["kubemeter", "run"], hint
+    settings = run_settings(build_parser().parse_args(command[1:]))
+    assert (settings.metrics_host, settings.kubeconfig) == ("127.0.0.1", str(kubeconfig.resolve())), hint
 
 
 RFC3339_UTC_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -20,6 +20,8 @@ import yaml
 
 from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
+from kubemeter.policy import derived_timeout, derived_window
+from kubemeter.timefmt import format_span
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kubelet"
 CRDS = Path(__file__).parents[2] / "crds"
@@ -161,7 +163,9 @@ def test_run_without_a_usable_kubeconfig_says_so_without_a_traceback(tmp_path, c
     result = kubemeter("run", "--kubeconfig", str(path))
     assert result.returncode == 1
     assert "no usable cluster configuration" in result.stderr and "--kubeconfig" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    if content is None:  # not the client's "Invalid kube-config file. No configuration found."
+        assert f"the kubeconfig file {path} does not exist" in result.stderr, result.stderr
 
 
 async def test_run_with_an_unusable_kubelet_ca_or_a_taken_port_exits_saying_so(sim_cluster, tmp_path):
@@ -378,6 +382,10 @@ async def test_run_logs_json_lines_with_context_fields_and_says_how_it_stops_on_
     assert isinstance(failure["cycle"], int) and failure["cycle"] >= 1, failure
     started = next(e for e in entries if e["logger"] == "kubemeter.policies" and e["message"].startswith("policy started"))
     assert started["policy"] == "logged", started
+    # The derived timeout and window are what a user did not write, so the line says them, as durations.
+    timeout, window = format_span(derived_timeout(10)), format_span(derived_window(10))
+    assert started["message"] == f"policy started (every 10s, timeout {timeout}, window {window}, resource via direct)"
+    assert (timeout, window) == ("8s", "5m"), "the README's derivation"
     signalled = next(i for i, e in enumerate(entries) if e["message"] == SHUTDOWN_LINES[0][1])
     shutdown = [(e["logger"], e["message"]) for e in entries[signalled:] if not FLUSHING.fullmatch(e["message"])]
     assert shutdown == SHUTDOWN_LINES, shutdown

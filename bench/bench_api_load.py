@@ -5,7 +5,8 @@ A simulated cluster (this process, where every request is recorded) and ``kubeme
 Measured over steady-state cycles, once the first ones created every WorkloadMetrics (at the QPS limit):
 - each WorkloadMetrics status write must be justified: first write, a count/request/limit changed, CPU or
   memory moved by more than minStatusChange relative to the last written value, or that write is older
-  than maxStatusAge; so writes <= workloads whose values moved;
+  than maxStatusAge; so writes <= workloads whose values moved (the policy's own status is written every
+  cycle, moved or not: one write per interval, shown for information);
 - writes, over the whole run, conform to a token bucket of --write-qps and burst 50 (never above the QPS);
 - no request to pods or nodes besides the watches opened at start-up.
 Run: .venv/bin/python bench/bench_api_load.py [--profile short|full]
@@ -96,6 +97,7 @@ async def run(profile: str) -> bool:
     limited = [r.at for r in session.requests.requests if r.verb in WRITE_VERBS and r.resource != "/events"]
     unjustified = unjustified_writes(session.status_history, phase.status_writes)
     status_patches = sum(1 for r in writes if r.resource == "kubemeter.io/workloadmetrics/status")
+    policy_patches = sum(1 for r in writes if r.resource == "kubemeter.io/metricspolicies/status")
     forbidden = [r for r in phase.requests if r.resource.startswith(WATCHED_ONLY) and r.verb != "watch"]
     overdraft = bucket_overdraft(limited, settings["write_qps"], BURST)
     rows = [
@@ -103,6 +105,7 @@ async def run(profile: str) -> bool:
             (len(phase.status_writes) - len(unjustified)) / cycles, "<= moved workloads (baseline)",
             not unjustified, "writes"),
         Row("writes without a moved value", len(unjustified), None, "= 0", not unjustified),
+        Row("MetricsPolicy status writes per cycle", policy_patches / cycles, None, "1 (every cycle)", None),
         Row("writes beyond the token bucket (whole run)", max(0.0, overdraft), None,
             f"<= 4 (writers in flight) at {settings['write_qps']:g} QPS, burst {BURST}", overdraft <= 4),
         Row("peak writes in 1 s (whole run)", peak_per_second(limited), settings["write_qps"], "-", None),

@@ -373,6 +373,12 @@ def metrics_policy_status() -> Schema:
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
             },
+            "reason": string(
+                "For humans (the REASON column): the reason of the condition that explains the state, Ready's when "
+                "Ready is False, else Degraded's when Degraded is True, else Invalid's when Invalid is True; "
+                "absent when all is well. The conditions hold the same reasons.",
+                maxLength=1024,
+            ),
             "lastScrapeTime": timestamp("When the last cycle's scrapes finished."),
             "lastCycleSeconds": number("How long the last cycle took, in seconds.", minimum=0),
             "nodes": obj(
@@ -700,8 +706,9 @@ METRICS_POLICY = crd(
         column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Whether cycles complete."),
         column("Degraded", "string", '.status.conditions[?(@.type=="Degraded")].status',
                "Whether the figures are incomplete or empty: some nodes fail, or no pod is selected."),
-        column("Reason", "string", '.status.conditions[?(@.type=="Degraded")].reason',
-               "Why Degraded is what it is, e.g. NodesFailing or NothingSelected.", priority=1),
+        column("Reason", "string", ".status.reason",
+               "Why the policy is not Ready, or Degraded, or Invalid, e.g. InvalidSpec, NodesFailing or "
+               "NothingSelected; empty when all is well.", priority=1),
         # Shows a status gone old even when the operator cannot write one saying so (the API server refuses).
         column("Scraped", "date", ".status.lastScrapeTime", "Time since the last cycle's scrape began."),
     ],

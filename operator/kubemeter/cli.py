@@ -79,34 +79,39 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config)")
     parser.add_argument("--context", default=_env("CONTEXT", None), help="kubeconfig context")
     parser.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 8080, int),
-                        help="port of /metrics, /healthz and /readyz (default 8080)")
-    parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"), help="address to listen on")
+                        help="port of /metrics, /healthz and /readyz (default %(default)s)")
+    parser.add_argument("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"),
+                        help="address to listen on (default %(default)s: every interface, as in a pod; 127.0.0.1 "
+                             "for loopback only)")
     parser.add_argument("--metrics-auth", choices=METRICS_AUTH, default=_env("METRICS_AUTH", "none"),
                         help="none: /metrics over HTTP to anyone who reaches the port; delegated: HTTPS, and only "
-                             "bearer tokens the API server allows to get /metrics (TokenReview, SubjectAccessReview)")
+                             "bearer tokens the API server allows to get /metrics (TokenReview, SubjectAccessReview) "
+                             "(default %(default)s)")
     parser.add_argument("--tls-cert-file", default=_env("TLS_CERT_FILE", None),
                         help="serving certificate of the metrics port, PEM (with --metrics-auth=delegated)")
     parser.add_argument("--tls-private-key-file", default=_env("TLS_PRIVATE_KEY_FILE", None),
                         help="private key of --tls-cert-file, PEM")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"),
+                        help="text, or one JSON object a line (default %(default)s)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        default=str(_env("LOG_LEVEL", "info")).lower())
+                        default=str(_env("LOG_LEVEL", "info")).lower(),
+                        help="the least severe records logged (default %(default)s)")
     parser.add_argument("--write-qps", type=float, default=_env("WRITE_QPS", 20.0, float),
-                        help="API requests per second, all policies together (default 20)")
+                        help="API requests per second, all policies together (default %(default)g)")
     parser.add_argument("--write-burst", type=int, default=_env("WRITE_BURST", 50, int),
-                        help="API request burst (default 50)")
+                        help="API request burst (default %(default)s)")
     parser.add_argument("--api-timeout", type=float, default=_env("API_TIMEOUT", 30.0, float),
-                        help="seconds an API server request may take before it is retried (default 30)")
+                        help="seconds an API server request may take before it is retried (default %(default)g)")
     parser.add_argument("--kubelet-ca", default=_env("KUBELET_CA", None),
                         help="CA bundle for kubelet serving certificates (default: the cluster CA)")
     parser.add_argument("--max-body-bytes", type=int, default=_env("MAX_BODY_BYTES", 16 * 1024 * 1024, int),
                         help="largest kubelet response accepted (default 16 MiB)")
     parser.add_argument("--leader-election", action=argparse.BooleanOptionalAction,
                         default=_env("LEADER_ELECTION", False, lambda v: v.lower() in ("1", "true", "yes")),
-                        help="only the holder of a Lease publishes (needed with more than one replica)")
+                        help="only the holder of a Lease publishes (needed with more than one replica; default %(default)s)")
     parser.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
                         help="namespace of the leader Lease (default: $POD_NAMESPACE or default)")
-    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "kubemeter"), help="name of the leader Lease")
+    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "kubemeter"), help="name of the leader Lease (default %(default)s)")
 
 
 def run_settings(args: argparse.Namespace):

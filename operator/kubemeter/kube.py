@@ -37,10 +37,10 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
     if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         kubernetes.config.load_incluster_config(client_configuration=config)
     else:
-        path = (path or "~/.kube/config").split(os.pathsep)[0]
-        kubernetes.config.load_kube_config(
-            config_file=os.path.expanduser(path), context=context, client_configuration=config
-        )
+        path = os.path.expanduser((path or "~/.kube/config").split(os.pathsep)[0])
+        if not os.path.exists(path):  # the client would say "Invalid kube-config file. No configuration found."
+            raise kubernetes.config.ConfigException(f"the kubeconfig file {path} does not exist")
+        kubernetes.config.load_kube_config(config_file=path, context=context, client_configuration=config)
     return config
 
 

@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter.kube import FIELD_MANAGER, user_agent
 from kubemeter.names import MAX_NAME, cut_with_hash
-from kubemeter.timefmt import rfc3339
+from kubemeter.timefmt import format_span, rfc3339
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,8 +147,8 @@ class KubeApi:
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 timed_out = _timed_out(exc)
                 if timed_out:
-                    log.warning("API request %s had no answer within %gs (attempt %d of %d)",
-                                getattr(fn, "__name__", "call"), timeout, attempt, self._max_attempts)
+                    log.warning("API request %s had no answer within %s (attempt %d of %d)",
+                                getattr(fn, "__name__", "call"), format_span(timeout), attempt, self._max_attempts)
                 if attempt == self._max_attempts:
                     self._on_call("timeout" if timed_out else "error")
                     raise

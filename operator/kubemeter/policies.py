@@ -23,6 +23,7 @@ from kubemeter.publish.documents import failed_nodes
 from kubemeter.publish.prometheus import PrometheusPublisher, SnapshotCollector, WriterState
 from kubemeter.publish.status import StatusPublisher
 from kubemeter.tasks import cancel_and_wait
+from kubemeter.timefmt import format_span
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class PolicyLifecycle:
             current.loop = PolicyLoop(name, spec, generation, self.deps, publishers, failures=failures)
             current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
             standby = "" if self.deps.active.is_set() else "; a standby: it scrapes once it leads"
-            log.info("policy started (every %ss, %s via %s%s)", spec.interval, spec.endpoint, spec.via, standby)
+            log.info("policy started (every %s, timeout %s, window %s, %s via %s%s)", format_span(spec.interval),
+                     format_span(spec.timeout), format_span(spec.window), spec.endpoint, spec.via, standby)
         else:
             current.loop.configure(spec, generation)
             log.info("spec generation %s applies from the next cycle", generation)

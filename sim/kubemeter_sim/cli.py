@@ -129,8 +129,9 @@ async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealClus
             print(f"metrics-server {metrics_server.url} (resolution {metrics_server.resolution:g}s, log "
                   f"{metrics_server.log_path}): kubectl top nodes; kubectl top pods -A")
         print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
-        print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()}  # the kubelets' "
-              "certificates are from the cluster CA, which the kubeconfig carries")
+        # Loopback: run's default (every interface) is for a pod, and /metrics answers anyone who reaches it.
+        print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()} --metrics-host "
+              "127.0.0.1  # the kubelets' certificates are from the cluster CA, which the kubeconfig carries")
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
         return 0

@@ -6,6 +6,7 @@ import asyncio
 import importlib.metadata
 import json
 import re
+import shlex
 import socket
 import ssl
 import signal
@@ -19,6 +20,8 @@ import yaml
 
 from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
+from kubemeter.policy import derived_timeout, derived_window
+from kubemeter.timefmt import format_span
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kubelet"
 CRDS = Path(__file__).parents[2] / "crds"
@@ -68,6 +71,13 @@ def test_every_command_documents_itself():
     for flag in ("--metrics-port", "--log-format", "--log-level", "--write-qps", "--leader-election",
                  "--metrics-auth", "--tls-cert-file", "--tls-private-key-file"):
         assert flag in run_help
+    # Each flag with a default says it, from what the parser holds (an environment variable can change it).
+    options = run_help.split("\noptions:\n", 1)[1]
+    entries = {entry.split()[0].rstrip(","): entry for entry in re.split(r"\n  (?=-)", "\n" + options) if entry}
+    for flag, shown in (("--metrics-host", "default 0.0.0.0"), ("--metrics-port", "default 8080"),
+                        ("--log-level", "default info"), ("--write-qps", "default 20"),
+                        ("--leader-election", "default False"), ("--lease-name", "default kubemeter")):
+        assert shown in " ".join(entries[flag].split()), (flag, entries[flag])
 
 
 def test_run_reads_its_settings_from_the_environment(monkeypatch):
@@ -153,7 +163,9 @@ def test_run_without_a_usable_kubeconfig_says_so_without_a_traceback(tmp_path, c
     result = kubemeter("run", "--kubeconfig", str(path))
     assert result.returncode == 1
     assert "no usable cluster configuration" in result.stderr and "--kubeconfig" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    if content is None:  # not the client's "Invalid kube-config file. No configuration found."
+        assert f"the kubeconfig file {path} does not exist" in result.stderr, result.stderr
 
 
 async def test_run_with_an_unusable_kubelet_ca_or_a_taken_port_exits_saying_so(sim_cluster, tmp_path):
@@ -295,6 +307,28 @@ def test_two_sims_in_one_folder_each_write_their_own_kubelet_ca_beside_their_kub
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.kubeconfig", "b.kubeconfig"]
 
 
+def test_the_sims_hint_runs_the_operator_with_metrics_on_loopback_only(tmp_path):
+    """The printed command is what a user pastes on a workstation: run's default binds every interface (for a
+    pod), which would expose /metrics to the network."""
+    from kubemeter.cli import build_parser, run_settings
+
+    kubeconfig = tmp_path / "kc"
+    process = subprocess.Popen([sys.executable, "-m", "kubemeter", "sim", "--nodes", "1", "--pods-per-node", "1",
+                                "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(4)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    hint = next((line for line in lines if "kubemeter run" in line), None)
+    assert hint is not None, lines
+    command = shlex.split(hint.split(";", 1)[1].split("#", 1)[0])
+    assert command[:2] == ["kubemeter", "run"], hint
+    settings = run_settings(build_parser().parse_args(command[1:]))
+    assert (settings.metrics_host, settings.kubeconfig) == ("127.0.0.1", str(kubeconfig.resolve())), hint
+
+
 RFC3339_UTC_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 SHUTDOWN_LINES = [
     ("kopf._core.reactor.running", "Signal SIGTERM is received. Operator is stopping."),
@@ -348,6 +382,10 @@ async def test_run_logs_json_lines_with_context_fields_and_says_how_it_stops_on_
     assert isinstance(failure["cycle"], int) and failure["cycle"] >= 1, failure
     started = next(e for e in entries if e["logger"] == "kubemeter.policies" and e["message"].startswith("policy started"))
     assert started["policy"] == "logged", started
+    # The derived timeout and window are what a user did not write, so the line says them, as durations.
+    timeout, window = format_span(derived_timeout(10)), format_span(derived_window(10))
+    assert started["message"] == f"policy started (every 10s, timeout {timeout}, window {window}, resource via direct)"
+    assert (timeout, window) == ("8s", "5m"), "the README's derivation"
     signalled = next(i for i, e in enumerate(entries) if e["message"] == SHUTDOWN_LINES[0][1])
     shutdown = [(e["logger"], e["message"]) for e in entries[signalled:] if not FLUSHING.fullmatch(e["message"])]
     assert shutdown == SHUTDOWN_LINES, shutdown

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter.compute.quantity import parse_bytes, parse_cpu
+from kubemeter.timefmt import parse_rfc3339
 from tests.operator.conftest import stepped
 
 Key = tuple[str, str, str]  # namespace, kind, name
@@ -119,6 +120,22 @@ async def test_a_scrape_within_the_kubelets_housekeeping_period_shows_the_last_r
     cluster = (await operator.policy("p"))["status"]["cluster"]
     assert cluster["cpuPodsMeasured"] == cluster["memoryPodsMeasured"] > 0
 
+
+
+@pytest.mark.parametrize("housekeeping_interval", [3600.0])
+async def test_the_policy_status_says_each_cycle_ran_even_when_no_value_moved(operator):
+    """The kubelets serve the same samples every cycle (housekeeping far beyond the test), so no figure moves; the
+    SCRAPED column (time since lastScrapeTime) must still stay within an interval while cycles run, or healthy
+    figures would read as not current."""
+    await operator.create_policy("p", stepped())
+    await operator.loop("p")
+    before = (await operator.policy("p"))["status"]
+    for _ in range(2):
+        await operator.cycle("p", pause=1.1)  # lastScrapeTime has whole seconds
+        after = (await operator.policy("p"))["status"]
+        assert after["cluster"] == before["cluster"] and after["nodes"] == before["nodes"], "nothing moved"
+        assert parse_rfc3339(after["lastScrapeTime"]) > parse_rfc3339(before["lastScrapeTime"])
+        before = after
 
 def _series(text: str) -> dict[str, list]:
     families = {}

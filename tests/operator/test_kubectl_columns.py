@@ -30,6 +30,10 @@ async def kubectl_table(kubeconfig, *args: str) -> list[dict[str, str]]:
             for line in lines]
 
 
+async def _reported(operator, name: str) -> bool:
+    return bool(((await operator.policy(name)).get("status") or {}).get("conditions"))
+
+
 def bare_pod(name: str, node: str, requests: dict[str, str] | None) -> dict:
     resources = {"requests": requests} if requests else {}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
@@ -58,13 +62,19 @@ async def test_kubectl_get_tells_stale_workloads_missing_requests_and_a_degraded
     await any_operator.create_policy("nothing", stepped(
         selector={"podSelector": {"matchLabels": {"app": "none"}}, "nodeSelector": HEALTHY_NODES}))
     await any_operator.cycle("nothing")
+    await any_operator.create_policy("nonodes", stepped(selector={"nodeSelector": {"matchLabels": {"pool": "none"}}}))
+    await any_operator.cycle("nonodes")
+    # Valid for the CRD, not for the operator (a label key with a space): nothing runs.
+    await any_operator.create_policy("invalid", stepped(selector={"podSelector": {"matchLabels": {"bad key": "x"}}}))
+    await eventually(lambda: _reported(any_operator, "invalid"))
     kubeconfig = cluster.kubeconfig
 
     policies = {row["NAME"]: row for row in await kubectl_table(kubeconfig, "mp", "-o", "wide")}
-    assert (policies["nothing"]["READY"], policies["nothing"]["DEGRADED"], policies["nothing"]["REASON"]) == (
-        "True", "True", "NothingSelected"), "READY alone reads as healthy"
-    assert (policies["glance"]["READY"], policies["glance"]["DEGRADED"], policies["glance"]["REASON"]) == (
-        "True", "True", "NodesFailing")
+    shown = {name: (row["READY"], row["DEGRADED"], row["REASON"]) for name, row in policies.items()}
+    assert shown["nothing"] == ("True", "True", "NothingSelected"), "READY alone reads as healthy"
+    assert shown["glance"] == ("True", "True", "NodesFailing")
+    assert shown["nonodes"] == ("False", "False", "NoNodesSelected"), "why it is not Ready, not why not Degraded"
+    assert shown["invalid"] == ("False", "", "InvalidSpec")
 
     objects = {o["metadata"]["name"]: o["status"] for o in await any_operator.workload_metrics("default")}
     rows = {row["NAME"]: row for row in await kubectl_table(kubeconfig, "wm", "-n", "default", "-o", "wide")}

@@ -3,8 +3,8 @@
 - names: a WorkloadMetrics per workload (``workloadmetrics_name``), the policy label, the object to create;
 - rendering: a workload's status from its WorkloadResult, the MetricsPolicy's from a cycle's CycleReport
   (conditions follow the API conventions: a transition time moves only when a condition's status does);
-- change detection: whether a new status moved enough from what the object holds to be worth a write
-  (``moved``, ``policy_status_moved``), and what of a previous run's status a restart continues
+- change detection: whether a new WorkloadMetrics status moved enough from what the object holds to be worth
+  a write (``moved``), and what of a previous run's status a restart continues
   (``failed_nodes``).
 """
 
@@ -369,6 +369,18 @@ class InvalidGeneration:
         return condition("Invalid", "True", "InvalidSpec", self.message, self.generation, now)
 
 
+
+def with_reason(status: Mapping) -> dict:
+    """``status`` with ``reason``, what the REASON column of `kubectl get mp -o wide` shows (a printer column reads
+    one path): the reason of the condition that explains the state, Ready's when it is False, else Degraded's when
+    True, else Invalid's when True (a newer spec rejected while the last valid one runs); none when all is well."""
+    by_type = {c["type"]: c for c in status.get("conditions") or ()}
+    explaining = (("Ready", "False"), ("Degraded", "True"), ("Invalid", "True"))
+    reason = next((by_type[kind]["reason"] for kind, state in explaining
+                   if kind in by_type and by_type[kind]["status"] == state), None)
+    shown = {key: value for key, value in status.items() if key != "reason"}
+    return shown if reason is None else {**shown, "reason": reason}
+
 def observed_generation(generation: int, invalid: InvalidGeneration | None) -> int:
     """The newest generation the operator has seen: the running one, or a newer one it reports invalid."""
     return generation if invalid is None else max(generation, invalid.generation)
@@ -462,24 +474,3 @@ def without_measured_figures(status: Mapping) -> dict:
     if "cluster" in kept:
         kept["cluster"] = {k: v for k, v in kept["cluster"].items() if k not in _MEASURED_CLUSTER_FIGURES}
     return kept
-
-
-def policy_status_moved(old: Mapping, new: Mapping, threshold: float) -> bool:
-    def shape(status: Mapping) -> tuple:
-        conditions = tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions", ()))
-        failed = tuple((f["name"], f["reason"]) for f in status.get("failedNodes", ()))
-        unresolved = tuple((p["namespace"], p["name"]) for p in status.get("unresolvedPods", ()))
-        cluster = status.get("cluster") or {}
-        return (status.get("observedGeneration"), conditions, failed, status.get("nodes"), status.get("pods"),
-                status.get("workloads"), status.get("warnings"), cluster.get("podsReporting"),
-                cluster.get("podsUnresolved"), unresolved, cluster.get("cpuPodsMeasured"),
-                cluster.get("memoryPodsMeasured"))
-
-    if shape(old) != shape(new):
-        return True
-    old_cluster, new_cluster = old.get("cluster") or {}, new.get("cluster") or {}
-    return moved(
-        {"cpu": old_cluster.get("cpuCores"), "memory": old_cluster.get("memoryBytes")},
-        {"cpu": new_cluster.get("cpuCores"), "memory": new_cluster.get("memoryBytes")},
-        threshold,
-    )

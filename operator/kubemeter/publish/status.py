@@ -2,8 +2,9 @@
 
 What to write comes from documents.py (pure); this module decides when and sends it. Writes are planned per
 cycle and sent by a background drain, so a slow API server never delays a cycle:
-- an object is written only when a key value moved by more than ``minStatusChange`` (relative), a count
-  changed, or its last write is older than ``maxStatusAge``;
+- a WorkloadMetrics is written only when a key value moved by more than ``minStatusChange`` (relative), a
+  count changed, or its last write is older than ``maxStatusAge``; the policy's own status every cycle (one
+  object per interval), so its ``lastScrapeTime`` says the cycles run even while no value moves;
 - pending writes coalesce per object (the newest desired status replaces an unsent older one, keeping its
   place in the queue), so under a QPS cap every object is eventually written and none is lost;
 - every request goes through the operator's one rate limiter (kubemeter.kubeapi.KubeApi);
@@ -45,9 +46,9 @@ from kubemeter.publish.documents import (
     owner_references_for,
     policy_label_value,
     policy_status,
-    policy_status_moved,
     stale_workload_status,
     stored_workload,
+    with_reason,
     without_measured_figures,
     workload_from_spec,
     workload_status,
@@ -135,7 +136,7 @@ class StatusPublisher:
         self._drain: asyncio.Task | None = None
         self._loaded = False
         self._policy_status: dict | None = None
-        self._policy_written: tuple[dict, float] | None = None
+        self._policy_written: dict | None = None  # what the policy's status holds, as far as this run knows
         self._invalid: InvalidGeneration | None = None
         self._in_flight = 0
         self._marking_stale: asyncio.Task | None = None
@@ -235,7 +236,9 @@ class StatusPublisher:
                 self._queue(_Write(ref, None, now))
         invalid = self._invalid_beyond(generation)
         status = policy_status(report, spec, generation, self._conditions_before(), invalid, self._write_failure())
-        self._plan_policy(status, spec, now)
+        self._policy_status = status
+        # Every cycle, moved or not: its lastScrapeTime (the SCRAPED column) is how a user tells current figures.
+        self._queue(_Write(None, status, now))
         self._ensure_drain()
 
     def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
@@ -268,15 +271,6 @@ class StatusPublisher:
 
     def _conditions_before(self) -> list[dict]:
         return list((self._policy_status or {}).get("conditions") or [])
-
-    def _plan_policy(self, status: dict, spec: PolicySpec, now: float) -> None:
-        self._policy_status = status
-        if self._policy_written is not None:
-            written, at = self._policy_written
-            if now - at < spec.max_status_age and not policy_status_moved(written, status, spec.min_status_change):
-                self._cancel_retry(None)
-                return
-        self._queue(_Write(None, status, now))
 
     def invalid(self, message: str, generation: int, running: bool) -> None:
         """Report a spec the operator cannot run. ``running``: the last valid spec keeps running (its Ready
@@ -329,6 +323,7 @@ class StatusPublisher:
             reported.append(invalid.condition(now))
         status["conditions"] = merge_conditions(self._conditions_before(), reported, now)
         self._policy_status = status
+        # Every cycle, moved or not: its lastScrapeTime (the SCRAPED column) is how a user tells current figures.
         self._queue(_Write(None, status, now))
         self._ensure_drain()
 
@@ -472,7 +467,7 @@ class StatusPublisher:
                 await self._patch_policy_status(status)
             elif exc.status != 404:  # a policy deleted meanwhile: nothing to report on
                 raise
-        self._policy_written = (status, write.at)
+        self._policy_written = status
         self._on_write("success")
 
     def _write_refused(self, refused: dict, reason: str, now: float) -> dict:
@@ -481,7 +476,7 @@ class StatusPublisher:
         generation = refused.get("observedGeneration", 0)
         ready = condition("Ready", "False", "StatusWriteFailed", f"the status write was refused: {reason}"[:1024],
                           generation, now)
-        held = self._policy_written[0] if self._policy_written is not None else self._policy_status or {}
+        held = self._policy_written or self._policy_status or {}
         others = [c for c in refused.get("conditions", ()) if c["type"] != "Ready"]
         conditions = merge_conditions(list(held.get("conditions") or []), [*others, ready], now)
         self._policy_status = {"observedGeneration": generation, "conditions": conditions}
@@ -494,7 +489,7 @@ class StatusPublisher:
             VERSION,
             METRICSPOLICIES,
             self.policy,
-            [{"op": "add", "path": "/status", "value": status}],
+            [{"op": "add", "path": "/status", "value": with_reason(status)}],
             _content_type=_JSON_PATCH,
             also_retry=CONFLICT,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import logging
 import re
 import shlex
 import socket
@@ -391,7 +392,21 @@ async def test_run_logs_json_lines_with_context_fields_and_says_how_it_stops_on_
     assert shutdown == SHUTDOWN_LINES, shutdown
 
 
-def test_kopfs_per_object_records_come_out_as_fields_in_both_formats(capsys):
+@pytest.fixture
+def restored_logging():
+    """setup_logging replaces the root logger's handlers with one on this test's (captured) stderr: put back what
+    pytest had, so that later tests' records do not go to a closed stream."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level
+                                           for name in ("kopf", "kopf._core.reactor.running")}
+    yield
+    root.handlers[:], level, levels = saved
+    root.setLevel(level)
+    for name, logger_level in levels.items():
+        logging.getLogger(name).setLevel(logger_level)
+
+
+def test_kopfs_per_object_records_come_out_as_fields_in_both_formats(capsys, restored_logging):
     """kopf logs about an object with its reference (and its settings object) as extras: the reference becomes
     fields, the rest stays out of the line."""
     import kopf
@@ -413,6 +428,7 @@ def test_kopfs_per_object_records_come_out_as_fields_in_both_formats(capsys):
     time, rest = text_line.split(" ", 1)
     assert RFC3339_UTC_MILLIS.fullmatch(time)
     assert rest == "WARNING kopf.objects: [policy=p cycle=3 kind=Pod namespace=shop name=web-1] handler failed"
+
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--metrics-server"], "--metrics-server needs --control-plane real"),

@@ -35,13 +35,13 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-
 def format_span(seconds: float) -> str:
     """A duration in a log line: Go style when whole (``5m``, ``1m30s``), else three significant digits (``9.99s``
     for a remaining deadline of 9.99446 s), as sub-second differences matter only there."""
     if seconds == int(seconds) or seconds >= 100:
         return format_duration(seconds)
     return f"{seconds:.3g}s"
+
 
 def rfc3339(t: float) -> str:
     """A metav1.Time: whole seconds, UTC (``2026-12-02T13:33:22Z``)."""

@@ -369,7 +369,6 @@ class InvalidGeneration:
         return condition("Invalid", "True", "InvalidSpec", self.message, self.generation, now)
 
 
-
 def with_reason(status: Mapping) -> dict:
     """``status`` with ``reason``, what the REASON column of `kubectl get mp -o wide` shows (a printer column reads
     one path): the reason of the condition that explains the state, Ready's when it is False, else Degraded's when
@@ -380,6 +379,7 @@ def with_reason(status: Mapping) -> dict:
                    if kind in by_type and by_type[kind]["status"] == state), None)
     shown = {key: value for key, value in status.items() if key != "reason"}
     return shown if reason is None else {**shown, "reason": reason}
+
 
 def observed_generation(generation: int, invalid: InvalidGeneration | None) -> int:
     """The newest generation the operator has seen: the running one, or a newer one it reports invalid."""

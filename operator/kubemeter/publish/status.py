@@ -236,10 +236,7 @@ class StatusPublisher:
                 self._queue(_Write(ref, None, now))
         invalid = self._invalid_beyond(generation)
         status = policy_status(report, spec, generation, self._conditions_before(), invalid, self._write_failure())
-        self._policy_status = status
-        # Every cycle, moved or not: its lastScrapeTime (the SCRAPED column) is how a user tells current figures.
-        self._queue(_Write(None, status, now))
-        self._ensure_drain()
+        self._plan_policy(status, now)
 
     def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
         for workload, result in snapshot.workloads.items():
@@ -322,8 +319,12 @@ class StatusPublisher:
         if invalid is not None:
             reported.append(invalid.condition(now))
         status["conditions"] = merge_conditions(self._conditions_before(), reported, now)
+        self._plan_policy(status, now)
+
+    def _plan_policy(self, status: dict, now: float) -> None:
+        """Write the policy's status, moved or not: its lastScrapeTime (the SCRAPED column) is how a user tells
+        current figures."""
         self._policy_status = status
-        # Every cycle, moved or not: its lastScrapeTime (the SCRAPED column) is how a user tells current figures.
         self._queue(_Write(None, status, now))
         self._ensure_drain()
 

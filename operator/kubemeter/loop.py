@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.measure import UsageMeter
 from kubemeter.compute.report import CycleReport
+from kubemeter.compute.rightsizing import Recommender, WorkloadRecommendation
 from kubemeter.compute.snapshot import Snapshot
 from kubemeter.logcontext import log_context
 from kubemeter.memory import release_free_memory
@@ -25,7 +26,7 @@ from kubemeter.publish.prometheus import OperatorMetrics
 from kubemeter.publish.publisher import Publisher
 from kubemeter.scrape.client import ScrapeError
 from kubemeter.scrape.scraper import Scraper, ScrapeSource
-from kubemeter.types import NodeFailure, NodeInfo, PodExtras, PodInfo, Selection, Usage
+from kubemeter.types import NodeFailure, NodeInfo, PodExtras, PodInfo, Selection, Usage, WorkloadRef
 from kubemeter.watch.model import ClusterModel
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class PolicyLoop:
         self.publishers = tuple(publishers)
         self.aggregator = Aggregator(spec.window, spec.percentiles)
         self.meter = UsageMeter()
+        self.recommender = Recommender(spec.recommendations) if spec.recommendations else None
         self.failures: dict[str, NodeFailure] = dict(failures or {})
         self._without_workload: set[str] = set()
         """The uids of the pods the previous cycle selected without a known workload."""
@@ -106,6 +108,12 @@ class PolicyLoop:
             self.aggregator.reconfigure(spec.window, spec.percentiles)
         if spec.interval != self.spec.interval or spec.endpoint != self.spec.endpoint:
             self._wake.set()
+        if spec.recommendations is None:
+            self.recommender = None
+        elif self.recommender is None:
+            self.recommender = Recommender(spec.recommendations)
+        elif spec.recommendations != self.recommender.config:
+            self.recommender.reconfigure(spec.recommendations)
         self.spec, self.generation = spec, generation
 
     async def run(self) -> None:
@@ -150,6 +158,7 @@ class PolicyLoop:
         self._report_transitions(selection, measured.failures)
         self.failures = measured.failures
         snapshot = self._compute(spec, selection, measured)
+        recommendations, forgotten = self._recommend(spec, selection, measured, snapshot.time)
         report = CycleReport(
             started=started,
             duration=time.monotonic() - started_mono,
@@ -158,6 +167,8 @@ class PolicyLoop:
             scraped=len(selection.nodes) - len(measured.failures),
             failures=measured.failures,
             unresolved=self._unresolved(selection),
+            recommendations=recommendations,
+            histories_forgotten=forgotten,
         )
         if not deps.active.is_set():  # stepped down during the cycle: publishing would race the new leader
             self.failures = {}
@@ -233,6 +244,16 @@ class PolicyLoop:
         # selected pods survive a failed scrape, up to a few intervals.
         self.meter.prune(now - 3 * spec.interval - spec.timeout, {pod.uid for pod in selection.pods()})
         return snapshot
+
+    def _recommend(self, spec: PolicySpec, selection: Selection, measured: _Measured, now: float,
+                   ) -> tuple[dict[WorkloadRef, WorkloadRecommendation], list[WorkloadRef]]:
+        """Right-sizing: this cycle's samples into the histories, the recommendations, the workloads gone."""
+        recommender = self.recommender
+        if recommender is None:
+            return {}, []
+        recommender.observe(now, selection.pods(), measured.usage, spec.interval)
+        forgotten = recommender.forget_unseen(now, max(spec.window, 3 * spec.interval))
+        return recommender.recommendations(now, selection.pods(), spec.interval), forgotten
 
     def _unresolved(self, selection: Selection) -> list[PodInfo]:
         """The pods without a known workload at this cycle and the previous one. The watches of pods and of

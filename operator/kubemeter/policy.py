@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from kubemeter.compute.quantity import parse_bytes, parse_cpu
+from kubemeter.compute.rightsizing import STRATEGIES, HistoryConfig, RightsizingConfig
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES
 from kubemeter.timefmt import parse_duration
 
@@ -159,6 +161,10 @@ class PolicySpec:
     top_workloads: int = 10
     min_status_change: float = 0.05
     max_status_age: float = 300.0
+    recommendations: RightsizingConfig | None = RightsizingConfig()
+    """``None`` when ``spec.recommendations.enabled`` is false."""
+    checkpoint_interval: float = 600.0
+    """How often each workload's right-sizing history is checkpointed."""
 
     def selects_namespace(self, name: str, labels: Mapping[str, str]) -> bool:
         if name in self.exclude_namespaces:
@@ -211,6 +217,86 @@ def _names(raw: Mapping, key: str, field: str, problems: list[str]) -> frozenset
     return frozenset(value)
 
 
+def _decimal(raw: Mapping, key: str, default: float, high: float, field: str, problems: list[str]) -> float:
+    """A decimal from 0 to ``high``, written as a string ("0.15": API conventions keep floats out of specs; a number
+    from a server that skipped the schema is taken as it is)."""
+    text = raw.get(key)
+    if text is None:
+        return default
+    try:
+        value = math.nan if isinstance(text, bool) else float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= high):
+        problems.append(f"{field}: must be a decimal from 0 to {high:g}, got {text!r}")
+        return default
+    return value
+
+
+def _percentile(raw: Mapping, key: str, default: float, field: str, problems: list[str]) -> float:
+    value = raw.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
+        problems.append(f"{field}: must be a number from 0 to 100, got {value!r}")
+        return default
+    return float(value)
+
+
+def _bounds(raw: Mapping, resource: str, problems: list[str]) -> tuple[float | None, float | None]:
+    """``spec.recommendations.<resource>.min/max``: quantities, as a LimitRange's."""
+    section = raw.get(resource) or {}
+    field = f"spec.recommendations.{resource}"
+    if not isinstance(section, Mapping):
+        problems.append(f"{field}: must be an object with min and max quantities")
+        return None, None
+    parse = parse_cpu if resource == "cpu" else parse_bytes
+    found: list[float | None] = []
+    for key in ("min", "max"):
+        value = section.get(key)
+        try:
+            found.append(None if value is None else parse(value))
+        except ValueError as exc:
+            problems.append(f"{field}.{key}: {exc}")
+            found.append(None)
+    low, high = found
+    if low is not None and low < 0 or high is not None and high < 0:
+        problems.append(f"{field}: min and max must not be negative")
+        return None, None
+    if low is not None and high is not None and low > high:
+        problems.append(f"{field}.min: must not be above {field}.max")
+        return None, None
+    return low, high
+
+
+def _rightsizing(raw: Mapping, problems: list[str]) -> RightsizingConfig | None:
+    """``spec.recommendations``: the strategy's preset, with the fields a policy sets in its place."""
+    field = "spec.recommendations"
+    if not raw.get("enabled", True):
+        return None
+    strategy = _choice(raw, "strategy", tuple(STRATEGIES), f"{field}.strategy", problems)
+    preset = STRATEGIES[strategy]
+    before = len(problems)
+    cpu_min, cpu_max = _bounds(raw, "cpu", problems)
+    memory_min, memory_max = _bounds(raw, "memory", problems)
+    recommendation = replace(
+        preset,
+        cpu_percentile=_percentile(raw, "cpuPercentile", preset.cpu_percentile, f"{field}.cpuPercentile", problems),
+        memory_percentile=_percentile(raw, "memoryPercentile", preset.memory_percentile,
+                                      f"{field}.memoryPercentile", problems),
+        cpu_margin=_decimal(raw, "cpuMargin", preset.cpu_margin, 10.0, f"{field}.cpuMargin", problems),
+        memory_margin=_decimal(raw, "memoryMargin", preset.memory_margin, 10.0, f"{field}.memoryMargin", problems),
+        cpu_min=cpu_min, cpu_max=cpu_max, memory_min=memory_min, memory_max=memory_max,
+    )
+    half_life = _duration(raw, "halfLife", 86_400.0, f"{field}.halfLife", problems)
+    peak_interval = _duration(raw, "memoryPeakInterval", 86_400.0, f"{field}.memoryPeakInterval", problems)
+    min_history = _duration(raw, "minHistory", 3600.0, f"{field}.minHistory", problems)
+    for name, value in (("halfLife", half_life), ("memoryPeakInterval", peak_interval)):
+        if value < 60.0:
+            problems.append(f"{field}.{name}: must be at least 1m")
+    if len(problems) > before:
+        return None
+    return RightsizingConfig(HistoryConfig(half_life, peak_interval), recommendation, strategy, min_history)
+
+
 def parse_policy(spec: Mapping | None) -> PolicySpec:
     """The typed spec with defaults applied; raises PolicyError listing every problem."""
     spec = spec or {}
@@ -246,14 +332,13 @@ def parse_policy(spec: Mapping | None) -> PolicySpec:
         problems.append(f"spec.aggregation.levels: each level must be one of {', '.join(LEVELS)}")
         levels = list(LEVELS)
 
-    min_change_raw = output.get("minStatusChange", "0.05")
-    try:
-        min_status_change = float(min_change_raw)
-        if not math.isfinite(min_status_change) or not 0 <= min_status_change <= 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        problems.append(f"spec.output.minStatusChange: must be a decimal from 0 to 1, got {min_change_raw!r}")
-        min_status_change = 0.05
+    min_status_change = _decimal(output, "minStatusChange", 0.05, 1.0, "spec.output.minStatusChange", problems)
+    recommendations = _section(spec, "recommendations", problems)
+    rightsizing = _rightsizing(recommendations, problems)
+    checkpoint_interval = _duration(recommendations, "checkpointInterval", 600.0,
+                                    "spec.recommendations.checkpointInterval", problems)
+    if checkpoint_interval < 60.0:
+        problems.append("spec.recommendations.checkpointInterval: must be at least 1m")
 
     parsed = PolicySpec(
         interval=interval,
@@ -277,6 +362,8 @@ def parse_policy(spec: Mapping | None) -> PolicySpec:
         top_workloads=_int(output, "topWorkloads", 10, 0, 100, "spec.output.topWorkloads", problems),
         min_status_change=min_status_change,
         max_status_age=max_status_age,
+        recommendations=rightsizing,
+        checkpoint_interval=checkpoint_interval,
     )
     if problems:
         raise PolicyError("; ".join(problems))

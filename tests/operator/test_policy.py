@@ -79,6 +79,14 @@ def test_full_spec_is_read():
          "spec.selector.namespaceSelector.matchExpressions[0].key: '/x' is not a valid label key"),
         ({"selector": {"podSelector": {"matchExpressions": [{"key": "k", "operator": "In", "values": ["a b"]}]}}},
          "spec.selector.podSelector.matchExpressions[0].values: 'a b' is not a valid label value"),
+        ({"recommendations": {"strategy": "krr"}}, "spec.recommendations.strategy: unsupported value 'krr'"),
+        ({"recommendations": {"cpuPercentile": 101}}, "spec.recommendations.cpuPercentile: must be a number from 0"),
+        ({"recommendations": {"memoryMargin": "-0.1"}}, "spec.recommendations.memoryMargin: must be a decimal"),
+        ({"recommendations": {"cpu": {"min": "2", "max": "1"}}}, "spec.recommendations.cpu.min: must not be above"),
+        ({"recommendations": {"memory": {"max": "lots"}}}, "spec.recommendations.memory.max: invalid memory quantity"),
+        ({"recommendations": {"halfLife": "10s"}}, "spec.recommendations.halfLife: must be at least 1m"),
+        ({"recommendations": {"checkpointInterval": "5s"}}, "spec.recommendations.checkpointInterval: must be at"),
+        ({"recommendations": "on"}, "spec.recommendations: must be an object"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_field_named(spec, message):
@@ -95,6 +103,20 @@ def test_invalid_specs_are_rejected_with_the_field_named(spec, message):
 def test_valid_label_keys_and_values_are_accepted(labels):
     spec = parse_policy({"selector": {"podSelector": {"matchLabels": labels}}})
     assert spec.pod_selector.matches(labels)
+
+
+def test_recommendations_take_the_strategy_preset_and_the_fields_a_policy_sets():
+    default = parse_policy({}).recommendations
+    assert (default.strategy, default.recommendation.cpu_percentile, default.min_history) == ("vpa", 90.0, 3600.0)
+    spec = parse_policy({"recommendations": {
+        "strategy": "simple", "memoryPercentile": 99, "cpuMargin": "0.1", "halfLife": "12h", "minHistory": "30m",
+        "cpu": {"min": "10m", "max": "4"}, "memory": {"min": "32Mi"}, "checkpointInterval": "5m"}})
+    made = spec.recommendations.recommendation
+    assert (made.cpu_percentile, made.memory_percentile, made.cpu_margin, made.memory_margin) == (95.0, 99.0, 0.1, 0.15)
+    assert (made.cpu_min, made.cpu_max, made.memory_min, made.memory_max) == (0.01, 4.0, 32 * 2**20, None)
+    assert (spec.recommendations.history.half_life, spec.recommendations.min_history) == (43200.0, 1800.0)
+    assert spec.checkpoint_interval == 300.0
+    assert parse_policy({"recommendations": {"enabled": False}}).recommendations is None
 
 
 def test_every_problem_is_reported_at_once():

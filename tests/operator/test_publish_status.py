@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kubemeter.compute.aggregate import Aggregator
+from kubemeter.compute.quantity import format_cpu, format_percent
 from kubemeter.compute.snapshot import ResourceFigures
 from kubemeter.kubeapi import RateLimiter
 from kubemeter.policy import parse_policy
@@ -87,6 +88,15 @@ def test_resource_status_has_numbers_for_machines_and_quantities_for_humans():
         ResourceFigures(134217728.4, None, None, {}, None, None, None), "memory"
     )
     assert memory == {"usage": "128Mi", "workingSetBytes": 134217728}
+
+
+def test_the_printed_percent_and_quantity_agree_with_the_published_numbers_at_a_rounding_boundary():
+    # 0.88501 publishes as 0.885; formatted from the unrounded value the column would say 89% beside it.
+    # 0.0125004 cores publishes as 0.0125 and so prints as 0.0125 does, whatever side of the half it falls.
+    status = resource_status(ResourceFigures(0.0125004, None, None, {}, 0.2, None, 0.88501), "cpu")
+    assert status["requestUtilization"] == 0.885
+    assert status["requestPercent"] == format_percent(0.885)
+    assert status["usageCores"] == 0.0125 and status["usage"] == format_cpu(0.0125)
 
 
 def test_condition_transition_time_moves_only_when_status_changes():

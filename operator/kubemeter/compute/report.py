@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from kubemeter.compute.rightsizing import WorkloadRecommendation
 from kubemeter.compute.snapshot import Snapshot
-from kubemeter.types import NodeFailure, PodInfo, Selection
+from kubemeter.types import NodeFailure, PodInfo, Selection, WorkloadRef
 
 
 @dataclass(slots=True)
@@ -22,6 +23,10 @@ class CycleReport:
     unresolved: list[PodInfo]
     """The pods of ``selection.pods_without_workload`` that were without one at the policy's previous cycle
     too: their owner is not coming (the others wait for it; see docs/architecture.md, "Workload resolution")."""
+    recommendations: dict[WorkloadRef, WorkloadRecommendation] = field(default_factory=dict)
+    """Right-sizing, per workload with a history (empty when the policy's recommendations are off)."""
+    histories_forgotten: list[WorkloadRef] = field(default_factory=list)
+    """Workloads whose right-sizing history was dropped this cycle (gone: their checkpoints go too)."""
 
     @property
     def waiting(self) -> int:

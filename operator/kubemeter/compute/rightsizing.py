@@ -32,11 +32,12 @@ percentile is a percentile of time, and the recommendation does not depend on th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubemeter.compute.histogram import CPU_BUCKETS, MEMORY_BUCKETS, DecayingHistogram, is_number
+from kubemeter.types import PodInfo, Usage, WorkloadRef
 
 DAY = 86_400.0
 CHECKPOINT_VERSION = 1
@@ -289,3 +290,238 @@ def _clamp(value: float, low: float | None, high: float | None) -> float:
     if high is not None and value > high:
         return high
     return value
+
+
+# ---- per policy: every workload container's history, and what is recommended for it ------------------------------
+VERDICTS = ("over", "under", "fit", "unset", "learning")
+"""How a current request compares with its recommendation: above the upper bound (``over``), below the lower
+bound (``under``), between them (``fit``), no request set (``unset``), or too little history to say
+(``learning``). The bounds, not the target, decide: VPA's updater evicts a pod only outside them too."""
+
+REFRESH_SECONDS = 60.0
+"""Recommendations are computed again every this many seconds of cycles (every cycle from a 60 s interval on), as
+the VPA recommender's loop runs every minute: a recommendation costs about 50 us per container (1.5 s a cycle
+at 30,000 workload containers), and a day-long history barely moves in a minute."""
+
+SHORT_LIVED_KINDS = frozenset({"Pod", "Job"})
+"""Workloads that never come back once their pods are gone (a bare pod, a Job not run by a CronJob: each run has
+a new name), so their histories go with the aggregation window. Every other kind keeps its history one half-life
+after its last pod: a CronJob run daily, or a Deployment scaled to zero for the night, comes back to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RightsizingConfig:
+    """A policy's ``spec.recommendations``."""
+
+    history: HistoryConfig = HistoryConfig()
+    recommendation: RecommendationConfig = STRATEGIES["vpa"]
+    strategy: str = "vpa"
+    min_history: float = 3600.0
+    """Seconds of history before a request is called over, under or fit (``learning`` until then)."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        if not (is_number(self.min_history) and 0.0 <= self.min_history < math.inf):
+            raise ValueError(f"minimum history must be a number of seconds >= 0, not {self.min_history!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecommendation:
+    """One workload container: its current requests (per pod), what is recommended, and how they compare."""
+
+    name: str
+    pods: int
+    """The workload's pods that run this container now."""
+    cpu_request: float | None
+    """Cores per pod, the value most of the pods have (they differ during a rollout); ``None`` when unset."""
+    memory_request: float | None
+    memory_limit: float | None
+    """Bytes per pod, as the request."""
+    recommendation: Recommendation
+    history_seconds: float
+    """Seconds of samples behind it (``confidence`` * the confidence interval)."""
+    cpu_verdict: str
+    memory_verdict: str
+
+    @property
+    def cpu_difference(self) -> float | None:
+        """Recommended minus requested cores per pod (negative: requested beyond need), ``None`` without both."""
+        return _difference(self.cpu_request, self.recommendation.cpu)
+
+    @property
+    def memory_difference(self) -> float | None:
+        return _difference(self.memory_request, self.recommendation.memory)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRecommendation:
+    time: float
+    """When it was computed (it is refreshed every :data:`REFRESH_SECONDS`)."""
+    containers: dict[str, ContainerRecommendation]
+
+    def total_difference(self, resource: str) -> float | None:
+        """Recommended minus requested over the workload's pods (``resource`` "cpu" or "memory"): the sum of the
+        containers' that have both and a verdict (not ``learning``); ``None`` when none has."""
+        parts = [getattr(c, f"{resource}_difference") * c.pods for c in self.containers.values()
+                 if getattr(c, f"{resource}_verdict") in ("over", "under", "fit")]
+        return math.fsum(parts) if parts else None
+
+
+def _difference(request: float | None, recommended: ResourceRecommendation | None) -> float | None:
+    return None if request is None or recommended is None else recommended.target - request
+
+
+def verdict(request: float | None, recommended: ResourceRecommendation | None, history_seconds: float,
+            min_history: float) -> str:
+    """See :data:`VERDICTS`."""
+    if request is None:
+        return "unset"
+    if recommended is None or history_seconds < min_history:
+        return "learning"
+    if request > recommended.upper_bound:
+        return "over"
+    if request < recommended.lower_bound:
+        return "under"
+    return "fit"
+
+
+def _most_common(values: list[float | None]) -> float | None:
+    """The value most pods have; between equally common ones the largest (the safer request to compare)."""
+    counts: dict[float | None, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return max(counts, key=lambda v: (counts[v], -math.inf if v is None else v))
+
+
+class Recommender:
+    """A policy's right-sizing state: the history of every workload container it selects (see
+    :class:`ContainerHistory`) and the latest recommendations made from them."""
+
+    def __init__(self, config: RightsizingConfig = RightsizingConfig()) -> None:
+        self.config = config
+        self._histories: dict[WorkloadRef, dict[str, ContainerHistory]] = {}
+        self._last_seen: dict[WorkloadRef, float] = {}
+        self._recommendations: dict[WorkloadRef, WorkloadRecommendation] = {}
+        self._computed_at: float | None = None
+
+    def reconfigure(self, config: RightsizingConfig) -> None:
+        """New settings; a new half-life or memory peak interval applies to the samples added from now on."""
+        if config.history != self.config.history:
+            for containers in self._histories.values():
+                for name, history in containers.items():
+                    containers[name] = ContainerHistory.from_dict(history.to_dict(), config.history)
+        self.config = config
+        self._computed_at = None  # the next cycle recomputes with the new settings
+
+    def observe(self, now: float, pods: Iterable[PodInfo], usage: Mapping[str, Mapping[str, Usage]],
+                interval: float) -> None:
+        """One cycle's samples: every measured container of every selected pod that has a workload."""
+        histories, seen = self._histories, self._last_seen
+        config = self.config.history
+        for pod in pods:
+            ref = pod.workload
+            if ref is None:
+                continue
+            seen[ref] = now
+            measured = usage.get(pod.uid)
+            if not measured:
+                continue
+            containers = histories.get(ref)
+            if containers is None:
+                containers = histories[ref] = {}
+            for spec in pod.containers:
+                sample = measured.get(spec.name)
+                if sample is None:
+                    continue
+                history = containers.get(spec.name)
+                if history is None:
+                    history = containers[spec.name] = ContainerHistory(config)
+                history.add(now, sample.cpu_cores, sample.memory_bytes, interval)
+
+    def recommendations(self, now: float, pods: Iterable[PodInfo], interval: float,
+                        ) -> dict[WorkloadRef, WorkloadRecommendation]:
+        """The recommendation of every workload among ``pods`` with a history, computed again when
+        :data:`REFRESH_SECONDS` have passed since the last time (else the last ones, for the same workloads)."""
+        due = self._computed_at is None or now - self._computed_at >= REFRESH_SECONDS - interval / 2
+        if not due:
+            return self._recommendations
+        requests: dict[WorkloadRef, dict[str, list[tuple[float | None, float | None, float | None]]]] = {}
+        for pod in pods:
+            if pod.workload is not None and pod.workload in self._histories:
+                containers = requests.setdefault(pod.workload, {})
+                for spec in pod.containers:
+                    containers.setdefault(spec.name, []).append(
+                        (spec.cpu_request, spec.memory_request, spec.memory_limit))
+        config = self.config
+        fresh: dict[WorkloadRef, WorkloadRecommendation] = {}
+        for ref, containers in requests.items():
+            histories = self._histories[ref]
+            made = {}
+            for name, specs in sorted(containers.items()):
+                history = histories.get(name)
+                if history is None:
+                    continue
+                made[name] = self._container(name, specs, history, config)
+            if made:
+                fresh[ref] = WorkloadRecommendation(now, made)
+        self._recommendations, self._computed_at = fresh, now
+        return fresh
+
+    @staticmethod
+    def _container(name: str, specs: list[tuple[float | None, float | None, float | None]],
+                   history: ContainerHistory, config: RightsizingConfig) -> ContainerRecommendation:
+        made = recommend(history, config.recommendation)
+        seconds = made.confidence * config.recommendation.confidence_interval
+        cpu_request = _most_common([s[0] for s in specs])
+        memory_request = _most_common([s[1] for s in specs])
+        return ContainerRecommendation(
+            name=name, pods=len(specs), cpu_request=cpu_request, memory_request=memory_request,
+            memory_limit=_most_common([s[2] for s in specs]), recommendation=made, history_seconds=seconds,
+            cpu_verdict=verdict(cpu_request, made.cpu, seconds, config.min_history),
+            memory_verdict=verdict(memory_request, made.memory, seconds, config.min_history))
+
+    def forget_unseen(self, now: float, short_retention: float) -> list[WorkloadRef]:
+        """Drop the histories of workloads no pod was selected for since ``short_retention`` seconds (bare pods
+        and Jobs, see :data:`SHORT_LIVED_KINDS`) or a half-life (the others); returns them (their checkpoints go
+        too)."""
+        long_retention = max(short_retention, self.config.history.half_life)
+        gone = [ref for ref, seen in self._last_seen.items()
+                if now - seen > (short_retention if ref.kind in SHORT_LIVED_KINDS else long_retention)]
+        for ref in gone:
+            del self._last_seen[ref]
+            self._histories.pop(ref, None)
+            self._recommendations.pop(ref, None)
+        return gone
+
+    # ---- checkpoints --------------------------------------------------------------------------------------------
+    def workloads(self) -> list[WorkloadRef]:
+        return list(self._histories)
+
+    def export(self, ref: WorkloadRef) -> dict[str, dict[str, Any]]:
+        """Container name -> :meth:`ContainerHistory.to_dict` of one workload ({} when it has none)."""
+        return {name: history.to_dict() for name, history in self._histories.get(ref, {}).items()}
+
+    def restore(self, ref: WorkloadRef, containers: Mapping[str, Any], now: float) -> None:
+        """Put back what :meth:`export` wrote (a checkpoint read on start or by a new leader); containers with a
+        history already are kept as they are (theirs is newer). ValueError naming the container when one is
+        malformed; nothing of the workload is restored then."""
+        if not isinstance(containers, Mapping):
+            raise ValueError("a workload's checkpoint must map container names to histories")
+        restored = {}
+        for name, data in containers.items():
+            try:
+                restored[str(name)] = ContainerHistory.from_dict(data, self.config.history)
+            except ValueError as exc:
+                raise ValueError(f"container {name!r}: {exc}") from None
+        if not restored:
+            return
+        mine = self._histories.setdefault(ref, {})
+        for name, history in restored.items():
+            mine.setdefault(name, history)
+        self._last_seen.setdefault(ref, now)
+        self._computed_at = None
+
+    def __len__(self) -> int:
+        """Container histories held."""
+        return sum(len(containers) for containers in self._histories.values())

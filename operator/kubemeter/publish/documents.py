@@ -106,17 +106,20 @@ def resource_status(fig: ResourceFigures, resource: str) -> dict:
     else:
         number, fmt, unit = _int, format_bytes, "Bytes"
         usage_key = "workingSetBytes"
+    # The strings are formatted from the published numbers, not from the unrounded ones: rounded twice, a
+    # utilization of 0.88501 would read 0.885 in one field and 89% in the other.
+    usage, utilization = number(fig.usage), _round(fig.request_utilization, 4)
     return _compact(
         {
-            "usage": None if fig.usage is None else fmt(fig.usage),
-            usage_key: number(fig.usage),
+            "usage": None if usage is None else fmt(usage),
+            usage_key: usage,
             f"avg{unit}": number(fig.avg),
             f"max{unit}": number(fig.max),
             f"percentile{unit}": {percentile_key(p): number(v) for p, v in sorted(fig.percentiles.items())},
             f"requests{unit}": number(fig.requests),
             f"limits{unit}": number(fig.limits),
-            "requestUtilization": _round(fig.request_utilization, 4),
-            "requestPercent": None if fig.request_utilization is None else format_percent(fig.request_utilization),
+            "requestUtilization": utilization,
+            "requestPercent": None if utilization is None else format_percent(utilization),
         }
     )
 

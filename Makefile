@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(CURDIR)/.cache/tools
 export PATH := $(TOOLS)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install tools controlplane test demo bench clean
+.PHONY: install tools controlplane peers test demo bench clean
 
 $(VENV)/.installed: pyproject.toml sim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ tools: install
 # module proxy into .cache/controlplane/bin (first run about 15 min on 2 cores; then under a second).
 controlplane:
 	bash hack/build-control-plane.sh $(CURDIR)/.cache/controlplane
+
+# kube-state-metrics, pinned, beside the control plane for `bench/bench_vs_metrics_server.py` only (about 6 min).
+peers:
+	bash hack/build-control-plane.sh $(CURDIR)/.cache/controlplane peers
 
 # Test processes: most tests wait on clusters, kubelets and API servers, so two share two cores well.
 TEST_WORKERS ?= 2

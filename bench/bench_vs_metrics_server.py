@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import Row, bench_main, report
 from kubemeter_sim.real.cluster import RealCluster
-from kubemeter_sim.real.controlplane import ControlPlaneError
+from kubemeter_sim.real.controlplane import ControlPlaneError, binaries_dir
 from steady import Phase, creations_done, run_session
 
 PROFILES = {
@@ -29,20 +29,28 @@ PROFILES = {
     "short": {"sizes": (20, 60), "pods_per_node": 30, "interval": 10, "cycles": 2},
 }
 TEST_BED = ("kube-apiserver", "etcd")
+WATCH_PEER = "kube-state-metrics"
+"""Beside them when built (``make peers``), for the watch side: it holds the same pods and nodes as kubemeter's
+model and serves them as series, its /metrics scraped once per interval."""
 THIS_PROCESS = "test bed (fake kubelets, this process)"
 
 
 def _processes(cluster: RealCluster) -> dict[str, int]:
     plane = cluster.control_plane
-    return {"metrics-server": plane.pid("metrics-server"), **{name: plane.pid(name) for name in TEST_BED},
-            THIS_PROCESS: os.getpid()}
+    peers = ("metrics-server", WATCH_PEER) if cluster.kube_state_metrics is not None else ("metrics-server",)
+    return {**{name: plane.pid(name) for name in (*peers, *TEST_BED)}, THIS_PROCESS: os.getpid()}
+
+
+def _watch_peer_built() -> bool:
+    return os.access(binaries_dir() / WATCH_PEER, os.X_OK)
 
 
 async def measure(nodes: int, pods_per_node: int, interval: int, cycles: int) -> dict:
     spec = {"interval": f"{interval}s"}
     with tempfile.TemporaryDirectory(prefix="kubemeter-bench-ms-") as workdir:
         session = await run_session(nodes, pods_per_node, spec, [Phase("steady", cycles, creations_done)],
-                                    Path(workdir), backend="real", metric_resolution=interval, companions=_processes)
+                                    Path(workdir), backend="real", metric_resolution=interval, companions=_processes,
+                                    kube_state_metrics=_watch_peer_built())
     phase = session.phases[0]
     costs = {"kubemeter": (phase.cpu_seconds, phase.rss_max_bytes)} | {
         name: (cost.cpu_seconds, cost.rss_max_bytes) for name, cost in phase.companions.items()}
@@ -66,6 +74,14 @@ def rows_for(points: list[dict]) -> list[Row]:
                         ours["millicores_per_node"] <= theirs["millicores_per_node"], "mCPU"))
         rows.append(Row(f"RSS per node @{p['nodes']} nodes", ours["mb_per_node"], theirs["mb_per_node"],
                         "<= metrics-server", ours["mb_per_node"] <= theirs["mb_per_node"], "MB"))
+    for p in points:
+        watch = p["processes"].get(WATCH_PEER)
+        if watch is not None:  # the watch side: what holding the same pods and nodes costs a Go process
+            ours = p["processes"]["kubemeter"]
+            rows.append(Row(f"CPU per node @{p['nodes']} nodes, beside {WATCH_PEER}", ours["millicores_per_node"],
+                            watch["millicores_per_node"], "-", None, "mCPU"))
+            rows.append(Row(f"RSS per node @{p['nodes']} nodes, beside {WATCH_PEER}", ours["mb_per_node"],
+                            watch["mb_per_node"], "-", None, "MB"))
     if len(points) >= 2:
         small, large = points[0], points[-1]
         for name in ("kubemeter", "metrics-server"):

@@ -207,10 +207,11 @@ class BenchCluster(NamedTuple):
 
 @asynccontextmanager
 async def bench_cluster(nodes: int, pods_per_node: int, workdir: Path, backend: str = "sim", *,
-                        metric_resolution: float | None = None) -> AsyncIterator[BenchCluster]:
+                        metric_resolution: float | None = None,
+                        kube_state_metrics: bool = False) -> AsyncIterator[BenchCluster]:
     """A mixed-scenario cluster with the kubemeter CRDs installed: the simulator, or a real control plane whose
     fake nodes drive the pods its scheduler binds (settled: every pod running); with ``metric_resolution``,
-    metrics-server beside the real control plane at that resolution."""
+    metrics-server beside the real control plane at that resolution; with ``kube_state_metrics``, that too."""
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if backend == "real":
@@ -218,7 +219,8 @@ async def bench_cluster(nodes: int, pods_per_node: int, workdir: Path, backend: 
         metrics_server = ({"metrics_server": True, "metric_resolution": metric_resolution}
                           if metric_resolution is not None else {})
         backend_cluster: Cluster | RealCluster = RealCluster(nodes, pods_per_node, scenario="mixed", workdir=workdir,
-                                                             settle_timeout=settle_timeout, **metrics_server)
+                                                             settle_timeout=settle_timeout,
+                                                             kube_state_metrics=kube_state_metrics, **metrics_server)
     else:
         backend_cluster = Cluster(nodes, pods_per_node, scenario="mixed", workdir=workdir, watch_history=100_000)
     async with backend_cluster as cluster:

@@ -13,11 +13,14 @@ client together); WorkloadMetrics status changes from the simulator's store, or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
+
+import aiohttp
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,15 +247,42 @@ async def _run_phase(operator: OperatorProcess, cluster: Cluster | RealCluster, 
          for key, value in watch_events(text).items() if value > events_before.get(key, 0.0)})
 
 
+@contextlib.asynccontextmanager
+async def scraped_by_prometheus(cluster: Cluster | RealCluster, interval: float) -> AsyncIterator[None]:
+    """kube-state-metrics' /metrics fetched once per interval while the session runs, when it is beside the
+    cluster: most of what it costs is building that answer (kubemeter's is scraped by the phases themselves)."""
+    peer = getattr(cluster, "kube_state_metrics", None)
+    if peer is None:
+        yield
+        return
+
+    async def scrape_forever() -> None:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                await peer.scrape(timeout=interval)
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(scrape_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def run_session(nodes: int, pods_per_node: int, policy_spec: dict, phases: list[Phase], workdir: Path,
                       *, warmup: int = 2, write_qps: float = 20.0, backend: str = "sim",
-                      metric_resolution: float | None = None, companions: Companions | None = None) -> Session:
-    """``metric_resolution``: metrics-server beside a real control plane; ``companions``: other processes whose
-    CPU and largest RSS each phase measures over the operator's window."""
+                      metric_resolution: float | None = None, companions: Companions | None = None,
+                      kube_state_metrics: bool = False) -> Session:
+    """``metric_resolution``: metrics-server beside a real control plane; ``kube_state_metrics``: that too, its
+    /metrics scraped once per interval as Prometheus would; ``companions``: other processes whose CPU and largest
+    RSS each phase measures over the operator's window."""
     interval = float(policy_spec["interval"].rstrip("s"))
     with counting_requests() as requests:
-        async with bench_cluster(nodes, pods_per_node, workdir, backend,
-                                 metric_resolution=metric_resolution) as (cluster, client, up_seconds):
+        async with bench_cluster(nodes, pods_per_node, workdir, backend, metric_resolution=metric_resolution,
+                                 kube_state_metrics=kube_state_metrics) as (cluster, client, up_seconds), \
+                scraped_by_prometheus(cluster, interval):
             with closing(StatusWrites(cluster)) as writes:
                 pods, containers = await container_count(cluster)
                 session = Session(backend, nodes, pods, containers, interval, up_seconds, requests=requests)

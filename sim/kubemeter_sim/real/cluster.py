@@ -27,6 +27,7 @@ from kubemeter_sim.cluster import ClusterSettings, raise_fd_limit
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import Kubelet
 from kubemeter_sim.real.controlplane import ControlPlane
+from kubemeter_sim.real.kube_state_metrics import KubeStateMetrics
 from kubemeter_sim.real.metrics_server import MetricsServer
 from kubemeter_sim.real.nodes import FakeNodes
 from kubemeter_sim.real.rest import Rest, collection, wait_for
@@ -66,7 +67,8 @@ class RealCluster(ClusterSettings):
     def __init__(self, nodes: int = 3, pods_per_node: int = 10, *, scenario: Literal["mixed", "empty"] = "mixed",
                  seed: int = 0, workdir: str | Path | None = None, kubelet_version: str = "1.37.2",
                  housekeeping_interval: float = 10.0, settle_timeout: float = SETTLE_SECONDS,
-                 metrics_server: bool = False, metric_resolution: float = 30.0) -> None:
+                 metrics_server: bool = False, metric_resolution: float = 30.0,
+                 kube_state_metrics: bool = False) -> None:
         super().__init__(nodes, pods_per_node, scenario, seed, workdir, kubelet_version, housekeeping_interval)
         self.control_plane = ControlPlane(self.workdir / "control-plane")
         self.settle_timeout = settle_timeout
@@ -74,6 +76,8 @@ class RealCluster(ClusterSettings):
         self.metrics_server = MetricsServer(self.control_plane, resolution=metric_resolution) if metrics_server else None
         """metrics-server serving ``metrics.k8s.io`` (``kubectl top``), when asked for; started once the scenario
         has settled, with ``metric_resolution`` (seconds: give it the interval of the policy it is compared with)."""
+        self.kube_state_metrics = KubeStateMetrics(self.control_plane) if kube_state_metrics else None
+        """kube-state-metrics watching the same pods and nodes, when asked for (benchmarks of the watch side)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -108,8 +112,9 @@ class RealCluster(ClusterSettings):
 
     async def _start(self) -> None:
         raise_fd_limit(3 * self.node_count + 1024)
-        if self.metrics_server is not None:
-            self.metrics_server.check_installed()  # before minutes of start-up, not after
+        for peer in (self.metrics_server, self.kube_state_metrics):
+            if peer is not None:
+                peer.check_installed()  # before minutes of start-up, not after
         await self.control_plane.start()
         pki = self.control_plane.pki
         self.rest = Rest(self.control_plane.url, pki.path("ca.crt"), pki.path("admin.crt"), pki.path("admin.key"))
@@ -132,6 +137,8 @@ class RealCluster(ClusterSettings):
             await self.scenario.wait_settled(self.settle_timeout)
         if self.metrics_server is not None:
             await self.metrics_server.start(self.rest)
+        if self.kube_state_metrics is not None:
+            await self.kube_state_metrics.start(self.rest)
 
     async def _stop(self) -> None:
         if hasattr(self, "fake_nodes"):

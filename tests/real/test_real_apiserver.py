@@ -58,7 +58,11 @@ async def test_every_example_policy_is_accepted_and_defaulted(real: RealCluster,
 async def test_an_empty_spec_gets_every_default(real: RealCluster) -> None:
     created = await real.rest.request("POST", POLICIES, policy("empty", {}), params={"dryRun": "All"})
     assert created["spec"]["interval"] == "30s"
-    assert set(created["spec"]) >= {"interval", "source", "aggregation", "output"}
+    assert set(created["spec"]) >= {"interval", "source", "aggregation", "output", "recommendations"}
+    assert created["spec"]["recommendations"] == {
+        "enabled": True, "strategy": "vpa", "halfLife": "24h", "memoryPeakInterval": "24h", "minHistory": "1h",
+        "checkpointInterval": "10m",
+    }
 
 
 @pytest.mark.parametrize("spec", VALID_POLICIES, ids=str)

@@ -314,6 +314,20 @@ def test_valid_policy_is_accepted(spec: dict[str, Any]) -> None:
     assert errors(POLICY_SCHEMA, policy(spec)) == []
 
 
+FULL_RECOMMENDATIONS = {
+    "enabled": True, "strategy": "simple", "cpuPercentile": 99.5, "memoryPercentile": 100, "cpuMargin": "0",
+    "memoryMargin": "0.25", "halfLife": "12h", "memoryPeakInterval": "1h", "minHistory": "30m",
+    "checkpointInterval": "5m", "cpu": {"min": "50m", "max": "4"}, "memory": {"min": "64Mi", "max": "8Gi"},
+}
+"""Every field of spec.recommendations set (tests/real checks the real API server keeps them too)."""
+
+
+def test_every_recommendations_field_is_kept_not_pruned() -> None:
+    obj = policy({"recommendations": copy.deepcopy(FULL_RECOMMENDATIONS)})
+    assert errors(POLICY_SCHEMA, obj) == [] and POLICY_SCHEMA.unknown_fields(obj) == []
+    assert POLICY_SCHEMA.prepare(obj)["spec"]["recommendations"] == FULL_RECOMMENDATIONS
+
+
 @pytest.mark.parametrize(("spec", "field"), [
     ({"interval": "10s", "source": {"timeout": "12s"}}, "spec.source.timeout"),
     ({"interval": "1h", "aggregation": {"window": "30m"}}, "spec.aggregation.window"),

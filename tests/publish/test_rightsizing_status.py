@@ -26,6 +26,7 @@ from kubemeter.publish.documents import (
     policy_status,
     recommendations_rollup,
     sizing_summary,
+    stale_workload_status,
     without_measured_figures,
     workload_status,
 )
@@ -95,6 +96,8 @@ def test_the_recommendation_has_numbers_for_machines_quantities_for_humans_and_t
 
 def test_without_a_recommendation_there_is_no_section_and_learning_or_unset_has_no_difference():
     assert "recommendation" not in workload_status(_result(), parse_policy({}), NOW, NOW, None)
+    sized = workload_status(_result(), parse_policy({}), NOW, NOW, workload(container()))
+    assert "recommendation" not in stale_workload_status(sized, NOW + 60), "nothing runs: not presented as current"
     young = container(cpu_request=None, cpu_verdict="unset", memory_verdict="learning", confidence=0.01)
     [entry] = workload_status(_result(), parse_policy({}), NOW, NOW, workload(young))["recommendation"]["containers"]
     assert entry["cpu"] == {"verdict": "unset", "target": "120m", "targetCores": 0.12, "lowerBoundCores": 0.09,

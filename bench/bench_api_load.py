@@ -3,10 +3,10 @@
 A simulated cluster (this process, where every request is recorded) and ``kubemeter run`` (its own process,
 ``--write-qps`` set low enough to matter), one policy (interval 15 s, minStatusChange 0.05, maxStatusAge 5m).
 Measured over steady-state cycles, once the first ones created every WorkloadMetrics (at the QPS limit):
-- each WorkloadMetrics status write must be justified: first write, a count/request/limit changed, CPU or
-  memory moved by more than minStatusChange relative to the last written value, or that write is older
-  than maxStatusAge; so writes <= workloads whose values moved (the policy's own status is written every
-  cycle, moved or not: one write per interval, shown for information);
+- each WorkloadMetrics status write must be justified: first write, a count/request/limit or a right-sizing
+  verdict changed, CPU, memory or a recommended target moved by more than minStatusChange relative to the last
+  written value, or that write is older than maxStatusAge; so writes <= workloads whose values moved (the
+  policy's own status is written every cycle, moved or not: one write per interval, shown for information);
 - writes, over the whole run, conform to a token bucket of --write-qps and burst 50 (never above the QPS);
 - no request to pods or nodes besides the watches opened at start-up.
 Run: .venv/bin/python bench/bench_api_load.py [--profile short|full]
@@ -37,16 +37,21 @@ def _time(text: str | None) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else 0.0
 
 
+def _moved(before: float | None, after: float | None) -> bool:
+    if (before is None) != (after is None):
+        return True
+    return before is not None and abs(after - before) > THRESHOLD * abs(before) * (1 - 1e-9)
+
+
 def justified(write: StatusWrite, previous: StatusWrite) -> bool:
     old, new = previous.values, write.values
     if any(old[key] != new[key] for key in KEY_FIELDS):
         return True
-    for key in ("cpu", "memory"):
-        before, after = old[key], new[key]
-        if (before is None) != (after is None):
-            return True
-        if before is not None and abs(after - before) > THRESHOLD * abs(before) * (1 - 1e-9):
-            return True
+    if any(_moved(old[key], new[key]) for key in ("cpu", "memory")):
+        return True
+    # A right-sizing target (per container, the verdicts being the same) that moved as a usage does.
+    if any(_moved(before, after) for key in ("cpuTargets", "memoryTargets") for before, after in zip(old[key], new[key])):
+        return True
     return _time(new["lastUpdated"]) - _time(old["lastUpdated"]) >= MAX_AGE_SECONDS
 
 

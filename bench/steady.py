@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 _WATCH_EVENTS = re.compile(r'^kubemeter_watch_events_total\{resource="([^"]*)",type="([^"]*)"\} (\S+)$', re.M)
 SETTLE_CHECKS = 30
 SETTLE_CHECK_SECONDS = 15.0
-KEY_FIELDS = ("pods", "podsReporting", "stale", "cpuRequests", "cpuLimits", "memoryRequests", "memoryLimits")
+KEY_FIELDS = ("pods", "podsReporting", "stale", "cpuRequests", "cpuLimits", "memoryRequests", "memoryLimits",
+              "sizing")
+"""Values whose every change justifies a write; ``sizing`` is the right-sizing verdicts per container."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +55,15 @@ class StatusWrite:
 
 def _status_values(status: dict) -> dict:
     cpu, memory = status.get("cpu") or {}, status.get("memory") or {}
+    sized = (status.get("recommendation") or {}).get("containers") or ()
     return {"pods": status.get("pods"), "podsReporting": status.get("podsReporting"), "stale": status.get("stale"),
             "cpu": cpu.get("usageCores"), "memory": memory.get("workingSetBytes"),
             "cpuRequests": cpu.get("requestsCores"), "cpuLimits": cpu.get("limitsCores"),
             "memoryRequests": memory.get("requestsBytes"), "memoryLimits": memory.get("limitsBytes"),
+            "sizing": tuple((c["name"], (c.get("cpu") or {}).get("verdict"), (c.get("memory") or {}).get("verdict"))
+                            for c in sized),
+            "cpuTargets": tuple((c.get("cpu") or {}).get("targetCores") for c in sized),
+            "memoryTargets": tuple((c.get("memory") or {}).get("targetBytes") for c in sized),
             "lastUpdated": status.get("lastUpdated")}
 
 

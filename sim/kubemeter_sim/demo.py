@@ -108,7 +108,8 @@ def render_table(policies: list[dict], workloads: list[dict]) -> str:
         )
         for failed in status.get("failedNodes", []):
             lines.append(f"  failing: {failed['name']} ({failed['reason']}): {failed.get('message', '')[:90]}")
-    header = ("NAMESPACE", "KIND", "WORKLOAD", "PODS", "CPU", "CPU/REQ", "P95 CPU", "MEMORY", "MEM/REQ", "STALE")
+    header = ("NAMESPACE", "KIND", "WORKLOAD", "PODS", "CPU", "CPU/REQ", "P95 CPU", "MEMORY", "MEM/REQ", "SIZING",
+              "STALE")
     rows = [header]
     for wm in sorted(workloads, key=lambda w: (w["metadata"]["namespace"], w["spec"]["workload"]["kind"],
                                                w["spec"]["workload"]["name"])):
@@ -121,6 +122,7 @@ def render_table(policies: list[dict], workloads: list[dict]) -> str:
                 _cell(cpu.get("usage")), _cell(cpu.get("requestPercent")),
                 "-" if p95 is None else format_cpu(p95),
                 _cell(memory.get("usage")), _cell(memory.get("requestPercent")),
+                _cell((status.get("recommendation") or {}).get("summary")),
                 _cell(None if status.get("stale") is None else str(status["stale"]).lower()),
             )
         )

@@ -36,6 +36,10 @@ from kubemeter_sim.profiles import PROFILE_KINDS, ProfileKind, UsageProfile, mak
 
 PROFILE_ANNOTATION = "sim.kubemeter.io/profile"
 """``steady`` for every container, or ``app=leak,sidecar=idle`` per container name."""
+USAGE_SCALE_ANNOTATION = "sim.kubemeter.io/usage-scale"
+"""A pod's usage as a multiple of its containers' requests, e.g. ``3`` (memory at most 110% of its request, as
+always); unset, each container's is drawn from its seed, 10% to 130%. For workloads with a known right-sizing
+verdict."""
 _DEFAULT_KINDS: tuple[ProfileKind, ...] = ("steady", "diurnal", "bursty", "idle")
 _POD_CGROUP_CORES = 0.0004
 """The pod cgroup also pays for the pause container and conmon-like overhead."""
@@ -98,6 +102,16 @@ def _profile_kinds(annotation: str | None) -> dict[str, ProfileKind]:
         return {"*": annotation}  # type: ignore[dict-item]
     pairs = (item.split("=", 1) for item in annotation.split(",") if item)
     return {name.strip(): kind.strip() for name, kind in pairs}  # type: ignore[misc]
+
+
+def _usage_scale(meta: dict[str, Any]) -> float | None:
+    text = (meta.get("annotations") or {}).get(USAGE_SCALE_ANNOTATION)
+    if text is None:
+        return None
+    scale = float(text)
+    if not 0.0 < scale < math.inf:
+        raise ValueError(f"pod {meta['namespace']}/{meta['name']}: {USAGE_SCALE_ANNOTATION} must be a positive number")
+    return scale
 
 
 @dataclass(slots=True)
@@ -240,7 +254,7 @@ class Kubelet:
         kind = kinds.get(name) or kinds.get("*") or _DEFAULT_KINDS[container_seed % len(_DEFAULT_KINDS)]
         if kind not in PROFILE_KINDS:
             raise ValueError(f"pod {namespace}/{pod_name}: unknown usage profile {kind!r}")
-        scale = 0.1 + (container_seed >> 8) % 1000 / 1000 * 1.2  # 10 % .. 130 % of what was requested
+        scale = _usage_scale(meta) or 0.1 + (container_seed >> 8) % 1000 / 1000 * 1.2  # 10 % .. 130 % of the request
         profile = make_profile(
             kind, seed=container_seed, memory_limit_bytes=limit,
             cpu_cores=cpu_request * scale if cpu_request and kind != "idle" else None,

@@ -110,7 +110,7 @@ def test_policy_column_names_are_the_documented_ones() -> None:
                      "Scraped", "Age"]
     columns = crd("workloadmetrics")["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == [
-        "Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Stale", "Age"]
+        "Kind", "Workload", "Pods", "CPU", "CPU/Req", "Memory", "Mem/Req", "Sizing", "Stale", "Age"]
     assert [c["name"] for c in columns if c.get("priority")] == ["CPU Pods", "Sampled", "Policy"]  # -o wide
 
 
@@ -125,6 +125,11 @@ def test_an_empty_spec_gets_every_default() -> None:
     assert spec["output"] == {
         "workloadMetrics": True, "prometheus": True, "topWorkloads": 10, "minStatusChange": "0.05",
         "maxStatusAge": "5m",
+    }
+    # No percentiles or margins: they follow the strategy (README, "Right-sizing").
+    assert spec["recommendations"] == {
+        "enabled": True, "strategy": "vpa", "halfLife": "24h", "memoryPeakInterval": "24h", "minHistory": "1h",
+        "checkpointInterval": "10m",
     }
     assert errors(POLICY_SCHEMA, policy({})) == []
 
@@ -233,6 +238,26 @@ INVALID_POLICIES = [
         "spec.selector.namespaceSelector.matchExpressions[0].operator",
         'supported values: "In", "NotIn", "Exists", "DoesNotExist"',
     ),
+    ({"recommendations": {"strategy": "krr"}}, "spec.recommendations.strategy", 'supported values: "vpa", "simple"'),
+    ({"recommendations": {"enabled": "yes"}}, "spec.recommendations.enabled", "must be of type boolean"),
+    ({"recommendations": {"cpuPercentile": 101}}, "spec.recommendations.cpuPercentile", "less than or equal to 100"),
+    ({"recommendations": {"memoryPercentile": -1}}, "spec.recommendations.memoryPercentile",
+     "greater than or equal to 0"),
+    ({"recommendations": {"cpuMargin": "10.5"}}, "spec.recommendations.cpuMargin", "cpuMargin must be between 0 and 10"),
+    ({"recommendations": {"memoryMargin": "15%"}}, "spec.recommendations.memoryMargin", "should match"),
+    ({"recommendations": {"memoryMargin": 0.15}}, "spec.recommendations.memoryMargin", "must be of type string"),
+    ({"recommendations": {"halfLife": "30s"}}, "spec.recommendations.halfLife", "halfLife must be at least 1m"),
+    ({"recommendations": {"memoryPeakInterval": "59s"}}, "spec.recommendations.memoryPeakInterval",
+     "memoryPeakInterval must be at least 1m"),
+    ({"recommendations": {"checkpointInterval": "10s"}}, "spec.recommendations.checkpointInterval",
+     "checkpointInterval must be at least 1m"),
+    ({"recommendations": {"minHistory": "an hour"}}, "spec.recommendations.minHistory", "should match"),
+    ({"recommendations": {"cpu": {"min": "-100m"}}}, "spec.recommendations.cpu.min", "should match"),
+    ({"recommendations": {"memory": {"max": "lots"}}}, "spec.recommendations.memory.max", "should match"),
+    ({"recommendations": {"cpu": {"min": "2", "max": "500m"}}}, "spec.recommendations.cpu.min",
+     "min must not be above max"),
+    ({"recommendations": {"memory": {"min": "1Gi", "max": "1G"}}}, "spec.recommendations.memory.min",
+     "min must not be above max"),
 ]
 
 
@@ -264,6 +289,15 @@ VALID_POLICIES = [
             "nodeSelector": {"matchLabels": {"kubernetes.io/os": "linux"}},
         }
     },
+    {"recommendations": {"enabled": False}},
+    {"recommendations": {"strategy": "simple", "minHistory": "0s", "cpu": {"min": "10m", "max": "10m"}}},
+    {
+        "recommendations": {
+            "cpuPercentile": 99.5, "memoryPercentile": 100, "cpuMargin": "0", "memoryMargin": "0.25",
+            "halfLife": "1m", "memoryPeakInterval": "1h", "checkpointInterval": "1m",
+            "cpu": {"min": "50m", "max": "4"}, "memory": {"min": "64Mi", "max": "1e10"},
+        }
+    },
     {
         "selector": {
             "podSelector": {
@@ -278,6 +312,20 @@ VALID_POLICIES = [
 @pytest.mark.parametrize("spec", VALID_POLICIES)
 def test_valid_policy_is_accepted(spec: dict[str, Any]) -> None:
     assert errors(POLICY_SCHEMA, policy(spec)) == []
+
+
+FULL_RECOMMENDATIONS = {
+    "enabled": True, "strategy": "simple", "cpuPercentile": 99.5, "memoryPercentile": 100, "cpuMargin": "0",
+    "memoryMargin": "0.25", "halfLife": "12h", "memoryPeakInterval": "1h", "minHistory": "30m",
+    "checkpointInterval": "5m", "cpu": {"min": "50m", "max": "4"}, "memory": {"min": "64Mi", "max": "8Gi"},
+}
+"""Every field of spec.recommendations set (tests/real checks the real API server keeps them too)."""
+
+
+def test_every_recommendations_field_is_kept_not_pruned() -> None:
+    obj = policy({"recommendations": copy.deepcopy(FULL_RECOMMENDATIONS)})
+    assert errors(POLICY_SCHEMA, obj) == [] and POLICY_SCHEMA.unknown_fields(obj) == []
+    assert POLICY_SCHEMA.prepare(obj)["spec"]["recommendations"] == FULL_RECOMMENDATIONS
 
 
 @pytest.mark.parametrize(("spec", "field"), [
@@ -308,6 +356,17 @@ POLICY_STATUS = {
                 "memoryRequestsBytes": 17179869184, "cpu": "3250m", "memory": "12Gi"},
     "topWorkloads": [{"namespace": "shop", "kind": "Deployment", "name": "web", "cpuCores": 1.2,
                       "memoryBytes": 536870912}],
+    "recommendations": {
+        "cluster": {"workloads": 3, "reclaimableCpuCores": 1.25, "reclaimableMemoryBytes": -536870912,
+                    "cpu": "1250m", "memory": "-512Mi"},
+        "namespaceCount": 2,
+        "namespaces": [
+            {"namespace": "shop", "workloads": 2, "reclaimableCpuCores": 1.5, "reclaimableMemoryBytes": 0,
+             "cpu": "1500m", "memory": "0"},
+            {"namespace": "data", "workloads": 1, "reclaimableCpuCores": -0.25, "reclaimableMemoryBytes": -536870912,
+             "cpu": "-250m", "memory": "-512Mi"},
+        ],
+    },
     "warnings": ["kubelet TLS verification is off (source.insecureSkipTLSVerify)"],
 }
 
@@ -358,6 +417,23 @@ WORKLOAD_STATUS = {
     "network": {"receiveBytesPerSecond": 1024.5, "transmitBytesPerSecond": 2048.0},
     "ephemeralStorage": {"usedBytes": 4096},
     "containers": [{"name": "app", **copy.deepcopy(FIGURES)}, {"name": "sidecar", "cpu": {"usageCores": 0.01}}],
+    "recommendation": {
+        "lastUpdateTime": "2026-11-23T07:00:00Z", "summary": "cpu:over mem:fit",
+        "containers": [
+            {"name": "app", "pods": 3, "confidenceDays": 2.5, "historySeconds": 216000,
+             "cpu": {"verdict": "over", "request": "500m", "requestCores": 0.5, "target": "120m", "targetCores": 0.12,
+                     "lowerBoundCores": 0.09, "upperBoundCores": 0.2, "differenceCores": -0.38,
+                     "workloadDifferenceCores": -1.14},
+             "memory": {"verdict": "fit", "request": "256Mi", "requestBytes": 268435456, "limitBytes": 536870912,
+                        "target": "240Mi", "targetBytes": 251658240, "lowerBoundBytes": 209715200,
+                        "upperBoundBytes": 314572800, "recommendedLimitBytes": 283115520,
+                        "differenceBytes": -16777216, "workloadDifferenceBytes": -50331648}},
+            {"name": "sidecar", "pods": 3, "confidenceDays": 0.01, "historySeconds": 864,
+             "cpu": {"verdict": "unset", "target": "12m", "targetCores": 0.012, "lowerBoundCores": 0.001,
+                     "upperBoundCores": 1.5},
+             "memory": {"verdict": "learning"}},
+        ],
+    },
 }
 
 
@@ -377,6 +453,21 @@ def test_workload_metrics_containers_are_keyed_by_name() -> None:
     status = {"containers": [{"name": "app"}, {"name": "app"}]}
     found = errors(WORKLOAD_METRICS_SCHEMA, workload_metrics(status))
     assert any(f == "status.containers[1]" and "Duplicate value" in m for f, m in found), found
+
+
+def test_recommendation_containers_are_keyed_by_name_and_verdicts_are_the_five() -> None:
+    status = {"recommendation": {"containers": [{"name": "app", "cpu": {"verdict": "over"}},
+                                                {"name": "app", "cpu": {"verdict": "big"}}]}}
+    found = errors(WORKLOAD_METRICS_SCHEMA, workload_metrics(status))
+    assert any(f == "status.recommendation.containers[1]" and "Duplicate value" in m for f, m in found), found
+    assert any(f == "status.recommendation.containers[1].cpu.verdict" and 'supported values: "over", "under", '
+               '"fit", "unset", "learning"' in m for f, m in found), found
+
+
+def test_the_policys_right_sizing_namespaces_are_bounded() -> None:
+    status = {"recommendations": {"namespaces": [{"namespace": f"ns-{i}"} for i in range(51)]}}
+    found = errors(POLICY_SCHEMA, policy({}, status))
+    assert any(f == "status.recommendations.namespaces" and "at most 50 items" in m for f, m in found), found
 
 
 def test_workload_metrics_needs_its_workload() -> None:

@@ -363,20 +363,25 @@ async def test_unsupported_media_types_and_bad_patches_are_refused_alike(backend
     await backends.same(scenario)
 
 
+def fidelity_crd(kind: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """A cluster-scoped CRD of ``kind`` in fidelity.example.com whose root schema has ``properties``."""
+    plural = f"{kind.lower()}s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.fidelity.example.com"},
+        "spec": {"group": "fidelity.example.com", "scope": "Cluster",
+                 "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": properties}}}]}}
+
+
 async def test_a_crd_whose_default_fails_its_cel_rules_is_refused_alike(backends: Backends) -> None:
     """A structural default is checked against the CEL rules of its node, without nested defaults applied: the
     real server refused our own MetricsPolicy CRD for it once (``no such key: source``)."""
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gadgets.fidelity.example.com"},
-        "spec": {"group": "fidelity.example.com", "scope": "Cluster",
-                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": {
-                         "type": "object", "default": {},
-                         "x-kubernetes-validations": [{"rule": "size(self.source) > 0",
-                                                       "message": "source must not be empty"}],
-                         "properties": {"source": {"type": "string", "default": "here"}}}}}}}]}}
+    crd = fidelity_crd("Gadget", {"spec": {
+        "type": "object", "default": {},
+        "x-kubernetes-validations": [{"rule": "size(self.source) > 0", "message": "source must not be empty"}],
+        "properties": {"source": {"type": "string", "default": "here"}}}})
 
     rising = copy.deepcopy(crd)
     rising["metadata"]["name"] = "risers.fidelity.example.com"
@@ -390,6 +395,25 @@ async def test_a_crd_whose_default_fails_its_cel_rules_is_refused_alike(backends
         return [status_of(await b.call("POST", CRDS, crd)), status_of(await b.call("POST", CRDS, rising))]
     seen = await backends.same(scenario)
     assert [s["http"] for s in seen] == [422, 422], seen
+
+
+async def test_a_crd_whose_list_map_key_an_item_may_lack_is_refused_alike(backends: Backends) -> None:
+    """A key of an x-kubernetes-list-type map must be required or defaulted: the real server refused the policy
+    status's per-namespace right-sizing list for it once."""
+    items = {"type": "object", "properties": {"namespace": {"type": "string"}, "count": {"type": "integer"}}}
+    crd = fidelity_crd("Ledger", {"status": {"type": "object", "properties": {"rows": {
+        "type": "array", "items": items, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["namespace"]}}}})
+    keyed = copy.deepcopy(crd)
+    keyed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["rows"][
+        "items"]["required"] = ["namespace"]
+
+    async def scenario(b: Backend) -> list[dict[str, Any]]:
+        refused = status_of(await b.call("POST", CRDS, crd))
+        accepted = await b.call("POST", CRDS, keyed)
+        await b.call("DELETE", f"{CRDS}/ledgers.fidelity.example.com")
+        return [refused, {"http": accepted.status}]
+    seen = await backends.same(scenario)
+    assert [s["http"] for s in seen] == [422, 201], seen
 
 
 async def test_unknown_fields_are_refused_with_strict_and_warned_about_otherwise(backends: Backends) -> None:

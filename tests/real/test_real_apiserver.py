@@ -17,7 +17,7 @@ import yaml
 from kubemeter import GROUP, VERSION
 from kubemeter_sim.real.cluster import RealCluster
 from kubemeter_sim.real.rest import RestError, wait_for
-from tests.packaging.test_crd_schemas import INVALID_POLICIES, VALID_POLICIES
+from tests.packaging.test_crd_schemas import FULL_RECOMMENDATIONS, INVALID_POLICIES, VALID_POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = f"/apis/{GROUP}/{VERSION}/metricspolicies"
@@ -58,7 +58,17 @@ async def test_every_example_policy_is_accepted_and_defaulted(real: RealCluster,
 async def test_an_empty_spec_gets_every_default(real: RealCluster) -> None:
     created = await real.rest.request("POST", POLICIES, policy("empty", {}), params={"dryRun": "All"})
     assert created["spec"]["interval"] == "30s"
-    assert set(created["spec"]) >= {"interval", "source", "aggregation", "output"}
+    assert set(created["spec"]) >= {"interval", "source", "aggregation", "output", "recommendations"}
+    assert created["spec"]["recommendations"] == {
+        "enabled": True, "strategy": "vpa", "halfLife": "24h", "memoryPeakInterval": "24h", "minHistory": "1h",
+        "checkpointInterval": "10m",
+    }
+
+
+async def test_every_recommendations_field_is_kept_not_pruned(real: RealCluster) -> None:
+    created = await real.rest.request("POST", POLICIES, policy("sized", {"recommendations": FULL_RECOMMENDATIONS}),
+                                      params={"dryRun": "All", "fieldValidation": "Strict"})
+    assert created["spec"]["recommendations"] == FULL_RECOMMENDATIONS
 
 
 @pytest.mark.parametrize("spec", VALID_POLICIES, ids=str)

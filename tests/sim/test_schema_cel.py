@@ -106,6 +106,23 @@ def test_library_functions(rule: str, spec: dict[str, Any], passes: bool) -> Non
     assert (errors_of(schema, spec) == []) is passes
 
 
+def test_quantities_compare_exactly_across_suffixes() -> None:
+    """Kubernetes' CEL quantity library, as kube-apiserver has it from 1.29 on."""
+    schema = compile_spec([{"rule": "quantity(self.min).compareTo(quantity(self.max)) <= 0",
+                            "message": "min must not be above max"},
+                           {"rule": "!quantity(self.min).isGreaterThan(quantity('1Ti'))",
+                            "message": "min at most 1Ti"}], min=STRING, max=STRING)
+    for low, high in (("100m", "0.1"), ("1Gi", "1073741824"), ("1e3", "1k"), ("953Mi", "1G")):
+        assert errors_of(schema, {"min": low, "max": high}) == [], (low, high)
+    assert errors_of(schema, {"min": "1Gi", "max": "1G"}) == [
+        ("FieldValueInvalid", "spec", "Invalid value: min must not be above max")]
+    assert errors_of(schema, {"min": "2Ti", "max": "3Ti"}) == [
+        ("FieldValueInvalid", "spec", "Invalid value: min at most 1Ti")]
+    found = errors_of(schema, {"min": "lots", "max": "1"})  # each rule fails to evaluate, as resource.ParseQuantity
+    assert len(found) == 2 and all(kind == "FieldValueInvalid" and "quantities must match the regular expression"
+                                   in message for kind, _, message in found), found
+
+
 def test_transition_rules_run_only_on_update() -> None:
     schema = compile_spec([{"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"}], mode=STRING)
     assert errors_of(schema, {"mode": "a"}) == []

@@ -142,7 +142,8 @@ def test_list_type_set_and_map_reject_duplicates() -> None:
     schema = spec_schema(
         namespaces={"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
         ports={"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-               "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+               "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+                         "required": ["name"]}},
         atomic={"type": "array", "items": {"type": "string"}},
     )
     spec = {"namespaces": ["a", "b", "a"], "ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}],

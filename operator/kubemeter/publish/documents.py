@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import decimal
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from kubemeter import GROUP, VERSION
 from kubemeter.compute.quantity import format_bytes, format_cpu, format_percent
 from kubemeter.compute.report import CycleReport
+from kubemeter.compute.rightsizing import ContainerRecommendation, ResourceRecommendation, WorkloadRecommendation
 from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
 from kubemeter.names import MAX_NAME, cut_with_hash, short_hash
 from kubemeter.policy import PolicySpec
@@ -129,7 +131,91 @@ def reporting(pods_reporting: int, pods: int | None) -> str | None:
     return None if pods is None else f"{pods_reporting}/{pods}"
 
 
-def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_sample: float | None) -> dict:
+# ---- right-sizing ------------------------------------------------------------------------------
+SIZING_ORDER = ("under", "over", "unset", "learning", "fit")
+"""How a workload's containers' verdicts of one resource read as one, the first that any container has: a
+container short of its need is the one to fix first, then one requesting beyond it, then one with no request;
+``learning`` before ``fit``, so that a workload reads fit only once every container with a request is known to."""
+MAX_RECOMMENDATION_NAMESPACES = 50
+"""The namespaces the policy status's right-sizing roll-up lists (``recommendations.namespaces`` counts them all)."""
+
+
+def resource_sizing(verdicts: list[str]) -> str:
+    """One resource's verdict for a workload from its containers' (see :data:`SIZING_ORDER`)."""
+    return next(v for v in SIZING_ORDER if v in verdicts)
+
+
+def sizing_summary(recommendation: WorkloadRecommendation) -> str:
+    """What the SIZING column of `kubectl get wm` shows: ``cpu:over mem:fit``; ``learning`` or ``unset`` alone
+    when both resources read so."""
+    containers = recommendation.containers.values()
+    cpu = resource_sizing([c.cpu_verdict for c in containers])
+    memory = resource_sizing([c.memory_verdict for c in containers])
+    if cpu == memory and cpu in ("learning", "unset"):
+        return cpu
+    return f"cpu:{cpu} mem:{memory}"
+
+
+def _recommended(figure: ResourceRecommendation | None, resource: str) -> dict:
+    if figure is None:
+        return {}
+    number, fmt, unit = (_round, format_cpu, "Cores") if resource == "cpu" else (_int, format_bytes, "Bytes")
+    target = number(figure.target)
+    return {"target": fmt(target), f"target{unit}": target, f"lowerBound{unit}": number(figure.lower_bound),
+            f"upperBound{unit}": number(figure.upper_bound)}
+
+
+def _container_sizing(c: ContainerRecommendation, resource: str) -> dict:
+    """One container's request, recommendation, verdict and difference (target minus request) for one resource:
+    numbers for machines, the request and target also as quantities for people. The differences are of the
+    published (rounded) figures, so they add up as a reader adds them."""
+    made = c.recommendation
+    if resource == "cpu":
+        number, fmt, unit = _round, format_cpu, "Cores"
+        request, recommended, verdict = number(c.cpu_request), made.cpu, c.cpu_verdict
+        extra: dict = {}
+    else:
+        number, fmt, unit = _int, format_bytes, "Bytes"
+        request, recommended, verdict = number(c.memory_request), made.memory, c.memory_verdict
+        extra = {"limitBytes": number(c.memory_limit), "recommendedLimitBytes": number(made.memory_limit)}
+    figures = _recommended(recommended, resource)
+    target = figures.get(f"target{unit}")
+    # Only with a verdict (as the policy's roll-up): a target from too little history is no change to make yet.
+    counted = verdict in ("over", "under", "fit") and request is not None and target is not None
+    difference = number(target - request) if counted else None
+    return _compact({
+        "verdict": verdict,
+        "request": None if request is None else fmt(request),
+        f"request{unit}": request,
+        **figures,
+        **extra,
+        f"difference{unit}": difference,
+        f"workloadDifference{unit}": None if difference is None else number(difference * c.pods),
+    })
+
+
+def recommendation_status(recommendation: WorkloadRecommendation) -> dict:
+    """``status.recommendation`` of a WorkloadMetrics (see the CRD and README, "Right-sizing")."""
+    return {
+        "lastUpdateTime": rfc3339(recommendation.time),
+        "summary": sizing_summary(recommendation),
+        "containers": [
+            {
+                "name": name,
+                "pods": c.pods,
+                "confidenceDays": round(c.recommendation.confidence, 6),
+                "historySeconds": _int(c.history_seconds),
+                "cpu": _container_sizing(c, "cpu"),
+                "memory": _container_sizing(c, "memory"),
+            }
+            for name, c in sorted(recommendation.containers.items())
+        ],
+    }
+
+
+def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_sample: float | None,
+                    recommendation: WorkloadRecommendation | None = None) -> dict:
+    """``recommendation``: the workload's right-sizing, if it has one (none: no section, not zeros)."""
     status = {
         "pods": result.pods,
         "podsReporting": result.pods_reporting,
@@ -155,6 +241,8 @@ def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_s
             }
         )
         status["ephemeralStorage"] = _compact({"usedBytes": _int(result.ephemeral_storage_bytes)})
+    if recommendation is not None and recommendation.containers:
+        status["recommendation"] = recommendation_status(recommendation)
     return _compact(status)
 
 
@@ -203,6 +291,7 @@ def key_values(status: Mapping) -> dict[str, object]:
     what a status holds (its window, its percentiles, the summary's sections) or a container coming or going
     changes its shape: written at once, never left showing the old spec's figures as current."""
     cpu, memory = status.get("cpu") or {}, status.get("memory") or {}
+    sized = (status.get("recommendation") or {}).get("containers") or ()
     return {
         "window": status.get("window"),
         # a hash: this is kept per workload between cycles, and the paths are many
@@ -218,18 +307,40 @@ def key_values(status: Mapping) -> dict[str, object]:
         "cpuLimits": cpu.get("limitsCores"),
         "memoryRequests": memory.get("requestsBytes"),
         "memoryLimits": memory.get("limitsBytes"),
+        # Right-sizing: a verdict that changes is written at once, a target that moves as a usage does; the
+        # bounds and the confidence ride along (they move a little every refresh while the history is young).
+        "sizing": tuple((c.get("name"), (c.get("cpu") or {}).get("verdict"), (c.get("memory") or {}).get("verdict"))
+                        for c in sized),
+        "cpuTarget": tuple((c.get("cpu") or {}).get("targetCores") for c in sized),
+        "memoryTarget": tuple((c.get("memory") or {}).get("targetBytes") for c in sized),
     }
 
 
+_RELATIVE = {"cpu": "cpu", "memory": "memory", "cpuTarget": "cpu", "memoryTarget": "memory"}
+"""The key values compared relatively (to ``minStatusChange``), and the resource whose noise floor applies."""
+
+
+def _number_moved(before: object, value: object, threshold: float, floor: float) -> bool:
+    if isinstance(value, (int, float)) and isinstance(before, (int, float)):
+        return abs(value - before) > threshold * max(abs(before), floor)
+    return value != before
+
+
 def moved(old: Mapping[str, object], new: Mapping[str, object], threshold: float) -> bool:
-    """True when a count or flag changed, or a usage moved by more than ``threshold`` (relative)."""
+    """True when a count, flag or verdict changed, or a usage or recommended target moved by more than
+    ``threshold`` (relative)."""
     for key, value in new.items():
         before = old.get(key)
-        if key in ("cpu", "memory") and isinstance(value, (int, float)) and isinstance(before, (int, float)):
-            floor = _ABSOLUTE_FLOOR[key]
-            if abs(value - before) > threshold * max(abs(before), floor):
+        resource = _RELATIVE.get(key)
+        if resource is None:
+            if value != before:
                 return True
-        elif value != before:
+            continue
+        floor = _ABSOLUTE_FLOOR[resource]
+        if isinstance(value, tuple) and isinstance(before, tuple):
+            if len(value) != len(before) or any(_number_moved(b, v, threshold, floor) for b, v in zip(before, value)):
+                return True
+        elif _number_moved(before, value, threshold, floor):
             return True
     return False
 
@@ -458,6 +569,7 @@ def policy_status(
                 for w in snapshot.top_workloads(spec.top_workloads)
                 for stored in (stored_workload(w.workload),)
             ],
+            "recommendations": recommendations_rollup(report.recommendations),
             "unresolvedPods": [
                 unresolved_pod(pod)
                 for pod in sorted(report.unresolved, key=lambda p: (p.namespace, p.name))[:MAX_UNRESOLVED_PODS]
@@ -467,13 +579,48 @@ def policy_status(
     )
 
 
+def _reclaimable(workloads: int, cpu: float, memory: float) -> dict:
+    cpu, memory = round(cpu, 6), round(memory)
+    return {"workloads": workloads, "reclaimableCpuCores": cpu, "reclaimableMemoryBytes": memory,
+            "cpu": format_cpu(cpu), "memory": format_bytes(memory)}
+
+
+def recommendations_rollup(recommendations: Mapping[WorkloadRef, WorkloadRecommendation]) -> dict | None:
+    """Requested minus recommended (the capacity that could be given back; negative: under-requested) over the
+    cluster and per namespace, of the containers with a verdict (``WorkloadRecommendation.total_difference``:
+    not ``learning`` nor ``unset``); ``workloads``: how many workloads have such a container. The namespaces most
+    to give back first (by CPU, then memory), at most :data:`MAX_RECOMMENDATION_NAMESPACES`. None when no
+    workload has a verdict yet."""
+    per_namespace: dict[str, list[float]] = {}
+    for ref, recommendation in recommendations.items():
+        cpu, memory = recommendation.total_difference("cpu"), recommendation.total_difference("memory")
+        if cpu is None and memory is None:
+            continue
+        totals = per_namespace.setdefault(ref.namespace, [0, 0.0, 0.0])
+        totals[0] += 1
+        totals[1] -= cpu or 0.0
+        totals[2] -= memory or 0.0
+    if not per_namespace:
+        return None
+    ranked = sorted(per_namespace.items(), key=lambda item: (-item[1][1], -item[1][2], item[0]))
+    return {
+        "cluster": _reclaimable(sum(int(t[0]) for t in per_namespace.values()),
+                                math.fsum(t[1] for t in per_namespace.values()),
+                                math.fsum(t[2] for t in per_namespace.values())),
+        "namespaceCount": len(per_namespace),
+        "namespaces": [{"namespace": name, **_reclaimable(int(t[0]), t[1], t[2])}
+                       for name, t in ranked[:MAX_RECOMMENDATION_NAMESPACES]],
+    }
+
+
 _MEASURED_CLUSTER_FIGURES = ("cpuCores", "memoryBytes", "cpu", "memory", "cpuPodsMeasured", "memoryPodsMeasured")
 
 
 def without_measured_figures(status: Mapping) -> dict:
     """A policy status whose figures are no longer current: what was measured goes (the cluster's usage, the
-    top workloads), what is declared or counted stays (requests, pods, nodes, the failing nodes and since when)."""
-    kept = {key: value for key, value in status.items() if key != "topWorkloads"}
+    top workloads, the right-sizing roll-up), what is declared or counted stays (requests, pods, nodes, the
+    failing nodes and since when)."""
+    kept = {key: value for key, value in status.items() if key not in ("topWorkloads", "recommendations")}
     if "cluster" in kept:
         kept["cluster"] = {k: v for k, v in kept["cluster"].items() if k not in _MEASURED_CLUSTER_FIGURES}
     return kept

@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
 from kubemeter.compute.report import CycleReport
+from kubemeter.compute.rightsizing import WorkloadRecommendation
 from kubemeter.compute.snapshot import Snapshot
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
 from kubemeter.logcontext import log_context
@@ -230,7 +231,7 @@ class StatusPublisher:
             await self.load_existing()
         now = report.snapshot.time
         if spec.workload_metrics and "workload" in spec.levels:
-            self._plan_workloads(report.snapshot, spec, now)
+            self._plan_workloads(report.snapshot, spec, now, report.recommendations)
         else:
             for ref in self._published:
                 self._queue(_Write(ref, None, now))
@@ -238,12 +239,15 @@ class StatusPublisher:
         status = policy_status(report, spec, generation, self._conditions_before(), invalid, self._write_failure())
         self._plan_policy(status, now)
 
-    def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float) -> None:
+    def _plan_workloads(self, snapshot: Snapshot, spec: PolicySpec, now: float,
+                        recommendations: Mapping[WorkloadRef, WorkloadRecommendation] | None = None) -> None:
+        """``recommendations``: the cycle's right-sizing, per workload that has one."""
+        recommendations = recommendations or {}
         for workload, result in snapshot.workloads.items():
             ref = stored_workload(workload)
             published = self._published.get(ref)
             last_sample = now if result.pods_reporting else (published.last_sample if published else None)
-            status = workload_status(result, spec, now, last_sample)
+            status = workload_status(result, spec, now, last_sample, recommendations.get(workload))
             if published is not None:
                 published.last_sample = last_sample
                 fresh = now - published.written_at < spec.max_status_age

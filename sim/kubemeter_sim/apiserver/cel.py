@@ -1,7 +1,7 @@
 """CEL for CRD ``x-kubernetes-validations``, on cel-python, with the Kubernetes library parts CRDs use.
 
 cel-python lacks what cel-go gives the real API server, so this module adds it: Go-style ``duration()``
-errors, cross-type numeric comparison (``1 < 1.5``), the ``strings``/``lists`` extension functions and a
+errors, ``quantity()`` (compareTo, isLessThan, isGreaterThan), cross-type numeric comparison (``1 < 1.5``), the ``strings``/``lists`` extension functions and a
 static check that every called function exists (cel-python only notices at evaluation time).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable
 
 import celpy
@@ -17,11 +18,15 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError, base_functions
 
+from kubernetes.utils.quantity import parse_quantity
+
 from kubemeter_sim.apiserver.goduration import GoDurationError, parse_go_duration
 
 # Macros cel-python expands itself (its ``min`` doubles as the Kubernetes lists-library ``list.min()``).
 _MACROS = frozenset({"has", "all", "exists", "exists_one", "map", "filter", "dyn", "min"})
 _NUMBERS = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
+_QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+"""apimachinery's splitREString, which its parse error quotes."""
 _GLOBAL_NAMES = frozenset({"self", "oldSelf", "int", "uint", "double", "bool", "string", "bytes", "list", "map",
                            "null_type", "type", "duration", "timestamp"})
 
@@ -42,6 +47,30 @@ def _duration(value: Any) -> Any:
             return celtypes.DurationType(seconds, nanos)  # kept to the microsecond (a timedelta underneath)
     source = "string" if isinstance(value, str) else type(value).__name__.removesuffix("Type").lower()
     return CELEvalError(f"type conversion error from '{source}' to 'google.protobuf.Duration'")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A ``quantity()`` of Kubernetes' CEL quantity library (exact, as resource.Quantity)."""
+
+    value: Decimal
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, Quantity):
+        return value
+    if isinstance(value, str):
+        try:
+            return Quantity(parse_quantity(str(value)))
+        except ValueError:
+            pass
+    return CELEvalError(f"quantities must match the regular expression '{_QUANTITY_REGEX}'")
+
+
+def _compare_to(a: Any, b: Any) -> Any:
+    if not (isinstance(a, Quantity) and isinstance(b, Quantity)):
+        return CELEvalError("no such overload")
+    return celtypes.IntType((a.value > b.value) - (a.value < b.value))
 
 
 def _numeric_pair(a: Any, b: Any) -> tuple[Any, Any]:
@@ -123,6 +152,10 @@ def _index_of(text: Any, sub: Any) -> Any:
 # Kubernetes' CEL environment: the standard library plus the extension libraries CRD authors reach for.
 KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "duration": _duration,
+    "quantity": _quantity,
+    "compareTo": _compare_to,
+    "isLessThan": lambda a, b: r if isinstance(r := _compare_to(a, b), CELEvalError) else celtypes.BoolType(r < 0),
+    "isGreaterThan": lambda a, b: r if isinstance(r := _compare_to(a, b), CELEvalError) else celtypes.BoolType(r > 0),
     "_<_": _compare(operator.lt),
     "_<=_": _compare(operator.le),
     "_>_": _compare(operator.gt),

@@ -137,6 +137,12 @@ def _compile_node(raw: dict[str, Any], where: str, value_validation_only: bool =
     if list_type == "map" and (not map_keys or items is None or items.type != "object"):
         raise ValueError(f"{where}.x-kubernetes-list-map-keys: Required value: "
                          "must not be empty if x-kubernetes-list-type is map (with object items)")
+    for key in map_keys if list_type == "map" and items is not None else ():
+        key_node = (items.properties or {}).get(key)
+        if key_node is not None and not key_node.has_default and key not in items.required:
+            # apiextensions' validateMapListKeysMaybeOptional: a key an item may lack could not identify it.
+            raise ValueError(f"{where}.items.properties[{key}].default: Required value: this property is in "
+                             "x-kubernetes-list-map-keys, so it must have a default or be a required property")
     rules = tuple(_compile_rule(rule, where) for rule in raw.get("x-kubernetes-validations") or ())
     children = [*properties.values(), *(n for n in (additional, items) if n is not None)]
     return Node(

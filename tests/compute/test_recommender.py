@@ -68,6 +68,20 @@ def test_under_fit_unset_and_learning_are_told_apart():
     assert young[WEB].total_difference("cpu") is None, "what could be given back waits for a verdict too"
 
 
+def test_a_tiny_request_is_not_called_under_when_usage_is_below_what_the_buckets_resolve():
+    # 1m of a 5m request and 2 MB of 4 MiB: every sample is in the first bucket (up to 10m, 10 MB), whose end
+    # the percentiles report. The histogram cannot tell that from 9m: not "under".
+    made, _ = run(Recommender(), [pod("tiny", WEB, cpu_request=0.005, memory_request=4 * MI)], DAY,
+                  cpu=0.001, memory=2e6)
+    tiny = made[WEB].containers["app"]
+    assert (tiny.cpu_verdict, tiny.memory_verdict) == ("fit", "fit")
+    # The same request with usage well beyond the first bucket is under.
+    made, _ = run(Recommender(), [pod("busy", WEB, cpu_request=0.005, memory_request=4 * MI)], DAY,
+                  cpu=0.05, memory=50e6)
+    busy = made[WEB].containers["app"]
+    assert (busy.cpu_verdict, busy.memory_verdict) == ("under", "under")
+
+
 def test_the_request_compared_is_the_one_most_pods_have_during_a_rollout():
     pods = [pod("old-1", WEB, cpu_request=1.0), pod("old-2", WEB, cpu_request=1.0), pod("new", WEB, cpu_request=0.2)]
     made, _ = run(Recommender(), pods, HOUR)

@@ -373,15 +373,17 @@ def _difference(request: float | None, recommended: ResourceRecommendation | Non
 
 
 def verdict(request: float | None, recommended: ResourceRecommendation | None, history_seconds: float,
-            min_history: float) -> str:
-    """See :data:`VERDICTS`."""
+            min_history: float, resolution: float = 0.0) -> str:
+    """See :data:`VERDICTS`. ``resolution``: the lowest lower bound the histogram can tell from "all samples in
+    its first bucket" (10m CPU, 10 MB, plus the margin): a request under that bound is not called ``under``, since a
+    container using 1m of its 5m would otherwise be, whatever it uses."""
     if request is None:
         return "unset"
     if recommended is None or history_seconds < min_history:
         return "learning"
     if request > recommended.upper_bound:
         return "over"
-    if request < recommended.lower_bound:
+    if request < recommended.lower_bound and recommended.lower_bound > resolution:
         return "under"
     return "fit"
 
@@ -478,8 +480,10 @@ class Recommender:
         return ContainerRecommendation(
             name=name, pods=len(specs), cpu_request=cpu_request, memory_request=memory_request,
             memory_limit=_most_common([s[2] for s in specs]), recommendation=made, history_seconds=seconds,
-            cpu_verdict=verdict(cpu_request, made.cpu, seconds, config.min_history),
-            memory_verdict=verdict(memory_request, made.memory, seconds, config.min_history))
+            cpu_verdict=verdict(cpu_request, made.cpu, seconds, config.min_history,
+                                CPU_BUCKETS.end(0) * (1.0 + config.recommendation.cpu_margin)),
+            memory_verdict=verdict(memory_request, made.memory, seconds, config.min_history,
+                                   MEMORY_BUCKETS.end(0) * (1.0 + config.recommendation.memory_margin)))
 
     def forget_unseen(self, now: float, short_retention: float) -> list[WorkloadRef]:
         """Drop the histories of workloads no pod was selected for since ``short_retention`` seconds (bare pods

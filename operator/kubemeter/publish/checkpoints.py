@@ -204,7 +204,10 @@ class CheckpointPublisher:
             restored += 1
             self._on_result("restored")
             owners = [r for r in meta.get("ownerReferences") or [] if r.get("kind") == "WorkloadMetrics"]
-            self._kept[ref] = _Kept(meta["name"], owners[0].get("uid", "") if owners else "", _digest(containers))
+            # What the history holds now, as the next comparison will see it (the API server may have turned a
+            # float such as 7200.0 into 7200, which would look like a change).
+            held = self._bounded(recommender, ref) if recommender is not None else containers
+            self._kept[ref] = _Kept(meta["name"], owners[0].get("uid", "") if owners else "", _digest(held))
             # The previous writer's schedule goes on, shifted by this workload's phase: a restart right after a
             # shutdown (which wrote every checkpoint at once) does not make them all due together.
             self._due[ref] = written + self.interval * (1.0 + _phase(ref))
@@ -242,13 +245,7 @@ class CheckpointPublisher:
         owner = self._owner(stored)
         if owner is None:
             return False
-        containers = recommender.export(ref)
-        if len(containers) > MAX_CHECKPOINT_CONTAINERS:
-            if ref not in self._too_many_warned:
-                self._too_many_warned.add(ref)
-                log.warning("%s %s/%s has %d containers: its checkpoint keeps the first %d (by name)", ref.kind,
-                            ref.namespace, ref.name, len(containers), MAX_CHECKPOINT_CONTAINERS)
-            containers = {name: containers[name] for name in sorted(containers)[:MAX_CHECKPOINT_CONTAINERS]}
+        containers = self._bounded(recommender, ref)
         if not containers:
             return True
         digest = _digest(containers)
@@ -257,6 +254,17 @@ class CheckpointPublisher:
             return True  # unchanged: nothing to write
         self._queue(_Write(ref, owner[0], checkpoint_object(self.policy, stored, owner, containers, now), digest))
         return True
+
+    def _bounded(self, recommender: Recommender, ref: WorkloadRef) -> dict[str, Any]:
+        """The workload's histories as its checkpoint holds them: the first MAX_CHECKPOINT_CONTAINERS by name."""
+        containers = recommender.export(ref)
+        if len(containers) <= MAX_CHECKPOINT_CONTAINERS:
+            return containers
+        if ref not in self._too_many_warned:
+            self._too_many_warned.add(ref)
+            log.warning("%s %s/%s has %d containers: its checkpoint keeps the first %d (by name)", ref.kind,
+                        ref.namespace, ref.name, len(containers), MAX_CHECKPOINT_CONTAINERS)
+        return {name: containers[name] for name in sorted(containers)[:MAX_CHECKPOINT_CONTAINERS]}
 
     def _delete(self, ref: WorkloadRef) -> None:
         kept = self._kept.get(ref)

@@ -4,12 +4,17 @@ history when the workload goes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
+import kubernetes
 import pytest
 
 from kubemeter import GROUP, VERSION
-from tests.operator.conftest import Operator, eventually, stepped
+from kubemeter.kube import load_configuration
+from kubemeter_sim.demo import install_crds
+from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
 from tests.reliability.support import RequestCounter, first_cycle, samples
 from tests.reliability.test_leader_election import LEASE
 
@@ -178,3 +183,24 @@ async def test_a_new_leader_restores_the_histories(start):
     assert after.keys() == before.keys()
     assert all(after[key] > before[key] > 3600.0 for key in before), (before, after)
     assert (await checkpoint_results(second)).get("restored") == len(await checkpoints(second))
+
+
+async def test_without_the_checkpoint_crd_the_operator_runs_and_keeps_no_checkpoints(cluster, tmp_path: Path):
+    """After a `helm upgrade`, which installs no new CRD: the operator meters as before."""
+    older = tmp_path / "crds"
+    older.mkdir()
+    for name in ("metricspolicies.kubemeter.io.yaml", "workloadmetrics.kubemeter.io.yaml"):
+        (older / name).write_text((CRDS_DIR / name).read_text())
+    client = kubernetes.client.ApiClient(load_configuration(str(cluster.kubeconfig)))
+    await asyncio.to_thread(install_crds, client, older)
+    thread = await start_operator(cluster)
+    try:
+        op = Operator(cluster, thread, client)
+        await op.create_policy("p", stepped())
+        await first_cycle(op, "p")
+        assert await op.workload_metrics()
+        assert op.runtime.lifecycle.policies["p"].checkpoints is None
+        assert "written" not in await checkpoint_results(op)
+    finally:
+        await thread.stop()
+        client.close()

@@ -18,7 +18,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from kubemeter import GROUP, VERSION  # noqa: E402
-from kubemeter.compute.rightsizing import STRATEGIES, VERDICTS  # noqa: E402
+from kubemeter.compute.histogram import CPU_BUCKETS, MAX_CHECKPOINT_WEIGHT, MEMORY_BUCKETS  # noqa: E402
+from kubemeter.compute.rightsizing import CHECKPOINT_VERSION, STRATEGIES, VERDICTS  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
 from kubemeter.policy import (  # noqa: E402
     LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_DERIVED_TIMEOUT, MIN_DERIVED_WINDOW, TIMEOUT_SHARE_OF_INTERVAL,
@@ -28,6 +29,7 @@ from kubemeter.publish.documents import (  # noqa: E402
     MAX_API_VERSION_LENGTH, MAX_KIND_LENGTH, MAX_NAME_LENGTH, MAX_RECOMMENDATION_NAMESPACES, MAX_UNRESOLVED_PODS,
     SIZING_ORDER,
 )
+from kubemeter.publish.checkpoints import MAX_CHECKPOINT_CONTAINERS  # noqa: E402
 from kubemeter.timefmt import DURATION_PATTERN  # noqa: E402
 
 Schema = dict[str, Any]
@@ -725,6 +727,19 @@ def recommendation_status() -> Schema:
     )
 
 
+def workload_reference(description: str, **extra: Any) -> Schema:
+    return obj(
+        description,
+        {
+            "apiVersion": string("The workload's API version, e.g. apps/v1.", maxLength=MAX_API_VERSION_LENGTH),
+            "kind": string("The workload's kind, e.g. Deployment, CronJob or Pod.", maxLength=MAX_KIND_LENGTH),
+            "name": string("The workload's name.", maxLength=MAX_NAME_LENGTH),
+        },
+        required=["apiVersion", "kind", "name"],
+        **extra,
+    )
+
+
 def workload_metrics_spec() -> Schema:
     def immutable(field: str) -> dict[str, list[dict[str, str]]]:
         return validations(rule("self == oldSelf", f"{field} is immutable"))
@@ -733,14 +748,8 @@ def workload_metrics_spec() -> Schema:
         "The workload measured and the policy measuring it. Set by the operator when it creates the object.",
         {
             "policy": string("The MetricsPolicy that produces this object.", **immutable("policy")),
-            "workload": obj(
+            "workload": workload_reference(
                 "The measured workload: the top controller of its pods, or the pod itself when it has none.",
-                {
-                    "apiVersion": string("The workload's API version, e.g. apps/v1.", maxLength=MAX_API_VERSION_LENGTH),
-                    "kind": string("The workload's kind, e.g. Deployment, CronJob or Pod.", maxLength=MAX_KIND_LENGTH),
-                    "name": string("The workload's name.", maxLength=MAX_NAME_LENGTH),
-                },
-                required=["apiVersion", "kind", "name"],
                 **immutable("workload"),
             ),
         },
@@ -790,6 +799,63 @@ def workload_metrics_status() -> Schema:
     )
 
 
+def metrics_checkpoint_spec() -> Schema:
+    """ContainerHistory.to_dict and DecayingHistogram.to_dict (operator/kubemeter/compute), bounded: an object
+    holds at most MAX_CHECKPOINT_CONTAINERS containers of two histograms of at most their bucket count each."""
+    def seconds(description: str) -> Schema:
+        return number(f"{description} In seconds since the epoch; null when there is none.", nullable=True)
+
+    def histogram(description: str, buckets: int) -> Schema:
+        return obj(
+            f"{description} A decaying histogram: bucket weights relative to the heaviest "
+            f"({MAX_CHECKPOINT_WEIGHT}); the weights and the total are as of the reference time.",
+            {
+                "reference": seconds("The time the weights are relative to (decay is applied from it)."),
+                "latest": seconds("The time of the newest sample."),
+                "total": number("The total weight of the samples, as of the reference time.", minimum=0),
+                "weights": {
+                    "type": "object",
+                    "description": "Bucket index (a decimal string) to its weight; empty buckets are left out.",
+                    "maxProperties": buckets,
+                    "additionalProperties": integer("A bucket's weight.", minimum=1, maximum=MAX_CHECKPOINT_WEIGHT),
+                },
+            },
+            required=["reference", "latest", "total", "weights"],
+        )
+
+    history = obj(
+        "One container's history: what its recommendation is made from.",
+        {
+            "version": integer(f"The layout's version ({CHECKPOINT_VERSION}); another is not restored.", minimum=1),
+            "cpu": histogram("CPU usage in cores, one sample per pod and cycle.", CPU_BUCKETS.count),
+            "memoryPeaks": histogram("Memory peaks in bytes, one per memory peak interval.", MEMORY_BUCKETS.count),
+            "firstSampleStart": seconds("The start of the interval the first sample measured."),
+            "lastSample": seconds("The time of the last sample."),
+            "coveredSeconds": number("Seconds of samples (how much history backs the recommendation).", minimum=0),
+            "memoryPeak": number("The current memory peak interval's peak so far, in bytes.", minimum=0),
+            "memoryPeakEnd": seconds("The end of the current memory peak interval."),
+        },
+        required=["version", "cpu", "memoryPeaks", "firstSampleStart", "lastSample", "coveredSeconds", "memoryPeak",
+                  "memoryPeakEnd"],
+    )
+    return obj(
+        "A workload's right-sizing history, written by the operator (never by hand): at most once per the policy's "
+        "checkpointInterval, and read back when it restarts or another replica takes over.",
+        {
+            "policy": string("The MetricsPolicy whose history this is."),
+            "workload": workload_reference("The workload, as its WorkloadMetrics names it."),
+            "time": timestamp("When the operator wrote this checkpoint."),
+            "containers": {
+                "type": "object",
+                "description": f"Container name to its history (at most {MAX_CHECKPOINT_CONTAINERS} containers).",
+                "maxProperties": MAX_CHECKPOINT_CONTAINERS,
+                "additionalProperties": history,
+            },
+        },
+        required=["policy", "workload", "time", "containers"],
+    )
+
+
 def default_text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -823,9 +889,10 @@ AGE = column("Age", "date", ".metadata.creationTimestamp", "Time since the objec
 
 
 def crd(
-    kind: str, plural: str, short_name: str, scope: str, description: str, spec: Schema, status: Schema,
+    kind: str, plural: str, short_name: str, scope: str, description: str, spec: Schema, status: Schema | None,
     columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """``status`` None: a kind with no status (nor its subresource)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -846,7 +913,7 @@ def crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    **({"subresources": {"status": {}}} if status is not None else {}),
                     "additionalPrinterColumns": [*columns, AGE],
                     "schema": {
                         "openAPIV3Schema": obj(
@@ -856,7 +923,7 @@ def crd(
                                 "kind": string("The REST resource this object represents."),
                                 "metadata": {"type": "object"},
                                 "spec": with_defaults_described(spec),
-                                "status": status,
+                                **({"status": status} if status is not None else {}),
                             },
                         )
                     },
@@ -927,6 +994,22 @@ WORKLOAD_METRICS = crd(
 )
 
 
+METRICS_CHECKPOINT = crd(
+    "MetricsCheckpoint", "metricscheckpoints", "mcp", "Namespaced",
+    "MetricsCheckpoint keeps one workload's right-sizing history (CPU usage and memory peak histograms per "
+    "container) for kubemeter, so that a restart or a new leader continues it. One per WorkloadMetrics, of the same "
+    "name, which owns it: it goes with it.",
+    metrics_checkpoint_spec(),
+    None,
+    [
+        column("Kind", "string", ".spec.workload.kind", "The workload's kind."),
+        column("Workload", "string", ".spec.workload.name", "The workload's name."),
+        column("Written", "date", ".spec.time", "Time since the operator last wrote it."),
+        column("Policy", "string", ".spec.policy", "The MetricsPolicy whose history this is.", priority=1),
+    ],
+)
+
+
 def render(definition: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=120)
 
@@ -937,7 +1020,7 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    for definition in (METRICS_POLICY, WORKLOAD_METRICS):
+    for definition in (METRICS_POLICY, WORKLOAD_METRICS, METRICS_CHECKPOINT):
         (out / f"{definition['metadata']['name']}.yaml").write_text(render(definition), encoding="utf-8")
     return 0
 

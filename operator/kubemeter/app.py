@@ -25,6 +25,7 @@ from kubemeter.leader import LeaderElector
 from kubemeter.loop import EventPoster, LoopDeps
 from kubemeter.memory import settle_long_lived, shrink_tls_read_buffers
 from kubemeter.policies import PolicyLifecycle
+from kubemeter.publish.checkpoints import METRICSCHECKPOINTS
 from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS
 from kubemeter.publish.prometheus import StatusWriterCollector, build_registry, exposition
 from kubemeter.publish.status import delete_orphaned_workloadmetrics
@@ -162,6 +163,13 @@ class Runtime:
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # after KubeApi's retries
             raise StartupError(f"cannot reach the API server at {self.config.host}: {describe(exc)}") from None
         missing = [f"{plural}.{GROUP}/{VERSION}" for plural in (METRICSPOLICIES, WORKLOADMETRICS) if plural not in names]
+        if METRICSCHECKPOINTS not in names:
+            # Not fatal: `helm upgrade` installs no new CRD (see README, "Checkpoints"); the histories then start
+            # afresh at every restart.
+            log.warning("the API server does not serve %s.%s/%s: right-sizing histories are not checkpointed and "
+                        "start afresh at every restart; install the CRDs (kubectl apply -f crds/)",
+                        METRICSCHECKPOINTS, GROUP, VERSION)
+            self.lifecycle.checkpoints_served = False
         if missing:
             raise StartupError(
                 f"the API server does not serve {', '.join(missing)}: install the CRDs "

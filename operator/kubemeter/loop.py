@@ -97,6 +97,8 @@ class PolicyLoop:
         self.last_report: CycleReport | None = None
         self.cycles_started = 0
         self.cycles_published = 0
+        self._term_started = False
+        """Whether the publishers were told this term began (see Publisher.start_term)."""
         self._wake = asyncio.Event()
         # Cycles share counter baselines and the window: one started from outside the loop (tests)
         # must wait for the running one, or its rates would be taken against half-updated state.
@@ -145,6 +147,10 @@ class PolicyLoop:
 
     async def run_cycle(self) -> CycleReport:
         async with self._cycle_lock:
+            if self.deps.active.is_set() and not self._term_started:
+                self._term_started = True  # before the first cycle of the term: the checkpoints are restored
+                for publisher in self.publishers:
+                    await publisher.start_term()
             self.cycles_started += 1
             with log_context(policy=self.name, cycle=self.cycles_started):
                 return await self._cycle()
@@ -311,8 +317,12 @@ class PolicyLoop:
 
     def step_down(self) -> None:
         """This replica lost the lease: every publisher withdraws (see Publisher.step_down). A later term starts
-        afresh, as after a restart (objects adopted again, Events anew)."""
+        afresh, as after a restart (objects adopted again, Events anew, the right-sizing histories restored from
+        the checkpoints the other leader wrote: what this replica held is older)."""
         self.failures = {}
+        self._term_started = False
+        if self.recommender is not None:
+            self.recommender = Recommender(self.recommender.config)
         for publisher in self.publishers:
             publisher.step_down()
 

@@ -19,8 +19,10 @@ from kubemeter.kubeapi import KubeApi
 from kubemeter.logcontext import log_context
 from kubemeter.loop import LoopDeps, PolicyLoop
 from kubemeter.policy import PolicyError, parse_policy
+from kubemeter.publish.checkpoints import CheckpointPublisher
 from kubemeter.publish.documents import failed_nodes
 from kubemeter.publish.prometheus import PrometheusPublisher, SnapshotCollector, WriterState
+from kubemeter.publish.publisher import Publisher
 from kubemeter.publish.status import StatusPublisher
 from kubemeter.tasks import cancel_and_wait
 from kubemeter.timefmt import format_span
@@ -37,6 +39,8 @@ class RunningPolicy:
     loop: PolicyLoop | None = None
     """``None`` until the policy has had a valid spec."""
     task: asyncio.Task | None = None
+    checkpoints: CheckpointPublisher | None = None
+    """Its right-sizing histories' checkpoints (with its loop)."""
 
 
 def _policy_ref(meta: Mapping) -> dict:
@@ -47,6 +51,8 @@ class PolicyLifecycle:
     def __init__(self, api: KubeApi, deps: LoopDeps, collector: SnapshotCollector) -> None:
         self.api, self.deps, self.collector = api, deps, collector
         self.policies: dict[str, RunningPolicy] = {}
+        self.checkpoints_served = True
+        """Whether the API server serves MetricsCheckpoints (an upgrade may not have installed the CRD yet)."""
 
     async def policy_event(self, event_type: str | None, obj: Mapping) -> None:
         # Within the policy's log context, which the tasks started here (its loop, its status writer) keep.
@@ -80,8 +86,13 @@ class PolicyLifecycle:
             self.deps.post_event(_policy_ref(meta), "Warning", "InvalidPolicy", str(exc))
             return
         if current.loop is None:
-            # Prometheus first: the gauges are up to date before the status writes start queueing.
-            publishers = (PrometheusPublisher(name, self.collector, self.deps.metrics), current.publisher)
+            # Prometheus first: the gauges are up to date before the status writes start queueing; checkpoints
+            # last, as their WorkloadMetrics own them.
+            publishers: list[Publisher] = [PrometheusPublisher(name, self.collector, self.deps.metrics),
+                                           current.publisher]
+            if self.checkpoints_served:
+                current.checkpoints = self._checkpoint_publisher(name, current, spec.checkpoint_interval)
+                publishers.append(current.checkpoints)
             failures = failed_nodes(obj.get("status"))
             current.loop = PolicyLoop(name, spec, generation, self.deps, publishers, failures=failures)
             current.task = asyncio.create_task(current.loop.run(), name=f"policy-{name}")
@@ -95,6 +106,13 @@ class PolicyLifecycle:
     def _status_publisher(self, name: str, uid: str) -> StatusPublisher:
         writes = self.deps.metrics.status_writes
         return StatusPublisher(self.api, name, uid, clock=time.time, on_write=lambda r: writes.labels(result=r).inc())
+
+    def _checkpoint_publisher(self, name: str, policy: RunningPolicy, interval: float) -> CheckpointPublisher:
+        counter = self.deps.metrics.checkpoints
+        return CheckpointPublisher(
+            self.api, name, lambda: policy.loop.recommender if policy.loop is not None else None,
+            policy.publisher.workloadmetrics_of, self.deps.active, interval=interval, clock=time.time,
+            on_result=lambda result: counter.labels(policy=name, result=result).inc())
 
     async def stop_policy(self, name: str) -> None:
         policy = self.policies.pop(name, None)
@@ -115,12 +133,16 @@ class PolicyLifecycle:
         for policy in self.policies.values():
             await cancel_and_wait(policy.task)
         publishers = [policy.publisher for policy in self.policies.values()]
+        checkpoints = [policy.checkpoints for policy in self.policies.values() if policy.checkpoints is not None]
         pending = sum(publisher.pending_writes for publisher in publishers)
-        if pending and flush_within > 0:
-            log.info("stopping: sending the %d pending status writes (for up to %gs)", pending, flush_within)
+        if (pending or checkpoints) and flush_within > 0:
+            log.info("stopping: sending the %d pending status writes and the right-sizing checkpoints that changed "
+                     "(for up to %gs)", pending, flush_within)
+            # The status first (a checkpoint needs its WorkloadMetrics); what is left at the deadline is dropped.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(flush_within):
                     await asyncio.gather(*(publisher.flush() for publisher in publishers))
+                    await asyncio.gather(*(checkpoint.write_all() for checkpoint in checkpoints))
         for name in list(self.policies):
             await self.stop_policy(name)
 

@@ -341,7 +341,8 @@ SHUTDOWN_LINES = [
     ("kubemeter", "stopped"),
 ]
 """What a stop logs, in order; the writes the last cycle left pending are sent first (if any are left)."""
-FLUSHING = re.compile(r"stopping: sending the \d+ pending status writes \(for up to 5s\)")
+FLUSHING = re.compile(r"stopping: sending the \d+ pending status writes and the right-sizing checkpoints that "
+                      r"changed \(for up to 5s\)")
 
 
 async def test_run_logs_json_lines_with_context_fields_and_says_how_it_stops_on_sigterm(sim_cluster):

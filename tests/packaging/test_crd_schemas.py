@@ -7,6 +7,7 @@ apiextensions-apiserver), so these cases are what `kubectl apply` reports to a u
 from __future__ import annotations
 
 import copy
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kubemeter.compute.histogram import CPU_BUCKETS, MEMORY_BUCKETS
+from kubemeter.compute.rightsizing import ContainerHistory, HistoryConfig
+from kubemeter.publish.checkpoints import MAX_CHECKPOINT_CONTAINERS, checkpoint_object
+from kubemeter.types import WorkloadRef
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
 from .packaging_support import CHART, CRDS, REPO, crd, crd_schema, run
@@ -42,7 +47,8 @@ def test_committed_crds_are_the_generators_output(tmp_path: Path) -> None:
     run(sys.executable, REPO / "hack" / "gen-crds.py", tmp_path)
     generated = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.yaml")}
     committed = {p.name: p.read_text(encoding="utf-8") for p in CRDS.glob("*.yaml")}
-    assert generated.keys() == {"metricspolicies.kubemeter.io.yaml", "workloadmetrics.kubemeter.io.yaml"}
+    assert generated.keys() == {"metricspolicies.kubemeter.io.yaml", "workloadmetrics.kubemeter.io.yaml",
+                                "metricscheckpoints.kubemeter.io.yaml"}
     assert committed == generated, "crds/ drifted from hack/gen-crds.py: run hack/sync-crds.sh"
 
 
@@ -480,3 +486,31 @@ def test_the_measured_workload_cannot_be_changed() -> None:
     found = errors(WORKLOAD_METRICS_SCHEMA, workload_metrics(kind="StatefulSet"), old=workload_metrics())
     assert any(f == "spec.workload" and "workload is immutable" in m for f, m in found), found
     assert errors(WORKLOAD_METRICS_SCHEMA, workload_metrics({"pods": 1}), old=workload_metrics()) == []
+
+
+CHECKPOINT_SCHEMA = CompiledSchema.compile(crd_schema("metricscheckpoints"))
+
+
+def full_checkpoint(containers: int) -> dict[str, Any]:
+    """The checkpoint the operator writes for a workload of ``containers`` containers whose histograms have a weight
+    in every bucket (the largest it can be)."""
+    # A long half-life keeps every sample, a short memory interval gives each its own peak.
+    history = ContainerHistory(HistoryConfig(half_life=1e9, memory_peak_interval=60.0))
+    t = 1_700_000_000.0
+    for index in range(max(CPU_BUCKETS.count, MEMORY_BUCKETS.count)):
+        t += 60.0
+        history.add(t, CPU_BUCKETS.starts[min(index, CPU_BUCKETS.count - 1)],
+                    MEMORY_BUCKETS.starts[min(index, MEMORY_BUCKETS.count - 1)], 30.0)
+    assert len(history.to_dict()["cpu"]["weights"]) == CPU_BUCKETS.count
+    ref = WorkloadRef("shop", "Deployment", "web", "apps/v1")
+    return checkpoint_object("p", ref, ("deployment-web", "uid"), {f"c{i}": history.to_dict() for i in range(containers)},
+                             t)
+
+
+def test_a_checkpoint_is_valid_kept_whole_by_pruning_and_far_below_the_object_size_limit() -> None:
+    checkpoint = full_checkpoint(MAX_CHECKPOINT_CONTAINERS)
+    assert errors(CHECKPOINT_SCHEMA, checkpoint) == []
+    assert CHECKPOINT_SCHEMA.prepare(checkpoint)["spec"] == checkpoint["spec"], "nothing pruned"
+    assert len(json.dumps(checkpoint)) < 300 * 1024, "the API server takes objects up to 1.5 MiB"
+    too_many = full_checkpoint(MAX_CHECKPOINT_CONTAINERS + 1)
+    assert ("spec.containers", "Too many: 51: must have at most 50 items") in errors(CHECKPOINT_SCHEMA, too_many)

@@ -80,8 +80,8 @@ def test_rendered_built_in_objects_validate_strictly(
 def test_defaults_render_only_the_core_objects(render: Render) -> None:
     kinds = sorted(m["kind"] for m in render())
     assert kinds == sorted([
-        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRole",
-        "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
+        "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
     ])
 
 
@@ -100,15 +100,17 @@ def rules_for(manifests: list[Manifest], resource: str, group: str = "") -> set[
 
 
 def test_tenants_read_workload_metrics_through_the_built_in_roles(render: Render) -> None:
-    """view, edit and admin (namespace users) get read access to WorkloadMetrics only; cluster-reader to both."""
+    """view, edit and admin (namespace users) get read access to WorkloadMetrics and MetricsCheckpoints only (not
+    even edit and admin may write a checkpoint: only the operator does); cluster-reader to all three kinds."""
     roles = {tuple(sorted(k.split("aggregate-to-")[1]
                           for k in r["metadata"]["labels"] if "aggregate-to-" in k)): r
              for r in by_kind(render(), "ClusterRole") if aggregated(r)}
     assert set(roles) == {("admin", "edit", "view"), ("cluster-reader",)}
     assert roles[("admin", "edit", "view")]["rules"] == [
-        {"apiGroups": ["kubemeter.io"], "resources": ["workloadmetrics"], "verbs": ["get", "list", "watch"]}]
+        {"apiGroups": ["kubemeter.io"], "resources": ["workloadmetrics", "metricscheckpoints"],
+         "verbs": ["get", "list", "watch"]}]
     assert roles[("cluster-reader",)]["rules"] == [
-        {"apiGroups": ["kubemeter.io"], "resources": ["metricspolicies", "workloadmetrics"],
+        {"apiGroups": ["kubemeter.io"], "resources": ["metricspolicies", "workloadmetrics", "metricscheckpoints"],
          "verbs": ["get", "list", "watch"]}]
     assert not any(aggregated(r) for r in by_kind(render({"rbac": {"aggregatedRoles": False}}), "ClusterRole"))
 
@@ -138,6 +140,7 @@ def test_cluster_role_is_least_privilege(render: Render) -> None:
     assert rules_for(manifests, "metricspolicies/status", "kubemeter.io") == {"patch"}
     assert rules_for(manifests, "workloadmetrics", "kubemeter.io") == {"get", "list", "create", "patch", "delete"}
     assert rules_for(manifests, "workloadmetrics/status", "kubemeter.io") == {"patch"}
+    assert rules_for(manifests, "metricscheckpoints", "kubemeter.io") == {"get", "list", "create", "patch", "delete"}
     assert rules_for(manifests, "events") == {"create"}
     assert rules_for(manifests, "events", "events.k8s.io") == set()
     every_rule = operator_cluster_role(manifests)["rules"]

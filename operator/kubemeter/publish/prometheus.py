@@ -224,6 +224,11 @@ class OperatorMetrics:
         self.status_writes = Counter(
             "kubemeter_status_writes_total", "Status writes to the API server, by result.",
             ["result"], registry=registry)
+        self.checkpoints = Counter(
+            "kubemeter_checkpoints_total",
+            "Right-sizing checkpoints (MetricsCheckpoints) by result: written, deleted, restored, malformed (found "
+            "at a restore and left as it is: see the log) or failed (a write or delete, after retries).",
+            ["policy", "result"], registry=registry)
         self.nodes = Gauge(
             "kubemeter_nodes", "Nodes of a policy in its last cycle: selected, scraped or failed.",
             ["policy", "state"], registry=registry)
@@ -249,7 +254,7 @@ class OperatorMetrics:
     def forget_policy(self, policy: str) -> None:
         """Drop a deleted policy's series (they would otherwise be exported until the operator restarts)."""
         for metric in (self.scrape_duration, self.scrape_errors, self.cycle_duration, self.cycle_failures, self.nodes,
-                       self.unresolved_pods, self.last_cycle, self.interval):
+                       self.checkpoints, self.unresolved_pods, self.last_cycle, self.interval):
             metric.remove_by_labels({"policy": policy})
 
 
@@ -312,6 +317,9 @@ class PrometheusPublisher:
         The cycle health series stay: the loop counts the failure (kubemeter_cycle_failures_total), and the
         last cycle timestamp stops moving, which is what the staleness alert looks at."""
         self.collector.remove_policy(self.policy)
+
+    async def start_term(self) -> None:
+        """Nothing to read back: the gauges are this process's."""
 
     def step_down(self) -> None:
         """The gauges would go stale next to the new leader's, and the cycle health series (last cycle time,

@@ -1,5 +1,6 @@
-"""The publish stage's seam: where a cycle's results go. Two implementations, one policy each: status on custom
-resources (publish.status.StatusPublisher) and Prometheus gauges (publish.prometheus.PrometheusPublisher)."""
+"""The publish stage's seam: where a cycle's results go. Three implementations, one policy each: status on custom
+resources (publish.status.StatusPublisher), Prometheus gauges (publish.prometheus.PrometheusPublisher) and the
+right-sizing checkpoints (publish.checkpoints.CheckpointPublisher)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from kubemeter.policy import PolicySpec
 
 
 class Publisher(Protocol):
+    async def start_term(self) -> None:
+        """This replica leads now (or the policy's loop starts), before the term's first cycle: read back what
+        must be (never raises)."""
+        ...
+
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
         """A cycle's results (never raises on an API error: a failed write is retried or reported)."""
         ...

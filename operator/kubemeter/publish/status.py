@@ -78,6 +78,8 @@ class _Published:
     values: dict[str, object]
     written_at: float
     last_sample: float | None
+    uid: str = ""
+    """The object's (which its MetricsCheckpoint names as its owner)."""
 
 
 @dataclass(slots=True)
@@ -177,10 +179,19 @@ class StatusPublisher:
                 values=key_values(status),
                 written_at=parse_rfc3339(status.get("lastUpdated")) or 0.0,
                 last_sample=parse_rfc3339(status.get("lastSampleTime")),
+                uid=meta.get("uid", ""),
             )
             adopted.append((ref, status))
         self._loaded = True
         return adopted
+
+    def workloadmetrics_of(self, ref: WorkloadRef) -> tuple[str, str] | None:
+        """The (name, uid) of the WorkloadMetrics written for ``ref`` (as stored), None until one is."""
+        published = self._published.get(ref)
+        return (published.name, published.uid) if published is not None and published.uid else None
+
+    async def start_term(self) -> None:
+        """Nothing here: the first cycle's publish adopts the objects a previous run (or leader) wrote."""
 
     async def _mark_stale(self, leading: asyncio.Event | None) -> None:
         """Left alone, the objects would show their last figures as current. Kept rather than deleted: a valid
@@ -553,7 +564,7 @@ class StatusPublisher:
         for hashed in (False, True):
             name = workloadmetrics_name(self.policy, ref, hashed)
             try:
-                await self.api.call(
+                created = await self.api.call(
                     self.api.custom.create_namespaced_custom_object,
                     GROUP,
                     VERSION,
@@ -570,7 +581,9 @@ class StatusPublisher:
                 spec = existing.get("spec") or {}
                 if spec.get("policy") != self.policy or workload_from_spec(ref.namespace, spec) != ref:
                     continue  # the short name belongs to another policy or workload
-            published = _Published(name=name, values={}, written_at=0.0, last_sample=None)
+                created = existing
+            published = _Published(name=name, values={}, written_at=0.0, last_sample=None,
+                                   uid=(created or {}).get("metadata", {}).get("uid", ""))
             self._published[ref] = published
             return published
         raise RuntimeError(f"no free WorkloadMetrics name for {ref} in policy {self.policy}")

@@ -152,8 +152,8 @@ async def test_workload_metrics_status_is_a_subresource(render: Render, cluster:
                   "-p", json.dumps(status))
     _, table, _ = await kubectl("get", "wm", "-n", "default")
     assert table.split("\n")[0].split() == ["NAME", "KIND", "WORKLOAD", "PODS", "CPU", "CPU/REQ", "MEMORY",
-                                            "MEM/REQ", "STALE", "AGE"]
-    # No memory request: MEM/REQ is an empty cell, so the row has one field fewer.
+                                            "MEM/REQ", "SIZING", "STALE", "AGE"]
+    # No memory request and no recommendation: MEM/REQ and SIZING are empty cells, so the row has two fields fewer.
     assert table.split("\n")[1].split()[:8] == ["deployment-web", "Deployment", "web", "2/3", "250m", "50%",
                                                 "120Mi", "false"]
     code, _, err = await kubectl("patch", "wm", "deployment-web", "--type=merge",

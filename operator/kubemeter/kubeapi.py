@@ -92,7 +92,8 @@ class AsyncStatusPatch:
     """``patch_namespaced_custom_object_status`` of the kubernetes client, on the event loop: the same request (the
     credentials of the same configuration, a token refreshed as the client would, the field manager as a query
     parameter), sent with aiohttp on kept-alive connections; errors as the client raises them (``ApiException``
-    with status, reason, body and headers). Through a proxy it falls back to the blocking client, on a thread."""
+    with status, reason, body and headers). Through a proxy, or with a TLS server name or hostname check of the
+    configuration's own, it falls back to the blocking client, on a thread."""
 
     def __init__(self, config: kubernetes.client.Configuration, blocking: Callable[..., Any],
                  user_agent_header: str, connections: int) -> None:
@@ -126,11 +127,12 @@ class AsyncStatusPatch:
         self, group: str, version: str, namespace: str, plural: str, name: str, body: object, *,
         _content_type: str | None = None, _request_timeout: float | None = None, field_manager: str | None = None,
     ) -> object:
-        if self._config.proxy:
+        config = self._config
+        if config.proxy or getattr(config, "tls_server_name", None) or config.assert_hostname is not None:
             return await asyncio.to_thread(
                 self._blocking, group, version, namespace, plural, name, body, _content_type=_content_type,
                 _request_timeout=_request_timeout, field_manager=field_manager)
-        creds = credentials(self._config)
+        creds = credentials(config)
         path = "/".join(quote(part, safe="") for part in ("apis", group, version, "namespaces", namespace, plural,
                                                           name, "status"))
         content_type = _content_type or ("application/json-patch+json" if isinstance(body, list)

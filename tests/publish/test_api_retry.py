@@ -11,7 +11,7 @@ import aiohttp
 import kubernetes
 import pytest
 import urllib3
-from kubemeter.kubeapi import CONFLICT, KubeApi, RateLimiter, describe
+from kubemeter.kubeapi import CONFLICT, AsyncStatusPatch, KubeApi, RateLimiter, describe
 from kubernetes.client.exceptions import ApiException
 
 
@@ -213,3 +213,19 @@ async def test_a_status_patch_is_sent_from_the_event_loop_as_the_client_would_an
         await closed.call(closed.custom.patch_namespaced_custom_object_status, "g", "v", "ns", "p", "n", patch)
     await closed.close()
     assert len(delays) == 1
+
+
+async def test_a_status_patch_through_a_proxy_falls_back_to_the_blocking_client():
+    """aiohttp would not take the kubeconfig's proxy (nor a TLS server name of its own): the client sends it."""
+    sent = []
+
+    def blocking(*args, **kwargs):
+        sent.append((args, kwargs["field_manager"]))
+        return {"status": {}}
+
+    config = kubernetes.client.Configuration()
+    config.host, config.proxy = "https://127.0.0.1:1", "http://127.0.0.1:2"
+    patch = AsyncStatusPatch(config, blocking, "kubemeter/test", connections=1)
+    answer = await patch.patch_namespaced_custom_object_status("g", "v", "ns", "p", "n", [], field_manager="m")
+    await patch.close()
+    assert answer == {"status": {}} and sent == [(("g", "v", "ns", "p", "n", []), "m")]

@@ -254,7 +254,7 @@ class Runtime:
         await self.events.close()
         await self.endpoints.close()
         log.info("stopping: HTTP server closed")
-        self.api.close()
+        await self.api.close()
 
     # ---- what /healthz and /readyz answer ------------------------------------------------------
     def _health(self) -> str | None:

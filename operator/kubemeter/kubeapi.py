@@ -3,7 +3,9 @@
 
 Calls to the API server go through one client-side rate limiter, off the event loop, with retries.
 
-The ``kubernetes`` client blocks, so calls run in threads, at most ``concurrency`` at once. Every call
+The ``kubernetes`` client blocks, so calls run in threads, at most ``concurrency`` at once; the one frequent request,
+a status patch (a WorkloadMetrics per workload that moved, up to the write QPS), is sent on the event loop with aiohttp
+instead (``AsyncStatusPatch``): a thread and the blocking client cost over twice its CPU (bench/README.md, issue 12). Every call
 (reads included, as client-go counts them) waits for a token from the shared bucket, so the operator never
 exceeds its configured QPS whatever the number of policies. Every request has a timeout (a server that accepts
 a request and never answers would otherwise hold a thread and its caller for good). 429, 5xx, connection
@@ -14,18 +16,22 @@ the caller's to handle.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import aiohttp
 import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from kubemeter.kube import FIELD_MANAGER, user_agent
+from kubemeter.kube import FIELD_MANAGER, credentials, user_agent
 from kubemeter.names import MAX_NAME, cut_with_hash
 from kubemeter.timefmt import format_span, rfc3339
 
@@ -82,6 +88,85 @@ def _retry_after(exc: ApiException) -> float | None:
         return None
 
 
+class AsyncStatusPatch:
+    """``patch_namespaced_custom_object_status`` of the kubernetes client, on the event loop: the same request (the
+    credentials of the same configuration, a token refreshed as the client would, the field manager as a query
+    parameter), sent with aiohttp on kept-alive connections; errors as the client raises them (``ApiException``
+    with status, reason, body and headers). Through a proxy, or with a TLS server name or hostname check of the
+    configuration's own, it falls back to the blocking client, on a thread."""
+
+    def __init__(self, config: kubernetes.client.Configuration, blocking: Callable[..., Any],
+                 user_agent_header: str, connections: int) -> None:
+        self._config, self._blocking = config, blocking
+        self._headers = {"User-Agent": user_agent_header, "Accept": "application/json"}
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._contexts: dict[tuple, ssl.SSLContext] = {}
+
+    def _ssl(self, ca_path: str | None, cert_path: str | None, key_path: str | None,
+             verify: bool) -> ssl.SSLContext:
+        key = (ca_path, cert_path, key_path, verify)
+        context = self._contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context(cafile=ca_path)
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if cert_path:
+                context.load_cert_chain(cert_path, key_path)
+            self._contexts[key] = context
+        return context
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=300)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        return self._session
+
+    async def patch_namespaced_custom_object_status(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: object, *,
+        _content_type: str | None = None, _request_timeout: float | None = None, field_manager: str | None = None,
+    ) -> object:
+        config = self._config
+        if config.proxy or getattr(config, "tls_server_name", None) or config.assert_hostname is not None:
+            return await asyncio.to_thread(
+                self._blocking, group, version, namespace, plural, name, body, _content_type=_content_type,
+                _request_timeout=_request_timeout, field_manager=field_manager)
+        creds = credentials(config)
+        path = "/".join(quote(part, safe="") for part in ("apis", group, version, "namespaces", namespace, plural,
+                                                          name, "status"))
+        content_type = _content_type or ("application/json-patch+json" if isinstance(body, list)
+                                         else "application/merge-patch+json")
+        headers = {"Content-Type": content_type}
+        if creds.token:
+            headers["Authorization"] = f"Bearer {creds.token}"
+        context = self._ssl(creds.ca_path, creds.cert_path, creds.key_path, not creds.insecure)
+        async with asyncio.timeout(_request_timeout):
+            async with self._session_now().patch(
+                f"{creds.server}/{path}", data=json.dumps(body), headers=headers, ssl=context,
+                params={"fieldManager": field_manager} if field_manager else None, allow_redirects=False,
+            ) as response:
+                data = await response.read()
+        if not 200 <= response.status < 300:
+            exc = ApiException(status=response.status, reason=response.reason)
+            exc.body, exc.headers = data.decode("utf-8", "replace"), response.headers
+            raise exc
+        return json.loads(data) if data else None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _CustomObjects(kubernetes.client.CustomObjectsApi):
+    """The client's custom objects API, with status patches sent on the event loop (see AsyncStatusPatch)."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, status: Callable[..., Awaitable[object]]) -> None:
+        super().__init__(client)
+        self.patch_namespaced_custom_object_status = status
+
+
 class KubeApi:
     def __init__(
         self,
@@ -101,7 +186,11 @@ class KubeApi:
         config.retries = urllib3.util.Retry(total=3, read=0)
         self.client = kubernetes.client.ApiClient(config)
         self.client.user_agent = user_agent(f"kubernetes-python/{kubernetes.__version__}")
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+        blocking = kubernetes.client.CustomObjectsApi(self.client)
+        self._status_patch = AsyncStatusPatch(
+            config, blocking.patch_namespaced_custom_object_status,
+            user_agent(f"aiohttp/{aiohttp.__version__}"), concurrency)
+        self.custom = _CustomObjects(self.client, self._status_patch.patch_namespaced_custom_object_status)
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.authentication = kubernetes.client.AuthenticationV1Api(self.client)
         self.authorization = kubernetes.client.AuthorizationV1Api(self.client)
@@ -119,7 +208,7 @@ class KubeApi:
     async def call(
         self, fn: Callable[..., T], *args: Any, also_retry: frozenset[int] = frozenset(), **kwargs: Any
     ) -> T:
-        """Run the blocking client call ``fn`` off the event loop; retry 429, 5xx and connection errors (and
+        """Run the blocking client call ``fn`` off the event loop (a coroutine function: on it); retry 429, 5xx and connection errors (and
         ``also_retry``) with jittered exponential backoff or the server's Retry-After, each attempt taking a token.
         Each attempt has the request timeout, or the ``_request_timeout`` the caller gives. A write names
         kubemeter its field manager."""
@@ -135,7 +224,10 @@ class KubeApi:
             try:
                 async with self._slots:
                     self._started[number] = time.monotonic()
-                    result = await asyncio.to_thread(fn, *args, _request_timeout=timeout, **kwargs)
+                    if inspect.iscoroutinefunction(fn):
+                        result = await fn(*args, _request_timeout=timeout, **kwargs)
+                    else:
+                        result = await asyncio.to_thread(fn, *args, _request_timeout=timeout, **kwargs)
             except ApiException as exc:
                 if (exc.status not in RETRYABLE_STATUS and exc.status not in also_retry) or (
                     attempt == self._max_attempts
@@ -144,7 +236,7 @@ class KubeApi:
                     raise
                 delay = _retry_after(exc)
                 self._on_call("retried")
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError) as exc:
                 timed_out = _timed_out(exc)
                 if timed_out:
                     log.warning("API request %s had no answer within %s (attempt %d of %d)",
@@ -170,13 +262,14 @@ class KubeApi:
         the request timeout, a request's thread is wedged where no timeout reaches."""
         return time.monotonic() - min(self._started.values()) if self._started else 0.0
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self._status_patch.close()
         self.client.close()
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A request timeout, as urllib3 raises it (or wraps it, once its own retries of a read ran out)."""
-    return isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(
+    """A request timeout, as urllib3 raises it (or wraps it, once its own retries of a read ran out), or asyncio."""
+    return isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) or isinstance(
         getattr(exc, "reason", None), urllib3.exceptions.TimeoutError
     )
 

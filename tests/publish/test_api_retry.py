@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import kubernetes
 import pytest
 import urllib3
-from kubemeter.kubeapi import CONFLICT, KubeApi, RateLimiter, describe
+from kubemeter.kubeapi import CONFLICT, AsyncStatusPatch, KubeApi, RateLimiter, describe
 from kubernetes.client.exceptions import ApiException
 
 
@@ -162,3 +163,69 @@ def test_a_failed_call_is_described_with_the_api_servers_message():
 def test_other_errors_are_described_on_one_line():
     assert describe(TimeoutError()) == "TimeoutError"
     assert describe(OSError("connection\n  refused")) == "connection refused"
+
+
+async def test_a_status_patch_is_sent_from_the_event_loop_as_the_client_would_and_fails_as_it_does():
+    """The status patch (KubeApi's one request sent with aiohttp, not the blocking client): the same request (path,
+    JSON patch, field manager, bearer token), a 503 retried, a refusal raised as the client's ApiException with
+    the server's message, a wrong address retried as a connection error."""
+    from aiohttp import web
+
+    seen: list[tuple[str, str, str, str, object]] = []
+    answers = [(503, {"message": "busy"}), (200, {"status": {"pods": 1}}), (422, {"message": "status.pods: Invalid"})]
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, request.query.get("fieldManager", ""),
+                     request.headers.get("Authorization", ""), await request.json()))
+        code, body = answers.pop(0)
+        return web.json_response({"kind": "Status", **body} if code >= 400 else body, status=code,
+                                 content_type="application/json")
+
+    app = web.Application()
+    app.router.add_patch("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    delays, results = [], []
+    api = api_with(CountingLimiter(), delays, results, host=f"http://127.0.0.1:{port}")
+    api.client.configuration.api_key = {"authorization": "Bearer secret"}
+    patch = [{"op": "add", "path": "/status", "value": {"pods": 1}}]
+    try:
+        fn = api.custom.patch_namespaced_custom_object_status
+        answer = await api.call(fn, "kubemeter.io", "v1alpha1", "ns", "workloadmetrics", "wm", patch,
+                                _content_type="application/json-patch+json")
+        assert answer == {"status": {"pods": 1}}
+        with pytest.raises(ApiException) as refused:
+            await api.call(fn, "kubemeter.io", "v1alpha1", "ns", "workloadmetrics", "wm", patch)
+        assert refused.value.status == 422
+        assert describe(refused.value) == "422 Unprocessable Entity: status.pods: Invalid"
+    finally:
+        await api.close()
+        await runner.cleanup()
+    path = "/apis/kubemeter.io/v1alpha1/namespaces/ns/workloadmetrics/wm/status"
+    assert seen == [("PATCH", path, "kubemeter", "Bearer secret", patch)] * 3
+    assert results == ["retried", "success", "invalid"] and len(delays) == 1
+
+    closed = api_with(CountingLimiter(), delays := [], max_attempts=2, host="http://127.0.0.1:1")
+    with pytest.raises(aiohttp.ClientError):
+        await closed.call(closed.custom.patch_namespaced_custom_object_status, "g", "v", "ns", "p", "n", patch)
+    await closed.close()
+    assert len(delays) == 1
+
+
+async def test_a_status_patch_through_a_proxy_falls_back_to_the_blocking_client():
+    """aiohttp would not take the kubeconfig's proxy (nor a TLS server name of its own): the client sends it."""
+    sent = []
+
+    def blocking(*args, **kwargs):
+        sent.append((args, kwargs["field_manager"]))
+        return {"status": {}}
+
+    config = kubernetes.client.Configuration()
+    config.host, config.proxy = "https://127.0.0.1:1", "http://127.0.0.1:2"
+    patch = AsyncStatusPatch(config, blocking, "kubemeter/test", connections=1)
+    answer = await patch.patch_namespaced_custom_object_status("g", "v", "ns", "p", "n", [], field_manager="m")
+    await patch.close()
+    assert answer == {"status": {}} and sent == [(("g", "v", "ns", "p", "n", []), "m")]

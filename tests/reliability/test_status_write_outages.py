@@ -121,9 +121,9 @@ async def test_an_invalid_condition_planned_during_an_outage_is_written_once_the
 
 
 async def test_a_writer_wedged_where_no_timeout_reaches_fails_healthz_and_recovers(start):
-    """Issue 13, item 3: a status write whose thread never returns (stuck below the HTTP client, where the
-    request timeout does not reach) left /healthz ok for good. The stall is exported as it grows, /healthz
-    fails once it passes the bound (the kubelet then restarts the pod), and both recover with the writer."""
+    """Issue 13, item 3: a status write that never returns (stuck below the HTTP client, where the request
+    timeout does not reach) left /healthz ok for good. The stall is exported as it grows, /healthz fails once
+    it passes the bound (the kubelet then restarts the pod), and both recover with the writer."""
     op = await start(wedged_after=1.5)
     await op.create_policy("p", LIVE)
     await op.cycle("p")
@@ -131,9 +131,9 @@ async def test_a_writer_wedged_where_no_timeout_reaches_fails_healthz_and_recove
     original = custom.patch_namespaced_custom_object_status
     released = threading.Event()
 
-    def wedged(*args, **kwargs):
-        released.wait(60)
-        return original(*args, **kwargs)
+    async def wedged(*args, **kwargs):  # status patches are sent on the event loop (KubeApi)
+        await asyncio.to_thread(released.wait, 60)
+        return await original(*args, **kwargs)
 
     custom.patch_namespaced_custom_object_status = wedged
     try:

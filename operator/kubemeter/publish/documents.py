@@ -246,16 +246,22 @@ def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_s
     return _compact(status)
 
 
-def _shape(value: object, prefix: str = "") -> list[str]:
-    """The field paths of a status document, without its values (list items by their names)."""
-    paths: list[str] = []
-    if isinstance(value, Mapping):
+def _shape(value: object, prefix: str = "", paths: list[str] | None = None) -> list[str]:
+    """The field paths of a status document, without its values (list items by their names). Run for every
+    workload of every cycle: one list filled in place, the plain dict tested before the (slower) ABC."""
+    if paths is None:
+        paths = []
+    if type(value) is dict or isinstance(value, Mapping):
         for key in sorted(value):
-            paths += [f"{prefix}.{key}", *_shape(value[key], f"{prefix}.{key}")]
+            path = f"{prefix}.{key}"
+            paths.append(path)
+            child = value[key]
+            if type(child) is dict or type(child) is list or isinstance(child, Mapping | list):
+                _shape(child, path, paths)
     elif isinstance(value, list):
         for item in value:
-            name = item.get("name", "") if isinstance(item, Mapping) else ""
-            paths += _shape(item, f"{prefix}[{name}]")
+            name = item.get("name", "") if type(item) is dict or isinstance(item, Mapping) else ""
+            _shape(item, f"{prefix}[{name}]", paths)
     return paths
 
 

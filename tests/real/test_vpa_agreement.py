@@ -35,6 +35,7 @@ minutes: the confidence multipliers dominate), so they are compared on VPA's his
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import time
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +53,7 @@ from kubemeter_sim.real.controlplane import ControlPlane, ControlPlaneError
 from kubemeter_sim.real.metrics_server import MetricsServer
 from kubemeter_sim.real.vpa import VpaRecommender
 from tests.operator.conftest import eventually, running_operator
+from tests.real.test_real_apiserver import _connections
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -259,6 +261,17 @@ async def test_kubemeters_method_on_the_vpa_recommenders_histograms_gives_its_re
     print(f"kubemeter's method on VPA's checkpoints: every CPU target and bound as VPA's, for {len(expected)} "
           "containers")
 
+
+
+async def test_the_recommender_listens_and_connects_on_loopback_only(bed) -> None:
+    cluster, _ = bed
+    sockets = _connections({cluster.control_plane.pid("vpa-recommender")})
+    listening = [local for local, remote in sockets if remote in ("0.0.0.0", "::")]
+    assert listening == ["127.0.0.1"], sockets  # its /metrics and /health-check
+    assert len(sockets) > 1, "its API server connection is among the sockets checked"
+    for local, remote in sockets:
+        assert ipaddress.ip_address(local).is_loopback, (local, remote)
+        assert remote in ("0.0.0.0", "::") or ipaddress.ip_address(remote).is_loopback, (local, remote)
 
 async def test_a_missing_recommender_or_a_method_it_cannot_express_is_said_before_it_starts(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path / "plane", binaries=tmp_path / "bin")

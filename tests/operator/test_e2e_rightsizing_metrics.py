@@ -55,8 +55,7 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
 
     web = ("Deployment", "web")
     # The requests per pod, as the Deployment's template has them; none for the sidecar, which requests nothing.
-    assert (gauge("cpu_request_cores", web, "web"), gauge("memory_request_bytes", web, "web"),
-            gauge("memory_limit_bytes", web, "web"), gauge("pods", web, "web")) == (0.25, 128 * MI, 256 * MI, 2)
+    assert (gauge("cpu_request_cores", web, "web"), gauge("memory_request_bytes", web, "web")) == (0.25, 128 * MI)
     assert gauge("cpu_request_cores", web, "sidecar") is gauge("memory_request_bytes", web, "sidecar") is None
     for workload, recommendation in made.items():
         for name, figures in recommendation.containers.items():
@@ -88,13 +87,13 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
     await pods_gone(operator, "web-")
     await operator.cycle("rs")
     exported = await rightsizing_series(operator, "rs")
-    assert gauge("pods", web, "web") is None
+    assert gauge("cpu_request_cores", web, "web") is None
     assert {key[1:3] for series in exported.values() for key in series if len(key) == 4} == {("Pod", "probe")}
     # Back: the recommendation again, from the history it had and the new samples.
     await scenario.scale("Deployment", NAMESPACE, "web", 2)
     await operator.cycle("rs", count=2)
     exported = await rightsizing_series(operator, "rs")
-    assert gauge("pods", web, "web") == 2
+    assert gauge("cpu_request_cores", web, "web") == 0.25
     assert gauge("recommendation_history_seconds", web, "web") > history
 
     # Deleted, and the bare pod too: every right-sizing series of the policy goes, the roll-ups with them.

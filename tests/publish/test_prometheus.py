@@ -187,7 +187,7 @@ def test_every_family_has_help_and_a_clean_name():
     metrics.watch_events.labels(resource="pods", type="ADDED").inc()
     families = list(text_string_to_metric_families(exposition(registry, collector).decode()))
     assert len(families) > 40  # families without a measured value (network, here) are left out
-    assert sum(family.name.startswith("kubemeter_workload_container_") for family in families) == 14
+    assert sum(family.name.startswith("kubemeter_workload_container_") for family in families) == 12
     for family in families:
         assert family.documentation.strip(), family.name
         # kubemeter's own, or prometheus_client's standard process and Python runtime ones.
@@ -274,7 +274,7 @@ def test_recommendation_gauges_carry_each_workload_containers_recommendation_and
         "cpu_recommendation_upper_bound_cores": 0.4, "memory_recommendation_target_bytes": 100e6,
         "memory_recommendation_lower_bound_bytes": 80e6, "memory_recommendation_upper_bound_bytes": 150e6,
         "memory_limit_recommendation_bytes": 180e6, "recommendation_history_seconds": 2 * 86400.0,
-        "cpu_request_cores": 0.5, "memory_request_bytes": 64e6, "memory_limit_bytes": 256e6, "pods": 2,
+        "cpu_request_cores": 0.5, "memory_request_bytes": 64e6,
     }
     for name, value in expected.items():
         assert got[(prefix + name, on_app)] == value, name
@@ -285,7 +285,7 @@ def test_recommendation_gauges_carry_each_workload_containers_recommendation_and
         == pytest.approx(-app.cpu_difference)
     assert got[(prefix + "cpu_recommendation_target_cores", on_sidecar)] == 0.01
     assert got[(prefix + "memory_limit_recommendation_bytes", on_sidecar)] == 100e6
-    for absent in ("cpu_request_cores", "memory_limit_bytes", "cpu_requested_minus_recommended_cores"):
+    for absent in ("cpu_request_cores", "cpu_requested_minus_recommended_cores"):
         assert (prefix + absent, on_sidecar) not in got, absent
 
 
@@ -372,4 +372,5 @@ def test_the_recommendations_published_are_not_changed_by_the_recommender_forget
     registry, collector, _ = build_registry()
     collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS, recommendations)
     recommendations.clear()  # as Recommender.forget_unseen on the mapping it returned, before the next scrape
-    assert container_labels("p", WEB, "app") in series(registry, collector, "kubemeter_workload_container_pods")
+    assert container_labels("p", WEB, "app") in series(
+        registry, collector, "kubemeter_workload_container_cpu_recommendation_target_cores")

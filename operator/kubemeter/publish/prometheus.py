@@ -157,11 +157,6 @@ def _recommendation_families() -> tuple[_ContainerFamily, ...]:
             _ContainerFamily("memory_request_bytes",
                              "Memory request of the container, per pod (the value most of its pods have), in bytes; "
                              "absent when unset." + _PER_CONTAINER, lambda c: c.memory_request),
-            _ContainerFamily("memory_limit_bytes",
-                             "Memory limit of the container, per pod (the value most of its pods have), in bytes; absent "
-                             "when unset." + _PER_CONTAINER, lambda c: c.memory_limit),
-            _ContainerFamily("pods", "Number of the workload's pods that run the container." + _PER_CONTAINER,
-                             lambda c: c.pods),
             _ContainerFamily("cpu_requested_minus_recommended_cores",
                              "CPU requested minus the recommended target, over the container's pods, in cores (negative: "
                              "under-requested); absent while the request is unset or learning." + _PER_CONTAINER,
@@ -239,23 +234,34 @@ def _container_text(policies: list[tuple[str, _Recommendations]]) -> list[str]:
     return out
 
 
-def _rollup_text(level: str, policies: list[tuple[str, _Recommendations]]) -> list[str]:
-    """Requested minus recommended per namespace or per cluster: minus the sum of ``total_difference``."""
+def _requested_minus_recommended_parts(recommendations: _Recommendations) -> dict[str, dict[str, list[float]]]:
+    """Resource -> namespace -> each workload's requested minus recommended (minus its ``total_difference``), for
+    the workloads that have one; computed once for the namespace and the cluster roll-ups."""
+    parts: dict[str, dict[str, list[float]]] = {resource: {} for resource, *_ in _ROLLUPS}
+    for ref, workload in recommendations.items():
+        for resource, by_namespace in parts.items():
+            difference = workload.total_difference(resource)
+            if difference is not None:
+                by_namespace.setdefault(ref.namespace, []).append(-difference)
+    return parts
+
+
+def _rollup_text(level: str, policies: list[tuple[str, dict[str, dict[str, list[float]]]]]) -> list[str]:
+    """Requested minus recommended per namespace or per cluster (of :func:`_requested_minus_recommended_parts`)."""
     out: list[str] = []
     for resource, name, word, unit in _ROLLUPS:
-        sums: dict[tuple[str, ...], list[float]] = {}
-        for policy, recommendations in policies:
-            for ref, workload in recommendations.items():
-                difference = workload.total_difference(resource)
-                if difference is not None:
-                    key = (policy, ref.namespace) if level == "namespace" else (policy,)
-                    sums.setdefault(key, []).append(-difference)
+        if level == "namespace":
+            sums = [((policy, namespace), math.fsum(values)) for policy, parts in policies
+                    for namespace, values in parts[resource].items()]
+        else:
+            sums = [((policy,), math.fsum(v for values in parts[resource].values() for v in values))
+                    for policy, parts in policies if parts[resource]]
         where = "in the namespace" if level == "namespace" else "in the cluster"
         metric = f"kubemeter_{level}_{name}"
         help_text = (f"{word} requested minus the recommended targets, in {unit}, over the workload containers {where} "
                      "whose request has a verdict (not unset or learning): positive is requested beyond need.")
-        out += _family_text(metric, help_text, [f"{metric}{{{_labels_text(_LABELS[level], key)}}} {math.fsum(parts)!r}\n"
-                                                for key, parts in sums.items()])
+        out += _family_text(metric, help_text, [f"{metric}{{{_labels_text(_LABELS[level], key)}}} {value!r}\n"
+                                                for key, value in sums])
     return out
 
 
@@ -300,6 +306,7 @@ class SnapshotCollector:
                 return self._rendered
             policies = list(self._policies.items())
         out: list[str] = []
+        rollup_parts: dict[str, dict[str, dict[str, list[float]]]] = {}
         for level in LEVELS:
             names = _LABELS[level]
             rows = [
@@ -321,7 +328,10 @@ class SnapshotCollector:
             if level == "workload":
                 out += _container_text(recommending)
             elif level in ("namespace", "cluster"):
-                out += _rollup_text(level, recommending)
+                for policy, recommendations in recommending:  # once per policy, for both levels
+                    if policy not in rollup_parts:
+                        rollup_parts[policy] = _requested_minus_recommended_parts(recommendations)
+                out += _rollup_text(level, [(policy, rollup_parts[policy]) for policy, _ in recommending])
         rendered = "".join(out).encode()
         with self._lock:
             if self._policies.keys() == dict(policies).keys():

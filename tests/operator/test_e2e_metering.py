@@ -176,8 +176,13 @@ async def test_prometheus_output_passes_promtool(operator):
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not on PATH: run `make tools` (hack/install-tools.sh) first"
     await operator.create_policy("lint", stepped())
-    await operator.cycle("lint")
+    await operator.cycle("lint", count=2)  # from the second cycle on, CPU rates and right-sizing verdicts
     text = await operator.scrape_metrics()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"kubemeter_workload_container_cpu_recommendation_target_cores",
+            "kubemeter_workload_container_cpu_requested_minus_recommended_cores",
+            "kubemeter_namespace_memory_requested_minus_recommended_bytes",
+            "kubemeter_cluster_cpu_requested_minus_recommended_cores"} <= names
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", (
         result.stdout + result.stderr

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CARTS = {("analytics", "cart"): 2, ("shop2", "cart"): 1}  # the same name in two namespaces: (namespace, name) -> pods
 # The same name and namespace as a Deployment, another kind; its sidecar's missing requests leave it no utilization.
+# Its cart requests far more than the simulator's containers use (half a core, 256 MB at most): over-requested.
 CART_SET = ("analytics", "apps", "StatefulSet", "cart")
 POLICIES = ("overlap", "workloads")  # both cover every pod; the dashboard's default policy is the first
 WORKLOAD_GROUPING = ("namespace", "workload_api_group", "workload_kind", "workload")
@@ -65,7 +66,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             cluster.scenario.create_deployment(namespace, name, replicas, template(
                 {"app": name}, [container(name, cpu="100m", memory="64Mi")]))
         cluster.scenario.create_statefulset(CART_SET[0], CART_SET[3], 1, template(
-            {"app": "cart-set"}, [container("cart", cpu="100m", memory="64Mi"), container("sidecar")]))
+            {"app": "cart-set"}, [container("cart", cpu="2", memory="1Gi"), container("sidecar")]))
         async for operator in running_operator(cluster):
             for policy in POLICIES:
                 await operator.create_policy(policy, stepped(output={"minStatusChange": "0"}))
@@ -122,7 +123,8 @@ async def test_dashboard_queries_show_each_workload_in_its_own_namespace_as_the_
     offered_namespaces = variables["namespace"][1]
     assert {namespace for namespace, _ in CARTS} <= set(offered_namespaces)
     assert RELEASE_NAMESPACE not in offered_namespaces
-    targets = [target for panel in board["panels"] for target in panel["targets"]]
+    targets = [target for panel in board["panels"] for target in panel["targets"]
+               if not panel["title"].startswith("Right-sizing: ")]  # see the test below
     assert targets
     for target in targets:
         # Each query is a sum by workload of one gauge, or the ratio of two: computed here from /metrics.
@@ -185,6 +187,41 @@ async def test_the_utilization_panels_show_the_request_utilization_of_the_worklo
         assert utilization > 0, key
         # The status rounds to 4 decimals.
         assert math.isclose(shown[key], utilization, rel_tol=0, abs_tol=5e-5), key
+
+
+RIGHTSIZING = (("cpu", "cores", "CPU"), ("memory", "bytes", "memory"))
+
+
+async def test_the_rightsizing_panels_show_the_operators_requested_minus_recommended(stack: Stack) -> None:
+    """By namespace, the namespace roll-up the operator exports (the panel sums the per-container series, which
+    $kind and $workload filter: all selected, as on opening); the tables, the most over-requested workload
+    containers."""
+    board = dashboard(stack.manifests)
+    variables = await grafana_variables(board, stack.prometheus)
+    panels = {panel["title"]: panel for panel in board["panels"] if panel["title"].startswith("Right-sizing: ")}
+    exported = [s for family in text_string_to_metric_families(stack.exposition) for s in family.samples
+                if s.labels.get("policy") == POLICIES[0]]
+    by_namespace = panels["Right-sizing: requested minus recommended"]["targets"]
+    for target, (resource, unit, word) in zip(by_namespace, RIGHTSIZING, strict=True):
+        rollup = {s.labels["namespace"]: s.value for s in exported
+                  if s.name == f"kubemeter_namespace_{resource}_requested_minus_recommended_{unit}"}
+        assert {namespace for namespace, _ in CARTS} <= rollup.keys()
+        shown = {s["labels"]["namespace"]: s["value"]
+                 for s in await stack.prometheus.query(substitute(target["expr"], variables))}
+        assert shown.keys() == rollup.keys(), resource
+        for namespace, value in rollup.items():
+            assert math.isclose(shown[namespace], value, rel_tol=1e-9), (resource, namespace)
+
+        (table,) = panels[f"Right-sizing: most over-requested workload containers, {word}"]["targets"]
+        per_container = {(*workload(s.labels), s.labels["container"]): s.value for s in exported
+                         if s.name == f"kubemeter_workload_container_{resource}_requested_minus_recommended_{unit}"}
+        most = sorted(((key, value) for key, value in per_container.items() if value > 0), key=lambda kv: -kv[1])
+        shown = {(*workload(s["labels"]), s["labels"]["container"]): s["value"]
+                 for s in await stack.prometheus.query(substitute(table["expr"], variables))}
+        assert shown.keys() == {key for key, _ in most[:10]}, resource
+        assert (*CART_SET, "cart") in shown, resource
+        for key, value in most[:10]:
+            assert math.isclose(shown[key], value, rel_tol=1e-12), (resource, key)
 
 
 async def test_no_alert_fires_on_the_healthy_operator_and_every_metric_they_read_is_scraped(stack: Stack) -> None:

@@ -621,14 +621,15 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     (dashboard_json,) = config_map["data"].values()
     dashboard = json.loads(dashboard_json)
-    expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    panels = [panel for panel in dashboard["panels"] if not panel["title"].startswith("Right-sizing: ")]
+    expressions = " ".join(t["expr"] for panel in panels for t in panel["targets"])
     for metric in ("kubemeter_workload_cpu_usage_cores", "kubemeter_workload_cpu_requests_cores",
                    "kubemeter_workload_memory_working_set_bytes", "kubemeter_workload_memory_requests_bytes",
                    "kubemeter_workload_pods_reporting"):
         assert metric in expressions
     # The utilization the status has (over the measured pods whose containers all request), not usage over
     # every pod's requests, which falls with coverage.
-    utilization = {panel["title"]: panel["targets"][0]["expr"] for panel in dashboard["panels"]
+    utilization = {panel["title"]: panel["targets"][0]["expr"] for panel in panels
                    if panel["title"].endswith(" / requests")}
     assert utilization.keys() == {"CPU usage / requests", "Memory working set / requests"}
     for title, expr in utilization.items():
@@ -641,13 +642,41 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
     assert {"policy", "namespace", "kind", "workload"} <= variables.keys()
     # A Deployment and a Job of one name in one namespace: told apart by the legend, and by $kind for $workload.
     assert 'workload_kind=~"$kind"' in variables["workload"]["query"]["query"]
-    for target in (t for panel in dashboard["panels"] for t in panel["targets"]):
+    for target in (t for panel in panels for t in panel["targets"]):
         assert 'workload_kind=~"$kind", workload=~"$workload"' in target["expr"], target["expr"]
         assert target["legendFormat"].startswith("{{namespace}}/{{workload_kind}}/{{workload}}"), target
     # Policies that select the same pods each export them: one policy at a time, or a sum counts them twice.
     policy = variables["policy"]
     assert (policy["multi"], policy["includeAll"], policy["current"]) == (False, False, {})
     assert 'policy="$policy"' in expressions and 'policy=~"$policy"' not in expressions
+
+
+def test_grafana_dashboard_charts_requested_minus_recommended_by_namespace_and_the_most_over_requested(
+    render: Render,
+) -> None:
+    """Summed from the per-container series, not the namespace roll-up: those carry the workload's kind and name,
+    so $kind and $workload apply to these panels too."""
+    (dashboard_json,) = one(render(ALL_FEATURES), "ConfigMap")["data"].values()
+    panels = {panel["title"]: panel for panel in json.loads(dashboard_json)["panels"]
+              if panel["title"].startswith("Right-sizing: ")}
+    assert panels.keys() == {"Right-sizing: requested minus recommended",
+                             "Right-sizing: most over-requested workload containers, CPU",
+                             "Right-sizing: most over-requested workload containers, memory"}
+    by_namespace = [t["expr"] for t in panels["Right-sizing: requested minus recommended"]["targets"]]
+    assert [re.findall(r"\b(kubemeter_\w+)\{", expr) for expr in by_namespace] == [
+        ["kubemeter_workload_container_cpu_requested_minus_recommended_cores"],
+        ["kubemeter_workload_container_memory_requested_minus_recommended_bytes"]]
+    assert all(expr.startswith("sum by (namespace) (") for expr in by_namespace)
+    for resource in ("CPU", "memory"):
+        panel = panels[f"Right-sizing: most over-requested workload containers, {resource}"]
+        (target,) = panel["targets"]
+        assert (panel["type"], target["instant"], target["format"]) == ("table", True, "table")
+        assert target["expr"].startswith("topk(10, sum by (namespace, workload_api_group, workload_kind, workload, "
+                                         "container) (kubemeter_workload_container_" + resource.lower())
+        assert target["expr"].endswith(") > 0)"), "over-requested only"
+    for target in (t for panel in panels.values() for t in panel["targets"]):
+        assert 'policy="$policy", namespace=~"$namespace", workload_kind=~"$kind", workload=~"$workload"' in (
+            target["expr"]), target["expr"]
 
 
 def install_notes(*values: str) -> str:

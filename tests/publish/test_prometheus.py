@@ -5,6 +5,9 @@ import re
 import pytest
 from kubemeter.compute.aggregate import Aggregator
 from kubemeter.compute.report import CycleReport
+from kubemeter.compute.rightsizing import (
+    ContainerRecommendation, Recommendation, ResourceRecommendation, WorkloadRecommendation,
+)
 from kubemeter.policy import parse_policy
 from kubemeter.publish.documents import resource_status
 from kubemeter.publish.prometheus import LEVELS, PrometheusPublisher, build_registry, exposition
@@ -179,10 +182,12 @@ def test_label_values_are_escaped_and_parse_back_unchanged(name):
 
 def test_every_family_has_help_and_a_clean_name():
     registry, collector, metrics = build_registry()
-    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS)
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS,
+                           {WEB: WorkloadRecommendation(1.0, {"app": container_recommendation("app")})})
     metrics.watch_events.labels(resource="pods", type="ADDED").inc()
     families = list(text_string_to_metric_families(exposition(registry, collector).decode()))
-    assert len(families) > 25  # families without a measured value (network, here) are left out
+    assert len(families) > 40  # families without a measured value (network, here) are left out
+    assert sum(family.name.startswith("kubemeter_workload_container_") for family in families) == 12
     for family in families:
         assert family.documentation.strip(), family.name
         # kubemeter's own, or prometheus_client's standard process and Python runtime ones.
@@ -231,3 +236,141 @@ async def test_a_policys_cycle_failures_are_exported_at_zero_from_its_first_comp
     metrics.cycle_failures.labels(policy="p").inc()  # as the loop counts a failed cycle
     await publisher.publish(report, parse_policy({}), generation=1)
     assert series(registry, collector, "kubemeter_cycle_failures_total") == {frozenset({"policy": "p"}.items()): 1.0}
+
+
+# ---- right-sizing ---------------------------------------------------------------------------------------------
+def recommendation(cpu=(0.2, 0.1, 0.4), memory=(100e6, 80e6, 150e6), limit=180e6, days=2.0) -> Recommendation:
+    return Recommendation(ResourceRecommendation(*cpu) if cpu else None,
+                          ResourceRecommendation(*memory) if memory else None, limit, days)
+
+
+def container_recommendation(name, pods=2, cpu_request=0.5, memory_request=64e6, memory_limit=256e6, made=None,
+                             cpu_verdict="over", memory_verdict="under", history=2 * 86400.0):
+    return ContainerRecommendation(name, pods, cpu_request, memory_request, memory_limit, made or recommendation(),
+                                   history, cpu_verdict, memory_verdict)
+
+
+def container_labels(policy, ref, container):
+    return frozenset({**dict(workload_labels(policy, ref)), "container": container}.items())
+
+
+RIGHTSIZING_LEVELS = ("workload", "namespace", "cluster")
+
+
+def test_recommendation_gauges_carry_each_workload_containers_recommendation_and_requests():
+    """One series per workload container and figure, per pod, in cores and bytes; ``request - target`` in PromQL
+    is the exported request minus the exported target (same labels), and a request that is unset is absent."""
+    app = container_recommendation("app")
+    sidecar = container_recommendation("sidecar", cpu_request=None, memory_limit=None,
+                                       made=recommendation(cpu=(0.01, 0.005, 0.03), limit=100e6), cpu_verdict="unset")
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS,
+                           {WEB: WorkloadRecommendation(1000.0, {"app": app, "sidecar": sidecar})})
+    got = samples(registry, collector)
+    on_app, on_sidecar = container_labels("p", WEB, "app"), container_labels("p", WEB, "sidecar")
+    prefix = "kubemeter_workload_container_"
+    expected = {
+        "cpu_recommendation_target_cores": 0.2, "cpu_recommendation_lower_bound_cores": 0.1,
+        "cpu_recommendation_upper_bound_cores": 0.4, "memory_recommendation_target_bytes": 100e6,
+        "memory_recommendation_lower_bound_bytes": 80e6, "memory_recommendation_upper_bound_bytes": 150e6,
+        "memory_limit_recommendation_bytes": 180e6, "recommendation_history_seconds": 2 * 86400.0,
+        "cpu_request_cores": 0.5, "memory_request_bytes": 64e6,
+    }
+    for name, value in expected.items():
+        assert got[(prefix + name, on_app)] == value, name
+    # Over the pods: (0.5 - 0.2) * 2 cores requested beyond need, (64 - 100) MB * 2 short.
+    assert got[(prefix + "cpu_requested_minus_recommended_cores", on_app)] == pytest.approx(0.6)
+    assert got[(prefix + "memory_requested_minus_recommended_bytes", on_app)] == pytest.approx(-72e6)
+    assert got[(prefix + "cpu_request_cores", on_app)] - got[(prefix + "cpu_recommendation_target_cores", on_app)] \
+        == pytest.approx(-app.cpu_difference)
+    assert got[(prefix + "cpu_recommendation_target_cores", on_sidecar)] == 0.01
+    assert got[(prefix + "memory_limit_recommendation_bytes", on_sidecar)] == 100e6
+    for absent in ("cpu_request_cores", "cpu_requested_minus_recommended_cores"):
+        assert (prefix + absent, on_sidecar) not in got, absent
+
+
+def test_a_container_without_a_sample_of_a_resource_has_no_recommendation_of_it():
+    learning = container_recommendation("app", made=recommendation(cpu=None), cpu_verdict="learning",
+                                        memory_verdict="learning", history=60.0)
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS, {WEB: WorkloadRecommendation(1.0, {"app": learning})})
+    names = {name for name, labels in samples(registry, collector) if ("container", "app") in labels}
+    assert not any(name.startswith("kubemeter_workload_container_cpu_recommendation_") for name in names)
+    assert "kubemeter_workload_container_memory_recommendation_target_bytes" in names
+    assert "kubemeter_workload_container_recommendation_history_seconds" in names
+    # Learning: no verdict, so in no difference and in no roll-up.
+    assert not any("requested_minus_recommended" in name for name, _ in samples(registry, collector))
+
+
+def test_namespace_and_cluster_roll_ups_are_requested_minus_recommended_over_the_containers_with_a_verdict():
+    shop_learning = container_recommendation("cache", cpu_verdict="learning", memory_verdict="learning")
+    recommendations = {
+        WEB: WorkloadRecommendation(1.0, {"app": container_recommendation("app"),
+                                          "sidecar": container_recommendation("sidecar", cpu_request=None,
+                                                                              cpu_verdict="unset")}),
+        DB: WorkloadRecommendation(1.0, {"db": container_recommendation("db", pods=3, cpu_verdict="fit"),
+                                         "cache": shop_learning}),
+        WorkloadRef("data", "Deployment", "etl", "apps/v1"): WorkloadRecommendation(
+            1.0, {"etl": container_recommendation("etl", pods=1, cpu_request=0.1, cpu_verdict="under")}),
+    }
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS, recommendations)
+    for resource, unit in (("cpu", "cores"), ("memory", "bytes")):
+        name = f"{resource}_requested_minus_recommended_{unit}"
+        by_namespace = {dict(labels)["namespace"]: value
+                        for labels, value in series(registry, collector, f"kubemeter_namespace_{name}").items()}
+        expected = {}
+        for ref, made in recommendations.items():
+            expected[ref.namespace] = expected.get(ref.namespace, 0.0) - made.total_difference(resource)
+        assert by_namespace == pytest.approx(expected), resource
+        assert series(registry, collector, f"kubemeter_cluster_{name}") == {
+            frozenset({"policy": "p"}.items()): pytest.approx(sum(expected.values()))}
+        # The per-container series sum to the namespace's: a dashboard may filter them by kind.
+        per_container = series(registry, collector, f"kubemeter_workload_container_{name}")
+        assert sum(v for labels, v in per_container.items() if dict(labels)["namespace"] == "shop") == pytest.approx(
+            by_namespace["shop"])
+    # Memory: web's app and sidecar (2 pods each) and db (3 pods) request 64 MB for 100 recommended; cache learns.
+    assert by_namespace["shop"] == pytest.approx((2 + 2 + 3) * (64e6 - 100e6))
+    cpu = series(registry, collector, "kubemeter_namespace_cpu_requested_minus_recommended_cores")
+    # web's app (0.5 - 0.2) * 2 and db (0.5 - 0.2) * 3; the unset sidecar and the learning cache count nothing.
+    assert cpu[frozenset({"policy": "p", "namespace": "shop"}.items())] == pytest.approx(1.5)
+    assert cpu[frozenset({"policy": "p", "namespace": "data"}.items())] == pytest.approx(0.1 - 0.2)
+
+
+async def test_recommendation_series_follow_the_levels_the_prometheus_output_and_the_workloads_of_the_cycle():
+    registry, collector, metrics = build_registry()
+    publisher = PrometheusPublisher("p", collector, metrics, clock=lambda: 1000.0)
+
+    def report(recommendations):
+        return CycleReport(started=999.0, duration=1.0, selection=Selection(nodes=[]),
+                           snapshot=snapshot_of([pod("a", WEB), pod("b", DB)], {}), scraped=0, failures={},
+                           unresolved=[], recommendations=recommendations)
+
+    both = {ref: WorkloadRecommendation(1.0, {"app": container_recommendation("app")}) for ref in (WEB, DB)}
+
+    def rightsizing_series():
+        return {(name, dict(labels).get("workload")) for name, labels in samples(registry, collector)
+                if "recommend" in name}
+
+    await publisher.publish(report(both), parse_policy({}), generation=1)
+    assert {workload for _, workload in rightsizing_series()} == {"web", "db", None}  # None: the roll-ups
+    await publisher.publish(report({WEB: both[WEB]}), parse_policy({}), generation=1)  # db's pods are gone
+    assert {workload for _, workload in rightsizing_series()} == {"web", None}
+    await publisher.publish(report(both), parse_policy({"aggregation": {"levels": ["cluster"]}}), generation=1)
+    assert rightsizing_series() == {("kubemeter_cluster_cpu_requested_minus_recommended_cores", None),
+                                    ("kubemeter_cluster_memory_requested_minus_recommended_bytes", None)}
+    await publisher.publish(report(both), parse_policy({"aggregation": {"levels": ["namespace"]}}), generation=1)
+    assert {name for name, _ in rightsizing_series()} == {
+        "kubemeter_namespace_cpu_requested_minus_recommended_cores",
+        "kubemeter_namespace_memory_requested_minus_recommended_bytes"}
+    await publisher.publish(report(both), parse_policy({"output": {"prometheus": False}}), generation=1)
+    assert rightsizing_series() == set()
+
+
+def test_the_recommendations_published_are_not_changed_by_the_recommender_forgetting_a_workload():
+    recommendations = {WEB: WorkloadRecommendation(1.0, {"app": container_recommendation("app")})}
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS, recommendations)
+    recommendations.clear()  # as Recommender.forget_unseen on the mapping it returned, before the next scrape
+    assert container_labels("p", WEB, "app") in series(
+        registry, collector, "kubemeter_workload_container_cpu_recommendation_target_cores")

@@ -5,14 +5,22 @@ Window statistics (avg, max, percentiles) are not exported: Prometheus computes 
 reserved for summaries. Request utilization is exported, not left to ``usage / requests`` in PromQL: the
 requests gauge covers every pod and container, the usage only the measured pods, so that ratio falls with
 coverage; the exported one is the status's ``requestUtilization`` (``kubectl get wm`` CPU/REQ, MEM/REQ).
+
+Right-sizing (``CycleReport.recommendations``) is exported per workload container, one family per figure as
+kube-state-metrics' VPA metrics (``..._containerrecommendations_target``, ``_lowerbound``, ``_upperbound``) but
+with the unit in the name and one family per resource, as the other families here: then
+``kubemeter_workload_container_cpu_request_cores - kubemeter_workload_container_cpu_recommendation_target_cores``
+matches series without ``ignoring()``. Namespace and cluster roll-ups sum requested minus recommended over the
+containers whose request has a verdict (``WorkloadRecommendation.total_difference``).
 """
 
 from __future__ import annotations
 
+import math
 import platform
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from prometheus_client import (
@@ -29,8 +37,10 @@ from prometheus_client.exposition import generate_latest
 
 from kubemeter import __version__
 from kubemeter.compute.report import CycleReport
+from kubemeter.compute.rightsizing import ContainerRecommendation, ResourceRecommendation, WorkloadRecommendation
 from kubemeter.compute.snapshot import Snapshot, Totals, WorkloadResult
 from kubemeter.policy import PolicySpec
+from kubemeter.types import WorkloadRef
 
 LEVELS = ("workload", "namespace", "node", "cluster")
 
@@ -101,11 +111,78 @@ _LABELS = {
 }
 
 
+class _ContainerFamily(NamedTuple):
+    name: str
+    """``kubemeter_workload_container_<name>``, labelled as the workload families plus ``container``."""
+    help: str
+    value: Callable[[ContainerRecommendation], float | None]
+
+
+_PER_CONTAINER = " One series per workload container (a container name of a workload) with a history."
+_JUDGED = frozenset({"over", "under", "fit"})
+"""The verdicts :meth:`WorkloadRecommendation.total_difference` sums: a request with enough history to compare."""
+
+
+def _bound(recommended: ResourceRecommendation | None, bound: str) -> float | None:
+    return None if recommended is None else getattr(recommended, bound)
+
+
+def _requested_minus_recommended(container: ContainerRecommendation, resource: str) -> float | None:
+    """Over the container's pods, where its request has a verdict: its part of ``total_difference``, negated."""
+    if getattr(container, f"{resource}_verdict") not in _JUDGED:
+        return None
+    return -getattr(container, f"{resource}_difference") * container.pods
+
+
+def _recommendation_families() -> tuple[_ContainerFamily, ...]:
+    families = []
+    for resource, unit, what in (("cpu", "cores", "CPU request, in cores"), ("memory", "bytes",
+                                                                               "memory request, in bytes")):
+        for bound, word in (("target", "target"), ("lower_bound", "lower bound"), ("upper_bound", "upper bound")):
+            families.append(_ContainerFamily(
+                f"{resource}_recommendation_{bound}_{unit}",
+                f"Recommended {what}, per pod: the {word} (spec.recommendations; the bounds widen while the history "
+                f"is short).{_PER_CONTAINER}",
+                lambda c, r=resource, b=bound: _bound(getattr(c.recommendation, r), b)))
+    return (*families,
+            _ContainerFamily("memory_limit_recommendation_bytes",
+                             "Recommended memory limit, per pod, in bytes: the highest memory peak plus the margin."
+                             + _PER_CONTAINER, lambda c: c.recommendation.memory_limit),
+            _ContainerFamily("recommendation_history_seconds",
+                             "Seconds of usage history behind the recommendation (its confidence)." + _PER_CONTAINER,
+                             lambda c: c.history_seconds),
+            _ContainerFamily("cpu_request_cores",
+                             "CPU request of the container, per pod (the value most of its pods have), in cores; absent "
+                             "when unset." + _PER_CONTAINER, lambda c: c.cpu_request),
+            _ContainerFamily("memory_request_bytes",
+                             "Memory request of the container, per pod (the value most of its pods have), in bytes; "
+                             "absent when unset." + _PER_CONTAINER, lambda c: c.memory_request),
+            _ContainerFamily("cpu_requested_minus_recommended_cores",
+                             "CPU requested minus the recommended target, over the container's pods, in cores (negative: "
+                             "under-requested); absent while the request is unset or learning." + _PER_CONTAINER,
+                             lambda c: _requested_minus_recommended(c, "cpu")),
+            _ContainerFamily("memory_requested_minus_recommended_bytes",
+                             "Memory requested minus the recommended target, over the container's pods, in bytes "
+                             "(negative: under-requested); absent while the request is unset or learning."
+                             + _PER_CONTAINER, lambda c: _requested_minus_recommended(c, "memory")),
+            )
+
+
+_CONTAINER_FAMILIES = _recommendation_families()
+_ROLLUPS = (("cpu", "cpu_requested_minus_recommended_cores", "CPU", "cores"),
+            ("memory", "memory_requested_minus_recommended_bytes", "Memory", "bytes"))
+"""Namespace and cluster: (resource, family name, word, unit)."""
+
+
+def _workload_labels(policy: str, ref: WorkloadRef) -> list[str]:
+    return [policy, ref.namespace, ref.kind, ref.name, ref.api_version.rpartition("/")[0]]
+
+
 def _rows(level: str, policy: str, snapshot: Snapshot) -> Iterator[tuple[list[str], WorkloadResult | Totals]]:
     """(label values, figures) of every series a snapshot has at one level."""
     if level == "workload":
         for ref, result in snapshot.workloads.items():
-            yield [policy, ref.namespace, ref.kind, ref.name, ref.api_version.rpartition("/")[0]], result
+            yield _workload_labels(policy, ref), result
     elif level == "namespace":
         for namespace, totals in snapshot.namespaces.items():
             yield [policy, namespace], totals
@@ -123,7 +200,69 @@ def _escape_label_value(value: str) -> str:
 
 
 def _help_text(level: str, family: _Family) -> str:
-    return family.help.format(**_HELP_WORDS[level]).replace("\\", "\\\\").replace("\n", "\\n")
+    return _escape_help(family.help.format(**_HELP_WORDS[level]))
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _labels_text(names: Iterable[str], values: Iterable[str]) -> str:
+    return ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in zip(names, values))
+
+
+def _family_text(metric: str, help_text: str, samples: list[str]) -> list[str]:
+    """A gauge family's lines, or none without a sample."""
+    return [f"# HELP {metric} {help_text}\n# TYPE {metric} gauge\n", *samples] if samples else []
+
+
+_Recommendations = Mapping[WorkloadRef, WorkloadRecommendation]
+
+
+def _container_text(policies: list[tuple[str, _Recommendations]]) -> list[str]:
+    names = (*_LABELS["workload"], "container")
+    rows = [(_labels_text(names, [*_workload_labels(policy, ref), name]), container)
+            for policy, recommendations in policies
+            for ref, workload in recommendations.items()
+            for name, container in workload.containers.items()]
+    out: list[str] = []
+    for family in _CONTAINER_FAMILIES:
+        metric = f"kubemeter_workload_container_{family.name}"
+        out += _family_text(metric, _escape_help(family.help), [
+            f"{metric}{{{labels}}} {float(value)!r}\n" for labels, container in rows
+            if (value := family.value(container)) is not None])
+    return out
+
+
+def _requested_minus_recommended_parts(recommendations: _Recommendations) -> dict[str, dict[str, list[float]]]:
+    """Resource -> namespace -> each workload's requested minus recommended (minus its ``total_difference``), for
+    the workloads that have one; computed once for the namespace and the cluster roll-ups."""
+    parts: dict[str, dict[str, list[float]]] = {resource: {} for resource, *_ in _ROLLUPS}
+    for ref, workload in recommendations.items():
+        for resource, by_namespace in parts.items():
+            difference = workload.total_difference(resource)
+            if difference is not None:
+                by_namespace.setdefault(ref.namespace, []).append(-difference)
+    return parts
+
+
+def _rollup_text(level: str, policies: list[tuple[str, dict[str, dict[str, list[float]]]]]) -> list[str]:
+    """Requested minus recommended per namespace or per cluster (of :func:`_requested_minus_recommended_parts`)."""
+    out: list[str] = []
+    for resource, name, word, unit in _ROLLUPS:
+        if level == "namespace":
+            sums = [((policy, namespace), math.fsum(values)) for policy, parts in policies
+                    for namespace, values in parts[resource].items()]
+        else:
+            sums = [((policy,), math.fsum(v for values in parts[resource].values() for v in values))
+                    for policy, parts in policies if parts[resource]]
+        where = "in the namespace" if level == "namespace" else "in the cluster"
+        metric = f"kubemeter_{level}_{name}"
+        help_text = (f"{word} requested minus the recommended targets, in {unit}, over the workload containers {where} "
+                     "whose request has a verdict (not unset or learning): positive is requested beyond need.")
+        out += _family_text(metric, help_text, [f"{metric}{{{_labels_text(_LABELS[level], key)}}} {value!r}\n"
+                                                for key, value in sums])
+    return out
 
 
 class SnapshotCollector:
@@ -139,16 +278,20 @@ class SnapshotCollector:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._policies: dict[str, tuple[Snapshot, frozenset[str]]] = {}
+        self._policies: dict[str, tuple[Snapshot, frozenset[str], _Recommendations]] = {}
         self._rendered: bytes | None = None
 
-    def set_snapshot(self, policy: str, snapshot: Snapshot, levels: Collection[str]) -> None:
-        """Publish ``snapshot`` as ``policy``'s series at ``levels`` (of workload, namespace, node, cluster)."""
+    def set_snapshot(self, policy: str, snapshot: Snapshot, levels: Collection[str],
+                     recommendations: _Recommendations | None = None) -> None:
+        """Publish ``snapshot`` as ``policy``'s series at ``levels`` (of workload, namespace, node, cluster), and
+        its ``recommendations``: per workload container at the workload level, summed at the namespace and
+        cluster levels."""
         unknown = set(levels) - set(LEVELS)
         if unknown:
             raise ValueError(f"unknown aggregation levels {sorted(unknown)}: expected some of {list(LEVELS)}")
         with self._lock:
-            self._policies[policy] = (snapshot, frozenset(levels))
+            # A copy: the recommender drops forgotten workloads from the mapping it returned.
+            self._policies[policy] = (snapshot, frozenset(levels), dict(recommendations or {}))
             self._rendered = None
 
     def remove_policy(self, policy: str) -> None:
@@ -163,11 +306,12 @@ class SnapshotCollector:
                 return self._rendered
             policies = list(self._policies.items())
         out: list[str] = []
+        rollup_parts: dict[str, dict[str, dict[str, list[float]]]] = {}
         for level in LEVELS:
             names = _LABELS[level]
             rows = [
-                (",".join(f'{k}="{_escape_label_value(v)}"' for k, v in zip(names, labels)), figures)
-                for policy, (snapshot, levels) in policies
+                (_labels_text(names, labels), figures)
+                for policy, (snapshot, levels, _) in policies
                 if level in levels
                 for labels, figures in _rows(level, policy, snapshot)
             ]
@@ -176,11 +320,18 @@ class SnapshotCollector:
                 if value_of is None:
                     continue
                 metric = f"kubemeter_{level}_{family.name}"
-                samples = [f"{metric}{{{labels}}} {float(value)!r}\n" for labels, figures in rows
-                           if (value := value_of(figures)) is not None]
-                if samples:
-                    out.append(f"# HELP {metric} {_help_text(level, family)}\n# TYPE {metric} gauge\n")
-                    out.extend(samples)
+                out += _family_text(metric, _help_text(level, family), [
+                    f"{metric}{{{labels}}} {float(value)!r}\n" for labels, figures in rows
+                    if (value := value_of(figures)) is not None])
+            recommending = [(policy, recommendations) for policy, (_, levels, recommendations) in policies
+                            if level in levels and recommendations]
+            if level == "workload":
+                out += _container_text(recommending)
+            elif level in ("namespace", "cluster"):
+                for policy, recommendations in recommending:  # once per policy, for both levels
+                    if policy not in rollup_parts:
+                        rollup_parts[policy] = _requested_minus_recommended_parts(recommendations)
+                out += _rollup_text(level, [(policy, rollup_parts[policy]) for policy, _ in recommending])
         rendered = "".join(out).encode()
         with self._lock:
             if self._policies.keys() == dict(policies).keys():
@@ -297,7 +448,7 @@ class PrometheusPublisher:
 
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
         if spec.prometheus:
-            self.collector.set_snapshot(self.policy, report.snapshot, spec.levels)
+            self.collector.set_snapshot(self.policy, report.snapshot, spec.levels, report.recommendations)
         else:
             self.collector.remove_policy(self.policy)
         metrics, policy = self.metrics, self.policy

@@ -34,7 +34,7 @@ peers:
 TEST_WORKERS ?= 2
 
 test: install tools controlplane
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=25
 
 demo: install
 	$(VENV)/bin/kubemeter demo

@@ -170,6 +170,27 @@ async def test_a_forgotten_workloads_checkpoint_is_deleted(cluster, start):
     assert (await checkpoint_results(op)).get("deleted") == 1
 
 
+async def test_turning_recommendations_off_deletes_the_policys_checkpoints(start):
+    op = await start()
+    await learned(op)
+    await op.thread.run(op.runtime.lifecycle.policies["p"].checkpoints.write_all())  # as at a shutdown
+    assert await checkpoints(op), "a checkpoint per workload"
+    await op.patch_policy("p", {"recommendations": {"enabled": False}})
+
+    async def off() -> bool:
+        policy = op.runtime.lifecycle.policies["p"]
+        return policy.loop.recommender is None
+
+    await eventually(off)
+    report = await op.cycle("p", pause=0.2)
+    assert report.recommendations == {}
+
+    async def none_left() -> bool:
+        return not await checkpoints(op)
+
+    await eventually(none_left, timeout=GC_TIMEOUT)
+
+
 async def test_a_new_leader_restores_the_histories(start):
     first = await start(identity="replica-a", **LEASE)
     await eventually(lambda: first.runtime.deps.active.is_set())

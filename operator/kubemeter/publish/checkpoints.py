@@ -228,6 +228,7 @@ class CheckpointPublisher:
             for ref in list(self._kept):
                 self._delete(ref)
             self._due.clear()
+            self._ensure_drain()
             return
         now = self.clock()
         for ref in recommender.workloads():

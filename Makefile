@@ -22,7 +22,8 @@ tools: install
 	bash hack/install-tools.sh $(TOOLS)
 
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, metrics-server and the VPA recommender, pinned,
-# built from the Go module proxy into .cache/controlplane/bin (first run about 20 min on 2 cores; then under a second).
+# built from the Go module proxy into .cache/controlplane/bin (first run about 20 to 30 min on 2 cores; then under
+# a second).
 controlplane:
 	bash hack/build-control-plane.sh $(CURDIR)/.cache/controlplane
 

@@ -297,6 +297,8 @@ VERDICTS = ("over", "under", "fit", "unset", "learning")
 """How a current request compares with its recommendation: above the upper bound (``over``), below the lower
 bound (``under``), between them (``fit``), no request set (``unset``), or too little history to say
 (``learning``). The bounds, not the target, decide: VPA's updater evicts a pod only outside them too."""
+JUDGED_VERDICTS = frozenset({"over", "under", "fit"})
+"""The verdicts of a request compared with enough history: the ones whose differences count."""
 
 REFRESH_SECONDS = 60.0
 """Recommendations are computed again every this many seconds of cycles (every cycle from a 60 s interval on), as
@@ -353,6 +355,13 @@ class ContainerRecommendation:
     def memory_difference(self) -> float | None:
         return _difference(self.memory_request, self.recommendation.memory)
 
+    def workload_difference(self, resource: str) -> float | None:
+        """Recommended minus requested over the pods that run it (``resource`` "cpu" or "memory"), only with a
+        verdict in :data:`JUDGED_VERDICTS`: a target from too little history is no change to make yet."""
+        if getattr(self, f"{resource}_verdict") not in JUDGED_VERDICTS:
+            return None
+        return getattr(self, f"{resource}_difference") * self.pods
+
 
 @dataclass(frozen=True, slots=True)
 class WorkloadRecommendation:
@@ -362,9 +371,8 @@ class WorkloadRecommendation:
 
     def total_difference(self, resource: str) -> float | None:
         """Recommended minus requested over the workload's pods (``resource`` "cpu" or "memory"): the sum of the
-        containers' that have both and a verdict (not ``learning``); ``None`` when none has."""
-        parts = [getattr(c, f"{resource}_difference") * c.pods for c in self.containers.values()
-                 if getattr(c, f"{resource}_verdict") in ("over", "under", "fit")]
+        containers' :meth:`ContainerRecommendation.workload_difference`; ``None`` when none has one."""
+        parts = [d for c in self.containers.values() if (d := c.workload_difference(resource)) is not None]
         return math.fsum(parts) if parts else None
 
 

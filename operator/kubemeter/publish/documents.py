@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from kubemeter import GROUP, VERSION
 from kubemeter.compute.quantity import format_bytes, format_cpu, format_percent
 from kubemeter.compute.report import CycleReport
-from kubemeter.compute.rightsizing import ContainerRecommendation, ResourceRecommendation, WorkloadRecommendation
+from kubemeter.compute.rightsizing import (
+    JUDGED_VERDICTS,
+    ContainerRecommendation,
+    ResourceRecommendation,
+    WorkloadRecommendation,
+)
 from kubemeter.compute.snapshot import ResourceFigures, WorkloadResult
 from kubemeter.names import MAX_NAME, cut_with_hash, short_hash
 from kubemeter.policy import PolicySpec
@@ -181,7 +186,7 @@ def _container_sizing(c: ContainerRecommendation, resource: str) -> dict:
     figures = _recommended(recommended, resource)
     target = figures.get(f"target{unit}")
     # Only with a verdict (as the policy's roll-up): a target from too little history is no change to make yet.
-    counted = verdict in ("over", "under", "fit") and request is not None and target is not None
+    counted = verdict in JUDGED_VERDICTS and request is not None and target is not None
     difference = number(target - request) if counted else None
     return _compact({
         "verdict": verdict,

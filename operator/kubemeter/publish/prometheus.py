@@ -119,8 +119,6 @@ class _ContainerFamily(NamedTuple):
 
 
 _PER_CONTAINER = " One series per workload container (a container name of a workload) with a history."
-_JUDGED = frozenset({"over", "under", "fit"})
-"""The verdicts :meth:`WorkloadRecommendation.total_difference` sums: a request with enough history to compare."""
 
 
 def _bound(recommended: ResourceRecommendation | None, bound: str) -> float | None:
@@ -129,9 +127,8 @@ def _bound(recommended: ResourceRecommendation | None, bound: str) -> float | No
 
 def _requested_minus_recommended(container: ContainerRecommendation, resource: str) -> float | None:
     """Over the container's pods, where its request has a verdict: its part of ``total_difference``, negated."""
-    if getattr(container, f"{resource}_verdict") not in _JUDGED:
-        return None
-    return -getattr(container, f"{resource}_difference") * container.pods
+    difference = container.workload_difference(resource)
+    return None if difference is None else -difference
 
 
 def _recommendation_families() -> tuple[_ContainerFamily, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import ssl
 import sys
 from dataclasses import dataclass
 
@@ -28,6 +29,42 @@ class Credentials:
     cert_path: str | None
     key_path: str | None
     insecure: bool
+
+
+class TLSFileError(OSError):
+    """A CA bundle (``what`` "CA bundle") or client certificate ("client certificate") that cannot be loaded."""
+
+    def __init__(self, what: str, path: str | None, cause: OSError) -> None:
+        super().__init__(f"cannot load {what} {path}: {cause}")
+        self.what, self.path, self.cause = what, path, cause
+
+
+class SSLContexts:
+    """The SSL contexts of one HTTPS client, built once per CA, client certificate and verification setting (a
+    context loads its files when built: building one per request would read them every time)."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[tuple, ssl.SSLContext] = {}
+
+    def get(self, ca_path: str | None, cert_path: str | None, key_path: str | None, verify: bool) -> ssl.SSLContext:
+        """Raises :class:`TLSFileError` naming the file that cannot be loaded."""
+        key = (ca_path, cert_path, key_path, verify)
+        context = self._contexts.get(key)
+        if context is None:
+            try:
+                context = ssl.create_default_context(cafile=ca_path)
+            except OSError as exc:  # ssl.SSLError included: a file that holds no certificate
+                raise TLSFileError("CA bundle", ca_path, exc) from None
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if cert_path:
+                try:
+                    context.load_cert_chain(cert_path, key_path)
+                except OSError as exc:
+                    raise TLSFileError("client certificate", cert_path, exc) from None
+            self._contexts[key] = context
+        return context
 
 
 def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.Configuration:

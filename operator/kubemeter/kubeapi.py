@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,7 +30,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from kubemeter.kube import FIELD_MANAGER, credentials, user_agent
+from kubemeter.kube import FIELD_MANAGER, SSLContexts, credentials, user_agent
 from kubemeter.names import MAX_NAME, cut_with_hash
 from kubemeter.timefmt import format_span, rfc3339
 
@@ -101,21 +100,7 @@ class AsyncStatusPatch:
         self._headers = {"User-Agent": user_agent_header, "Accept": "application/json"}
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self._contexts: dict[tuple, ssl.SSLContext] = {}
-
-    def _ssl(self, ca_path: str | None, cert_path: str | None, key_path: str | None,
-             verify: bool) -> ssl.SSLContext:
-        key = (ca_path, cert_path, key_path, verify)
-        context = self._contexts.get(key)
-        if context is None:
-            context = ssl.create_default_context(cafile=ca_path)
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if cert_path:
-                context.load_cert_chain(cert_path, key_path)
-            self._contexts[key] = context
-        return context
+        self._contexts = SSLContexts()
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -140,7 +125,7 @@ class AsyncStatusPatch:
         headers = {"Content-Type": content_type}
         if creds.token:
             headers["Authorization"] = f"Bearer {creds.token}"
-        context = self._ssl(creds.ca_path, creds.cert_path, creds.key_path, not creds.insecure)
+        context = self._contexts.get(creds.ca_path, creds.cert_path, creds.key_path, not creds.insecure)
         async with asyncio.timeout(_request_timeout):
             async with self._session_now().patch(
                 f"{creds.server}/{path}", data=json.dumps(body), headers=headers, ssl=context,

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from kubemeter.kube import Credentials, user_agent
+from kubemeter.kube import Credentials, SSLContexts, TLSFileError, user_agent
 from kubemeter.types import NodeInfo
 
 ENDPOINT_PATHS = {"resource": "/metrics/resource", "summary": "/stats/summary"}
@@ -42,26 +42,13 @@ class KubeletClient:
         self._kubelet_ca_path = kubelet_ca_path
         self._max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
-        self._contexts: dict[tuple, ssl.SSLContext] = {}
+        self._contexts = SSLContexts()
 
     def _ssl(self, creds: Credentials, ca_path: str | None, verify: bool) -> ssl.SSLContext:
-        key = (ca_path, creds.cert_path, creds.key_path, verify)
-        context = self._contexts.get(key)
-        if context is None:
-            try:
-                context = ssl.create_default_context(cafile=ca_path)
-            except OSError as exc:  # ssl.SSLError included: a file that holds no certificate
-                raise ScrapeError("tls", f"cannot load CA bundle {ca_path}: {exc}") from None
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if creds.cert_path:
-                try:
-                    context.load_cert_chain(creds.cert_path, creds.key_path)
-                except OSError as exc:
-                    raise ScrapeError("tls", f"cannot load client certificate {creds.cert_path}: {exc}") from None
-            self._contexts[key] = context
-        return context
+        try:
+            return self._contexts.get(ca_path, creds.cert_path, creds.key_path, verify)
+        except TLSFileError as exc:
+            raise ScrapeError("tls", str(exc)) from None
 
     def check_kubelet_ca(self) -> None:
         """Raise ScrapeError now if the configured kubelet CA bundle cannot be loaded (a start-up check)."""

@@ -255,6 +255,7 @@ def _container_text(policies: list[tuple[str, _Recommendations, str]]) -> list[s
     names = (*_LABELS["workload"], "container")
     rows = [(_labels_text(names, [*_workload_labels(policy, ref), name]), container, _DETAIL_RANK[detail])
             for policy, recommendations, detail in policies
+            if _DETAIL_RANK[detail] > 0  # None: no family, no label text to build
             for ref, workload in recommendations.items()
             for name, container in workload.containers.items()]
     out: list[str] = []

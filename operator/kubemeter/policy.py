@@ -20,6 +20,12 @@ from kubemeter.timefmt import parse_duration
 ENDPOINTS = ("resource", "summary")
 VIAS = ("direct", "proxy")
 LEVELS = ("workload", "namespace", "node", "cluster")
+RECOMMENDATION_METRICS = ("None", "Differences", "Full")
+"""``spec.recommendations.metrics``, from the least right-sizing detail on /metrics to the most (see
+``publish.prometheus``): None, only the namespace and cluster roll-ups; Differences, also each workload container's
+requested minus recommended and shortfall below the lower bound (what the chart's dashboard and alerts read);
+Full, also its recommendation, bounds, memory limit, history and requests."""
+DEFAULT_RECOMMENDATION_METRICS = "Differences"
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -165,6 +171,8 @@ class PolicySpec:
     """``None`` when ``spec.recommendations.enabled`` is false."""
     checkpoint_interval: float = 600.0
     """How often each workload's right-sizing history is checkpointed."""
+    recommendation_metrics: str = DEFAULT_RECOMMENDATION_METRICS
+    """``spec.recommendations.metrics``: one of :data:`RECOMMENDATION_METRICS`."""
 
     def selects_namespace(self, name: str, labels: Mapping[str, str]) -> bool:
         if name in self.exclude_namespaces:
@@ -185,11 +193,14 @@ def _duration(raw: Mapping, key: str, default: float, field: str, problems: list
         return default
 
 
-def _choice(raw: Mapping, key: str, choices: tuple[str, ...], field: str, problems: list[str]) -> str:
-    value = raw.get(key, choices[0])
+def _choice(raw: Mapping, key: str, choices: tuple[str, ...], field: str, problems: list[str],
+            default: str | None = None) -> str:
+    """One of ``choices`` (``default`` when unset, the first unless given)."""
+    default = choices[0] if default is None else default
+    value = raw.get(key, default)
     if value not in choices:
         problems.append(f"{field}: unsupported value {value!r}: supported values: {', '.join(choices)}")
-        return choices[0]
+        return default
     return value
 
 
@@ -364,6 +375,8 @@ def parse_policy(spec: Mapping | None) -> PolicySpec:
         max_status_age=max_status_age,
         recommendations=rightsizing,
         checkpoint_interval=checkpoint_interval,
+        recommendation_metrics=_choice(recommendations, "metrics", RECOMMENDATION_METRICS,
+                                       "spec.recommendations.metrics", problems, DEFAULT_RECOMMENDATION_METRICS),
     )
     if problems:
         raise PolicyError("; ".join(problems))

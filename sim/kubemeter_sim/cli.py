@@ -63,7 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "kubeconfig is written once they answer")
     parser.add_argument("--metric-resolution", type=_resolution, default=30.0, metavar="SECONDS",
                         help="metrics-server's --metric-resolution in seconds, at least 10 (default 30: the default "
-                             "MetricsPolicy interval; give it the interval of the policy you compare with)")
+                             "MetricsPolicy interval; give it the interval of the policy you compare with); also "
+                             "the VPA recommender's --recommender-interval")
+    parser.add_argument("--vpa-recommender", action="store_true",
+                        help="with --control-plane real: also run the VPA recommender (built by `make "
+                             "controlplane`; implies --metrics-server, whose metrics.k8s.io it reads) with its CRDs "
+                             "and RBAC, so a VerticalPodAutoscaler with updateMode Off gets recommendations to "
+                             "compare with kubemeter's")
     parser.add_argument("--fail-node", type=_node_fault, action="append", default=[], metavar="NODE:FAULT",
                         help=f"make a kubelet misbehave; FAULT is one of {', '.join(FAULT_KINDS)}, "
                              "optionally with =VALUE (latency=3s, clock_skew=-5m)")
@@ -86,12 +92,17 @@ async def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
     started = time.monotonic()
     options = {"kubelet_version": args.kubelet_version} if args.kubelet_version else {}
-    if args.metrics_server:
+    if args.vpa_recommender and args.control_plane != "real":
+        print("kubemeter sim: --vpa-recommender needs --control-plane real (it reads metrics-server's metrics.k8s.io, "
+              "which the simulated API server cannot serve: it has no aggregation layer)")
+        return 2
+    if args.metrics_server or args.vpa_recommender:
         if args.control_plane != "real":
             print("kubemeter sim: --metrics-server needs --control-plane real (the simulated API server has no "
                   "aggregation layer)")
             return 2
-        options.update(metrics_server=True, metric_resolution=args.metric_resolution)
+        options.update(metrics_server=True, metric_resolution=args.metric_resolution,
+                       vpa_recommender=args.vpa_recommender)
     try:
         cluster = cluster_class(args.control_plane)(args.nodes, args.pods_per_node, scenario=args.scenario,
                                                     seed=args.seed, **options)
@@ -128,6 +139,10 @@ async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealClus
         if metrics_server is not None:
             print(f"metrics-server {metrics_server.url} (resolution {metrics_server.resolution:g}s, log "
                   f"{metrics_server.log_path}): kubectl top nodes; kubectl top pods -A")
+        vpa = getattr(cluster, "vpa_recommender", None)
+        if vpa is not None:
+            print(f"VPA recommender on 127.0.0.1:{vpa.port} (every {vpa.interval:g}s, log {vpa.log_path}): create a "
+                  "VerticalPodAutoscaler with updateMode Off, then kubectl get vpa -A")
         print(f"  export KUBECONFIG={args.kubeconfig.resolve()}; kubectl get nodes")
         # Loopback: run's default (every interface) is for a pod, and /metrics answers anyone who reaches it.
         print(f"  kubectl apply -f crds/; kubemeter run --kubeconfig {args.kubeconfig.resolve()} --metrics-host "

@@ -13,6 +13,7 @@ import ssl
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import kubernetes
@@ -437,9 +438,63 @@ def test_kopfs_per_object_records_come_out_as_fields_in_both_formats(capsys, res
     (["--metrics-server"], "--metrics-server needs --control-plane real"),
     (["--control-plane", "real", "--metrics-server", "--metric-resolution", "5s"], "needs at least 10s"),
     (["--control-plane", "real", "--metrics-server", "--metric-resolution", "soon"], "expected seconds"),
+    (["--vpa-recommender"], "--vpa-recommender needs --control-plane real"),
+    (["--vpa-recommender", "--metrics-server"], "--vpa-recommender needs --control-plane real"),
+    (["--control-plane", "real", "--vpa-recommender", "--metric-resolution", "5s"], "needs at least 10s"),
 ])
 def test_sim_refuses_a_metrics_server_it_cannot_run_saying_why(tmp_path, flags, message):
     result = kubemeter("sim", "--kubeconfig", str(tmp_path / "kc"), *flags)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stdout + result.stderr
     assert not (tmp_path / "kc").exists()
+
+
+def _kubectl_json(kubeconfig: Path, *args: str) -> dict:
+    return json.loads(subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
+                                     capture_output=True, text=True, check=True, timeout=60).stdout)
+
+
+def test_sim_with_the_vpa_recommender_runs_it_beside_metrics_server_and_a_vpa_gets_a_recommendation(tmp_path):
+    """--vpa-recommender implies --metrics-server: both announced, the VPA CRDs served, and a VerticalPodAutoscaler
+    (updateMode Off) of a scenario Deployment gets its status.recommendation from the recommender's loop."""
+    kubeconfig = tmp_path / "kc"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kubemeter", "sim", "--control-plane", "real", "--vpa-recommender",
+         "--metric-resolution", "10s", "--nodes", "1", "--pods-per-node", "16", "--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C to stop.\n":
+            line = process.stdout.readline()
+            assert line, "".join(lines)  # it exited
+            lines.append(line)
+        text = "".join(lines)
+        assert re.search(r"^metrics-server https://127\.0\.0\.1:\d+ \(resolution 10s", text, re.M), text
+        announced = re.search(r"^VPA recommender on 127\.0\.0\.1:(\d+) \(every 10s, log (\S+)\)", text, re.M)
+        assert announced, text
+        assert Path(announced[2]).name == "vpa-recommender.log"
+        deployments = _kubectl_json(kubeconfig, "get", "deployments", "-A")["items"]
+        target = next(d for d in deployments if d["status"].get("readyReplicas"))
+        namespace, name = target["metadata"]["namespace"], target["metadata"]["name"]
+        vpa = {"apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+               "metadata": {"name": name, "namespace": namespace},
+               "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                        "updatePolicy": {"updateMode": "Off"}}}
+        subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"], input=json.dumps(vpa),
+                       capture_output=True, text=True, check=True, timeout=60)
+        deadline = time.monotonic() + 300  # two metrics-server points, then a recommender loop: a minute or so
+        while True:
+            status = _kubectl_json(kubeconfig, "get", "vpa", "-n", namespace, name).get("status") or {}
+            recommended = (status.get("recommendation") or {}).get("containerRecommendations")
+            if recommended:
+                break
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, f"no recommendation for {namespace}/{name}: {status}"
+            time.sleep(2)
+        containers = {c["name"] for c in target["spec"]["template"]["spec"]["containers"]}
+        assert {entry["containerName"] for entry in recommended} <= containers
+        assert all(float(entry["target"]["cpu"].removesuffix("m")) >= 0 for entry in recommended)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["kc"]

@@ -175,7 +175,7 @@ async def test_prometheus_output_matches_status_and_rolls_up(any_operator):
 async def test_prometheus_output_passes_promtool(operator):
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not on PATH: run `make tools` (hack/install-tools.sh) first"
-    await operator.create_policy("lint", stepped())
+    await operator.create_policy("lint", stepped(recommendations={"metrics": "Full"}))  # every family
     await operator.cycle("lint", count=2)  # from the second cycle on, CPU rates and right-sizing verdicts
     text = await operator.scrape_metrics()
     names = {family.name for family in text_string_to_metric_families(text)}

@@ -1,5 +1,5 @@
-"""End to end on the simulator: the right-sizing gauges on /metrics follow the recommendations of the cycles, and
-go with the workload's pods."""
+"""End to end on the simulator: the right-sizing gauges on /metrics follow the recommendations of the cycles and the
+policy's spec.recommendations.metrics, and go with the workload's pods."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import math
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter_sim.catalogue import container, template
+from kubemeter_sim.kubelet import USAGE_SCALE_ANNOTATION
 from tests.operator.conftest import eventually, stepped
 
 NAMESPACE = "rightsizing"
@@ -44,7 +45,8 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
         container("web", cpu="250m", memory="128Mi", memory_limit="256Mi"), container("sidecar")]))
     scenario.create_bare_pod(NAMESPACE, "probe", template({"run": "probe"}, [container("probe", cpu="50m",
                                                                                            memory="64Mi")]))
-    await operator.create_policy("rs", stepped(selector={"namespaces": [NAMESPACE]}))
+    await operator.create_policy("rs", stepped(selector={"namespaces": [NAMESPACE]},
+                                               recommendations={"metrics": "Full"}))
     report = await operator.cycle("rs", count=2)  # CPU is a rate: sampled from the second cycle on
     made = {(ref.kind, ref.name): recommendation for ref, recommendation in report.recommendations.items()}
     assert made.keys() == {("Deployment", "web"), ("Pod", "probe")}
@@ -102,3 +104,58 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
     await pods_gone(operator, "web-", "probe")
     await operator.cycle("rs")
     assert await rightsizing_series(operator, "rs") == {}
+
+
+ROLLUPS = {f"kubemeter_{level}_{resource}_requested_minus_recommended_{unit}" for level in ("namespace", "cluster")
+           for resource, unit in (("cpu", "cores"), ("memory", "bytes"))}
+DIFFERENCES = {CONTAINER_PREFIX + name for name in (
+    "cpu_requested_minus_recommended_cores", "memory_requested_minus_recommended_bytes",
+    "cpu_request_shortfall_cores", "memory_request_shortfall_bytes")}
+FULL = DIFFERENCES | {CONTAINER_PREFIX + name for name in (
+    "cpu_recommendation_target_cores", "cpu_recommendation_lower_bound_cores", "cpu_recommendation_upper_bound_cores",
+    "memory_recommendation_target_bytes", "memory_recommendation_lower_bound_bytes",
+    "memory_recommendation_upper_bound_bytes", "memory_limit_recommendation_bytes", "recommendation_history_seconds",
+    "cpu_request_cores", "memory_request_bytes")}
+
+
+async def set_recommendation_metrics(operator, policy: str, detail: str) -> None:
+    await operator.patch_policy(policy, {"recommendations": {"metrics": detail}})
+    await eventually(lambda: operator.runtime.lifecycle.policies[policy].loop.spec.recommendation_metrics == detail)
+    await operator.cycle(policy)
+
+
+async def test_each_recommendations_metrics_value_exports_its_families_and_an_edit_withdraws_the_others(operator):
+    """Differences by default (the dashboard's and the alerts' series), Full, None (the roll-ups alone), and back:
+    after each edit /metrics has exactly the families of the new value, none left over from the previous one."""
+    scenario = operator.cluster.scenario
+    scenario.ensure_namespace(NAMESPACE)
+    # tight uses 3 times its CPU request and 110% of its memory request: under-requested; web idles: over.
+    pods = template({"app": "web"}, [container("web", cpu="2", memory="1Gi"),
+                                     container("tight", cpu="100m", memory="64Mi")], profiles="web=idle,tight=steady")
+    pods["metadata"]["annotations"][USAGE_SCALE_ANNOTATION] = "3"
+    scenario.create_deployment(NAMESPACE, "web", 2, pods)
+    await operator.create_policy("rs", stepped(selector={"namespaces": [NAMESPACE]}))
+    report = await operator.cycle("rs", count=2)
+    (made,) = report.recommendations.values()
+    tight = made.containers["tight"]
+    assert (tight.cpu_verdict, tight.memory_verdict) == ("under", "under")
+    assert (made.containers["web"].cpu_verdict, made.containers["web"].memory_verdict) == ("over", "over")
+    key = (NAMESPACE, "Deployment", "web", "tight")
+
+    exported = await rightsizing_series(operator, "rs")
+    assert exported.keys() == DIFFERENCES | ROLLUPS
+    # The shortfall: for the under-requested container alone, its lower bound minus its request, per pod.
+    for resource, unit in (("cpu", "cores"), ("memory", "bytes")):
+        shortfall = exported[f"{CONTAINER_PREFIX}{resource}_request_shortfall_{unit}"]
+        recommended = getattr(tight.recommendation, resource)
+        assert shortfall.keys() == {key}, resource
+        assert math.isclose(shortfall[key], recommended.lower_bound - getattr(tight, f"{resource}_request")), resource
+
+    await set_recommendation_metrics(operator, "rs", "Full")
+    assert (await rightsizing_series(operator, "rs")).keys() == FULL | ROLLUPS
+    await set_recommendation_metrics(operator, "rs", "None")
+    text = await operator.scrape_metrics()
+    assert CONTAINER_PREFIX not in text  # no series, and no HELP or TYPE line of an empty family either
+    assert (await rightsizing_series(operator, "rs")).keys() == ROLLUPS
+    await set_recommendation_metrics(operator, "rs", "Differences")
+    assert (await rightsizing_series(operator, "rs")).keys() == DIFFERENCES | ROLLUPS

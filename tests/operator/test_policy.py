@@ -87,6 +87,9 @@ def test_full_spec_is_read():
         ({"recommendations": {"halfLife": "10s"}}, "spec.recommendations.halfLife: must be at least 1m"),
         ({"recommendations": {"checkpointInterval": "5s"}}, "spec.recommendations.checkpointInterval: must be at"),
         ({"recommendations": "on"}, "spec.recommendations: must be an object"),
+        ({"recommendations": {"metrics": "full"}},
+         "spec.recommendations.metrics: unsupported value 'full': supported values: None, Differences, Full"),
+        ({"recommendations": {"metrics": None}}, "spec.recommendations.metrics: unsupported value None"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_field_named(spec, message):
@@ -106,7 +109,8 @@ def test_valid_label_keys_and_values_are_accepted(labels):
 
 
 def test_recommendations_take_the_strategy_preset_and_the_fields_a_policy_sets():
-    default = parse_policy({}).recommendations
+    default_spec = parse_policy({})
+    default = default_spec.recommendations
     assert (default.strategy, default.recommendation.cpu_percentile, default.min_history) == ("vpa", 90.0, 3600.0)
     spec = parse_policy({"recommendations": {
         "strategy": "simple", "memoryPercentile": 99, "cpuMargin": "0.1", "halfLife": "12h", "minHistory": "30m",
@@ -117,6 +121,9 @@ def test_recommendations_take_the_strategy_preset_and_the_fields_a_policy_sets()
     assert (spec.recommendations.history.half_life, spec.recommendations.min_history) == (43200.0, 1800.0)
     assert spec.checkpoint_interval == 300.0
     assert parse_policy({"recommendations": {"enabled": False}}).recommendations is None
+    assert default_spec.recommendation_metrics == "Differences"
+    assert parse_policy({"recommendations": {"metrics": "Full"}}).recommendation_metrics == "Full"
+    assert parse_policy({"recommendations": {"metrics": "None"}}).recommendation_metrics == "None"
 
 
 def test_every_problem_is_reported_at_once():

@@ -135,7 +135,7 @@ def test_an_empty_spec_gets_every_default() -> None:
     # No percentiles or margins: they follow the strategy (README, "Right-sizing").
     assert spec["recommendations"] == {
         "enabled": True, "strategy": "vpa", "halfLife": "24h", "memoryPeakInterval": "24h", "minHistory": "1h",
-        "checkpointInterval": "10m",
+        "checkpointInterval": "10m", "metrics": "Differences",
     }
     assert errors(POLICY_SCHEMA, policy({})) == []
 
@@ -246,6 +246,8 @@ INVALID_POLICIES = [
     ),
     ({"recommendations": {"strategy": "krr"}}, "spec.recommendations.strategy", 'supported values: "vpa", "simple"'),
     ({"recommendations": {"enabled": "yes"}}, "spec.recommendations.enabled", "must be of type boolean"),
+    ({"recommendations": {"metrics": "full"}}, "spec.recommendations.metrics",
+     'supported values: "None", "Differences", "Full"'),
     ({"recommendations": {"cpuPercentile": 101}}, "spec.recommendations.cpuPercentile", "less than or equal to 100"),
     ({"recommendations": {"memoryPercentile": -1}}, "spec.recommendations.memoryPercentile",
      "greater than or equal to 0"),
@@ -296,6 +298,7 @@ VALID_POLICIES = [
         }
     },
     {"recommendations": {"enabled": False}},
+    {"recommendations": {"metrics": "None"}},
     {"recommendations": {"strategy": "simple", "minHistory": "0s", "cpu": {"min": "10m", "max": "10m"}}},
     {
         "recommendations": {
@@ -323,7 +326,8 @@ def test_valid_policy_is_accepted(spec: dict[str, Any]) -> None:
 FULL_RECOMMENDATIONS = {
     "enabled": True, "strategy": "simple", "cpuPercentile": 99.5, "memoryPercentile": 100, "cpuMargin": "0",
     "memoryMargin": "0.25", "halfLife": "12h", "memoryPeakInterval": "1h", "minHistory": "30m",
-    "checkpointInterval": "5m", "cpu": {"min": "50m", "max": "4"}, "memory": {"min": "64Mi", "max": "8Gi"},
+    "checkpointInterval": "5m", "metrics": "Full", "cpu": {"min": "50m", "max": "4"},
+    "memory": {"min": "64Mi", "max": "8Gi"},
 }
 """Every field of spec.recommendations set (tests/real checks the real API server keeps them too)."""
 

@@ -395,7 +395,7 @@ def test_a_given_metrics_certificate_secret_and_scrape_credentials_are_used(rend
 
 
 ALERTS = ("KubemeterScrapeFailures", "KubemeterPolicyStale", "KubemeterCycleFailures", "KubemeterStatusWritesBehind",
-          "KubemeterDown")
+          "KubemeterDown", "KubemeterWorkloadUnderRequested")
 
 
 def test_prometheus_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
@@ -480,7 +480,9 @@ def test_alerts_fire_when_they_should_and_link_their_runbooks(render: Render, tm
     }], tmp_path)
     readme = (CHART.parents[1] / "README.md").read_text()
     for alert in ALERTS:
-        url = fired(rule, alert, {"node": "n", "reason": "r", "policy": "p"})["exp_annotations"]["runbook_url"]
+        labels = {name: name[0] for name in ("node", "reason", "policy", "namespace", "workload_kind", "workload",
+                                             "container", "resource")}
+        url = fired(rule, alert, labels)["exp_annotations"]["runbook_url"]
         assert url == f"{README_URL}#{alert.lower()}"
         assert f"\n#### {alert}\n" in readme, "the README section the runbook_url points at"
 
@@ -559,6 +561,94 @@ def test_status_writes_alert_when_stuck_or_never_caught_up(render: Render, tmp_p
                             for policy in ("behind", "stuck")]},
         ],
     }], tmp_path)
+
+
+SHORTFALL = "kubemeter_workload_container_{}_request_shortfall_{}"
+CPU_SHORTFALL, MEMORY_SHORTFALL = SHORTFALL.format("cpu", "cores"), SHORTFALL.format("memory", "bytes")
+
+
+def container_series(name: str, values: str, workload: str, container: str = "app", **labels: str) -> dict[str, str]:
+    """A workload container's series as Prometheus stores it with honorLabels: the workload's namespace, and the
+    operator target's job and instance."""
+    return series(name, values, **{"instance": "10.0.0.5:8080", "namespace": "shop", "workload_api_group": "apps",
+                                   "workload_kind": "Deployment", "workload": workload, "container": container,
+                                   "policy": "p", **labels})
+
+
+def under_requested(rule: Manifest, workload: str, resource: str, container: str = "app") -> dict[str, Any]:
+    return fired(rule, "KubemeterWorkloadUnderRequested", {
+        "namespace": "shop", "workload_api_group": "apps", "workload_kind": "Deployment", "workload": workload,
+        "container": container, "policy": "p", "resource": resource})
+
+
+def test_a_workload_container_under_requested_for_an_hour_alerts_once_its_history_is_judged(
+    render: Render, tmp_path: Path
+) -> None:
+    """The shortfall series exist only for the ``under`` verdict (none while learning: the operator's unit and
+    end-to-end tests show it), so absent is quiet; present for the hour of ``for``, it fires, in the workload's
+    namespace, per resource; one that comes and goes (a request at the edge of its bound) does not."""
+    rule = one(render(ALL_FEATURES), "PrometheusRule")
+    build = series("kubemeter_build_info", "1x200", instance="10.0.0.5:8080", python_version="3.11", version="0")
+    promtool_test_rules(rule, [{
+        "interval": "1m",
+        "input_series": [
+            build,
+            container_series(CPU_SHORTFALL, "0.05x200", "cart"),
+            container_series(MEMORY_SHORTFALL, "3e7x200", "cart"),
+            # Learning for 40 minutes (no series), then under.
+            container_series(CPU_SHORTFALL, "_x40 0.2x160", "checkout"),
+            # Under for 30 minutes, fit for 10 (no series: stale after 5), under again.
+            container_series(CPU_SHORTFALL, "0.01x30 _x10 0.01x160", "search"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "50m", "alertname": "KubemeterWorkloadUnderRequested", "exp_alerts": []},
+            {"eval_time": "70m", "alertname": "KubemeterWorkloadUnderRequested",
+             "exp_alerts": [under_requested(rule, "cart", "cpu"), under_requested(rule, "cart", "memory")]},
+            {"eval_time": "90m", "alertname": "KubemeterWorkloadUnderRequested",
+             "exp_alerts": [under_requested(rule, "cart", "cpu"), under_requested(rule, "cart", "memory")]},
+            {"eval_time": "110m", "alertname": "KubemeterWorkloadUnderRequested",
+             "exp_alerts": [under_requested(rule, "cart", "cpu"), under_requested(rule, "cart", "memory"),
+                            under_requested(rule, "checkout", "cpu"), under_requested(rule, "search", "cpu")]},
+        ],
+    }, {
+        "interval": "1m",
+        # Another release of the same name (the same job) in namespace staging, another target: not this one's.
+        "input_series": [
+            build,
+            series("kubemeter_build_info", "1x200", namespace="staging", instance="10.0.9.9:8080",
+                   python_version="3.11", version="0"),
+            container_series(CPU_SHORTFALL, "0.05x200", "cart", instance="10.0.9.9:8080"),
+        ],
+        "alert_rule_test": [{"eval_time": "90m", "alertname": "KubemeterWorkloadUnderRequested", "exp_alerts": []}],
+    }, {
+        "interval": "1m",
+        # Leadership moves from one replica to the other at 30m: the same alert goes on (no instance label).
+        "input_series": [
+            build, series("kubemeter_build_info", "1x200", instance="10.0.0.6:8080", python_version="3.11",
+                          version="0"),
+            container_series(CPU_SHORTFALL, "0.05x30", "cart"),
+            container_series(CPU_SHORTFALL, "_x30 0.05x170", "cart", instance="10.0.0.6:8080"),
+        ],
+        "alert_rule_test": [{"eval_time": "70m", "alertname": "KubemeterWorkloadUnderRequested",
+                             "exp_alerts": [under_requested(rule, "cart", "cpu")]}],
+    }], tmp_path)
+
+
+def test_the_under_requested_alert_can_be_turned_off_or_given_its_own_delay_and_severity(render: Render) -> None:
+    def alerts(values: dict[str, Any]) -> dict[str, Any]:
+        rule = one(render({"prometheusRule": {"enabled": True, **values}}), "PrometheusRule")
+        return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+    assert alerts({})["KubemeterWorkloadUnderRequested"]["for"] == "1h"
+    assert "KubemeterWorkloadUnderRequested" not in alerts({"underRequested": {"enabled": False}})
+    own = alerts({"underRequested": {"for": "6h", "severity": "info"}})["KubemeterWorkloadUnderRequested"]
+    assert (own["for"], own["labels"]["severity"]) == ("6h", "info")
+    assert "6h" in own["annotations"]["description"]
+    # The selector picks the operator's targets through kubemeter_build_info, never the workload series'
+    # namespace (theirs, by honorLabels).
+    chosen = alerts({"selector": 'job="kubemeter"'})["KubemeterWorkloadUnderRequested"]["expr"]
+    assert chosen.count('and on (job, instance) kubemeter_build_info{job="kubemeter"}') == 2
+    assert 'shortfall_cores{' not in chosen and 'shortfall_bytes{' not in chosen
 
 
 def test_alerts_select_the_operators_series_by_the_given_matchers(render: Render, tmp_path: Path) -> None:
@@ -847,6 +937,8 @@ INVALID_VALUES = [
     ({"metricsAuth": {"readers": [{"kind": "Robot", "name": "r"}]}}, "at '/metricsAuth/readers/0/kind'"),
     ({"metricsAuth": {"tlsSecret": "Not_A_Name"}}, "at '/metricsAuth/tlsSecret'"),
     ({"prometheusRule": {"runbookURL": "README.md#alerts"}}, "at '/prometheusRule/runbookURL'"),
+    ({"prometheusRule": {"underRequested": {"for": "an hour"}}}, "at '/prometheusRule/underRequested/for'"),
+    ({"prometheusRule": {"underRequested": {"enable": False}}}, "additional properties 'enable' not allowed"),
     ({"image": {"digest": "latest"}}, "at '/image/digest'"),
     ({"extraArgs": "--log-level=debug"}, "at '/extraArgs': got string, want array"),
     ({"extraEnv": [{"name": "A", "vaule": "b"}]}, "additional properties 'vaule' not allowed"),

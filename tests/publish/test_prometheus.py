@@ -10,7 +10,9 @@ from kubemeter.compute.rightsizing import (
 )
 from kubemeter.policy import parse_policy
 from kubemeter.publish.documents import resource_status
-from kubemeter.publish.prometheus import LEVELS, PrometheusPublisher, build_registry, exposition
+from kubemeter.publish.prometheus import (
+    LEVELS, PrometheusPublisher, build_registry, exported_container_families, exposition,
+)
 from kubemeter.types import ContainerSpec, PodExtras, PodInfo, Selection, Usage, WorkloadRef
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -187,7 +189,8 @@ def test_every_family_has_help_and_a_clean_name():
     metrics.watch_events.labels(resource="pods", type="ADDED").inc()
     families = list(text_string_to_metric_families(exposition(registry, collector).decode()))
     assert len(families) > 40  # families without a measured value (network, here) are left out
-    assert sum(family.name.startswith("kubemeter_workload_container_") for family in families) == 12
+    # Full: 12, and the memory shortfall of its under-requested memory (the CPU request is over: no series).
+    assert sum(family.name.startswith("kubemeter_workload_container_") for family in families) == 13
     for family in families:
         assert family.documentation.strip(), family.name
         # kubemeter's own, or prometheus_client's standard process and Python runtime ones.
@@ -374,3 +377,45 @@ def test_the_recommendations_published_are_not_changed_by_the_recommender_forget
     recommendations.clear()  # as Recommender.forget_unseen on the mapping it returned, before the next scrape
     assert container_labels("p", WEB, "app") in series(
         registry, collector, "kubemeter_workload_container_cpu_recommendation_target_cores")
+
+
+def test_a_shortfall_is_exported_for_an_under_request_alone_as_lower_bound_minus_request():
+    """Not for a request merely below the lower bound: the verdict decides (a 5m request under the first bucket's
+    bound is fit), and a learning container has none."""
+    under = container_recommendation("app", cpu_request=0.05, cpu_verdict="under", memory_verdict="under")
+    first_bucket = container_recommendation("sidecar", cpu_request=0.005, memory_request=1e6, cpu_verdict="fit",
+                                            memory_verdict="learning")
+    registry, collector, _ = build_registry()
+    collector.set_snapshot("p", snapshot_of([pod("a", WEB)], {}), LEVELS,
+                           {WEB: WorkloadRecommendation(1.0, {"app": under, "sidecar": first_bucket})})
+    assert series(registry, collector, "kubemeter_workload_container_cpu_request_shortfall_cores") == {
+        container_labels("p", WEB, "app"): pytest.approx(0.1 - 0.05)}
+    assert series(registry, collector, "kubemeter_workload_container_memory_request_shortfall_bytes") == {
+        container_labels("p", WEB, "app"): pytest.approx(80e6 - 64e6)}
+
+
+async def test_each_policy_exports_the_container_families_of_its_recommendation_metrics():
+    registry, collector, metrics = build_registry()
+    recommendations = {WEB: WorkloadRecommendation(1.0, {"app": container_recommendation(
+        "app", cpu_request=0.05, cpu_verdict="under")})}
+    report = CycleReport(started=999.0, duration=1.0, selection=Selection(nodes=[]),
+                         snapshot=snapshot_of([pod("a", WEB)], {}), scraped=0, failures={}, unresolved=[],
+                         recommendations=recommendations)
+    publishers = {name: PrometheusPublisher(name, collector, metrics) for name in ("full", "default", "none")}
+    for name, spec in (("full", {"recommendations": {"metrics": "Full"}}), ("default", {}),
+                       ("none", {"recommendations": {"metrics": "None"}})):
+        await publishers[name].publish(report, parse_policy(spec), generation=1)
+    exported = {(name, dict(labels)["policy"]) for name, labels in samples(registry, collector)
+                if name.startswith("kubemeter_workload_container_") or "requested_minus_recommended" in name}
+    for policy, detail in (("full", "Full"), ("default", "Differences"), ("none", "None")):
+        containers = {name for name, of in exported if of == policy and name.startswith("kubemeter_workload_container")}
+        assert containers == set(exported_container_families(detail)), policy
+        assert {name for name, of in exported if of == policy} - containers == {
+            f"kubemeter_{level}_{resource}_requested_minus_recommended_{unit}" for level in ("namespace", "cluster")
+            for resource, unit in (("cpu", "cores"), ("memory", "bytes"))}, policy
+    assert len(exported_container_families("Full")) == 14
+    assert set(exported_container_families("Differences")) == {
+        f"kubemeter_workload_container_{name}" for name in (
+            "cpu_requested_minus_recommended_cores", "memory_requested_minus_recommended_bytes",
+            "cpu_request_shortfall_cores", "memory_request_shortfall_bytes")}
+    assert exported_container_families("None") == ()

@@ -62,7 +62,7 @@ async def test_an_empty_spec_gets_every_default(real: RealCluster) -> None:
     assert set(created["spec"]) >= {"interval", "source", "aggregation", "output", "recommendations"}
     assert created["spec"]["recommendations"] == {
         "enabled": True, "strategy": "vpa", "halfLife": "24h", "memoryPeakInterval": "24h", "minHistory": "1h",
-        "checkpointInterval": "10m",
+        "checkpointInterval": "10m", "metrics": "Differences",
     }
 
 

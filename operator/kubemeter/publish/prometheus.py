@@ -12,6 +12,13 @@ with the unit in the name and one family per resource, as the other families her
 ``kubemeter_workload_container_cpu_request_cores - kubemeter_workload_container_cpu_recommendation_target_cores``
 matches series without ``ignoring()``. Namespace and cluster roll-ups sum requested minus recommended over the
 containers whose request has a verdict (``WorkloadRecommendation.total_difference``).
+
+How many per-container families a policy exports is its ``spec.recommendations.metrics``: each family is at least
+as detailed as ``None`` (none: the roll-ups only), ``Differences`` (requested minus recommended, and the shortfall
+of an ``under`` request below the lower bound: what the chart's dashboard and KubemeterWorkloadUnderRequested
+read; the shortfall series exist for under-requested containers alone) or ``Full`` (the recommendation, its bounds,
+the memory limit, the history and the requests as well). Each is a series per workload container: at 30,000 of
+them, ``Full`` makes /metrics several times larger (bench/bench_exposition.py).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from kubemeter import __version__
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.rightsizing import ContainerRecommendation, ResourceRecommendation, WorkloadRecommendation
 from kubemeter.compute.snapshot import Snapshot, Totals, WorkloadResult
-from kubemeter.policy import PolicySpec
+from kubemeter.policy import RECOMMENDATION_METRICS, PolicySpec
 from kubemeter.types import WorkloadRef
 
 LEVELS = ("workload", "namespace", "node", "cluster")
@@ -116,6 +123,8 @@ class _ContainerFamily(NamedTuple):
     """``kubemeter_workload_container_<name>``, labelled as the workload families plus ``container``."""
     help: str
     value: Callable[[ContainerRecommendation], float | None]
+    detail: str = "Full"
+    """The least ``spec.recommendations.metrics`` (of :data:`RECOMMENDATION_METRICS`) that exports it."""
 
 
 _PER_CONTAINER = " One series per workload container (a container name of a workload) with a history."
@@ -129,6 +138,14 @@ def _requested_minus_recommended(container: ContainerRecommendation, resource: s
     """Over the container's pods, where its request has a verdict: its part of ``total_difference``, negated."""
     difference = container.workload_difference(resource)
     return None if difference is None else -difference
+
+
+def _shortfall(container: ContainerRecommendation, resource: str) -> float | None:
+    """Lower bound minus request, per pod, of a request whose verdict is ``under`` (not merely below the lower bound:
+    a request under the histogram's first bucket is ``fit``, see ``rightsizing.verdict``); ``None`` otherwise."""
+    if getattr(container, f"{resource}_verdict") != "under":
+        return None
+    return getattr(container.recommendation, resource).lower_bound - getattr(container, f"{resource}_request")
 
 
 def _recommendation_families() -> tuple[_ContainerFamily, ...]:
@@ -157,15 +174,26 @@ def _recommendation_families() -> tuple[_ContainerFamily, ...]:
             _ContainerFamily("cpu_requested_minus_recommended_cores",
                              "CPU requested minus the recommended target, over the container's pods, in cores (negative: "
                              "under-requested); absent while the request is unset or learning." + _PER_CONTAINER,
-                             lambda c: _requested_minus_recommended(c, "cpu")),
+                             lambda c: _requested_minus_recommended(c, "cpu"), "Differences"),
             _ContainerFamily("memory_requested_minus_recommended_bytes",
                              "Memory requested minus the recommended target, over the container's pods, in bytes "
                              "(negative: under-requested); absent while the request is unset or learning."
-                             + _PER_CONTAINER, lambda c: _requested_minus_recommended(c, "memory")),
+                             + _PER_CONTAINER, lambda c: _requested_minus_recommended(c, "memory"), "Differences"),
+            _ContainerFamily("cpu_request_shortfall_cores",
+                             "CPU lower bound minus request, per pod, in cores, of a container whose request is under "
+                             "(below the recommendation's lower bound, with the history spec.recommendations."
+                             "minHistory asks for): likely throttled. One series per such workload container.",
+                             lambda c: _shortfall(c, "cpu"), "Differences"),
+            _ContainerFamily("memory_request_shortfall_bytes",
+                             "Memory lower bound minus request, per pod, in bytes, of a container whose request is "
+                             "under (below the recommendation's lower bound, with the history spec.recommendations."
+                             "minHistory asks for): likely evicted or OOM-killed under memory pressure. One series "
+                             "per such workload container.", lambda c: _shortfall(c, "memory"), "Differences"),
             )
 
 
 _CONTAINER_FAMILIES = _recommendation_families()
+_DETAIL_RANK = {detail: rank for rank, detail in enumerate(RECOMMENDATION_METRICS)}
 _ROLLUPS = (("cpu", "cpu_requested_minus_recommended_cores", "CPU", "cores"),
             ("memory", "memory_requested_minus_recommended_bytes", "Memory", "bytes"))
 """Namespace and cluster: (resource, family name, word, unit)."""
@@ -216,18 +244,27 @@ def _family_text(metric: str, help_text: str, samples: list[str]) -> list[str]:
 _Recommendations = Mapping[WorkloadRef, WorkloadRecommendation]
 
 
-def _container_text(policies: list[tuple[str, _Recommendations]]) -> list[str]:
+def exported_container_families(detail: str) -> tuple[str, ...]:
+    """The per-container family names (``kubemeter_workload_container_...``) of a ``spec.recommendations.metrics``."""
+    return tuple(f"kubemeter_workload_container_{family.name}" for family in _CONTAINER_FAMILIES
+                 if _DETAIL_RANK[family.detail] <= _DETAIL_RANK[detail])
+
+
+def _container_text(policies: list[tuple[str, _Recommendations, str]]) -> list[str]:
+    """(policy, recommendations, its spec.recommendations.metrics) -> the per-container families' lines."""
     names = (*_LABELS["workload"], "container")
-    rows = [(_labels_text(names, [*_workload_labels(policy, ref), name]), container)
-            for policy, recommendations in policies
+    rows = [(_labels_text(names, [*_workload_labels(policy, ref), name]), container, _DETAIL_RANK[detail])
+            for policy, recommendations, detail in policies
+            if _DETAIL_RANK[detail] > 0  # None: no family, no label text to build
             for ref, workload in recommendations.items()
             for name, container in workload.containers.items()]
     out: list[str] = []
     for family in _CONTAINER_FAMILIES:
         metric = f"kubemeter_workload_container_{family.name}"
+        least = _DETAIL_RANK[family.detail]
         out += _family_text(metric, _escape_help(family.help), [
-            f"{metric}{{{labels}}} {float(value)!r}\n" for labels, container in rows
-            if (value := family.value(container)) is not None])
+            f"{metric}{{{labels}}} {float(value)!r}\n" for labels, container, rank in rows
+            if rank >= least and (value := family.value(container)) is not None])
     return out
 
 
@@ -275,20 +312,24 @@ class SnapshotCollector:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._policies: dict[str, tuple[Snapshot, frozenset[str], _Recommendations]] = {}
+        self._policies: dict[str, tuple[Snapshot, frozenset[str], _Recommendations, str]] = {}
         self._rendered: bytes | None = None
 
     def set_snapshot(self, policy: str, snapshot: Snapshot, levels: Collection[str],
-                     recommendations: _Recommendations | None = None) -> None:
+                     recommendations: _Recommendations | None = None, recommendation_metrics: str = "Full") -> None:
         """Publish ``snapshot`` as ``policy``'s series at ``levels`` (of workload, namespace, node, cluster), and
-        its ``recommendations``: per workload container at the workload level, summed at the namespace and
-        cluster levels."""
+        its ``recommendations``: per workload container at the workload level (the families of
+        ``recommendation_metrics``, see :data:`RECOMMENDATION_METRICS`), summed at the namespace and cluster
+        levels."""
         unknown = set(levels) - set(LEVELS)
         if unknown:
             raise ValueError(f"unknown aggregation levels {sorted(unknown)}: expected some of {list(LEVELS)}")
+        if recommendation_metrics not in _DETAIL_RANK:
+            raise ValueError(f"unknown recommendation metrics {recommendation_metrics!r}: expected one of "
+                             f"{list(RECOMMENDATION_METRICS)}")
         with self._lock:
             # A copy: the recommender drops forgotten workloads from the mapping it returned.
-            self._policies[policy] = (snapshot, frozenset(levels), dict(recommendations or {}))
+            self._policies[policy] = (snapshot, frozenset(levels), dict(recommendations or {}), recommendation_metrics)
             self._rendered = None
 
     def remove_policy(self, policy: str) -> None:
@@ -308,7 +349,7 @@ class SnapshotCollector:
             names = _LABELS[level]
             rows = [
                 (_labels_text(names, labels), figures)
-                for policy, (snapshot, levels, _) in policies
+                for policy, (snapshot, levels, *_) in policies
                 if level in levels
                 for labels, figures in _rows(level, policy, snapshot)
             ]
@@ -320,15 +361,16 @@ class SnapshotCollector:
                 out += _family_text(metric, _help_text(level, family), [
                     f"{metric}{{{labels}}} {float(value)!r}\n" for labels, figures in rows
                     if (value := value_of(figures)) is not None])
-            recommending = [(policy, recommendations) for policy, (_, levels, recommendations) in policies
+            recommending = [(policy, recommendations, detail)
+                            for policy, (_, levels, recommendations, detail) in policies
                             if level in levels and recommendations]
             if level == "workload":
                 out += _container_text(recommending)
             elif level in ("namespace", "cluster"):
-                for policy, recommendations in recommending:  # once per policy, for both levels
+                for policy, recommendations, _ in recommending:  # once per policy, for both levels
                     if policy not in rollup_parts:
                         rollup_parts[policy] = _requested_minus_recommended_parts(recommendations)
-                out += _rollup_text(level, [(policy, rollup_parts[policy]) for policy, _ in recommending])
+                out += _rollup_text(level, [(policy, rollup_parts[policy]) for policy, *_ in recommending])
         rendered = "".join(out).encode()
         with self._lock:
             if self._policies.keys() == dict(policies).keys():
@@ -445,7 +487,8 @@ class PrometheusPublisher:
 
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
         if spec.prometheus:
-            self.collector.set_snapshot(self.policy, report.snapshot, spec.levels, report.recommendations)
+            self.collector.set_snapshot(self.policy, report.snapshot, spec.levels, report.recommendations,
+                                        spec.recommendation_metrics)
         else:
             self.collector.remove_policy(self.policy)
         metrics, policy = self.metrics, self.policy

@@ -8,6 +8,10 @@
     async with RealCluster(nodes=3, metrics_server=True, metric_resolution=15) as cluster:
         # `kubectl top nodes` answers: metrics-server beside it (kubemeter_sim.real.metrics_server)
 
+    async with RealCluster(nodes=3, metrics_server=True, vpa_recommender=True) as cluster:
+        # and the VPA recommender (kubemeter_sim.real.vpa), its loop every metric_resolution: a
+        # VerticalPodAutoscaler created through the API (cluster.vpa_recommender.watch) gets recommendations
+
 The same surface as :class:`kubemeter_sim.cluster.Cluster` where the two can offer it (``kubeconfig``,
 ``ca_path``, ``kubelets``, ``scenario``, ``node_fault``), so a test can run on either backend.
 """
@@ -31,6 +35,7 @@ from kubemeter_sim.real.kube_state_metrics import KubeStateMetrics
 from kubemeter_sim.real.metrics_server import MetricsServer
 from kubemeter_sim.real.nodes import FakeNodes
 from kubemeter_sim.real.rest import Rest, collection, wait_for
+from kubemeter_sim.real.vpa import VpaRecommender
 from kubemeter_sim.real.workloads import SETTLE_SECONDS, RealScenario
 from kubemeter_sim.catalogue import populate_mixed
 
@@ -68,7 +73,9 @@ class RealCluster(ClusterSettings):
                  seed: int = 0, workdir: str | Path | None = None, kubelet_version: str = "1.37.2",
                  housekeeping_interval: float = 10.0, settle_timeout: float = SETTLE_SECONDS,
                  metrics_server: bool = False, metric_resolution: float = 30.0,
-                 kube_state_metrics: bool = False) -> None:
+                 kube_state_metrics: bool = False, vpa_recommender: bool = False) -> None:
+        if vpa_recommender and not metrics_server:
+            raise ValueError("vpa_recommender needs metrics_server: the VPA recommender reads metrics.k8s.io")
         super().__init__(nodes, pods_per_node, scenario, seed, workdir, kubelet_version, housekeeping_interval)
         self.control_plane = ControlPlane(self.workdir / "control-plane")
         self.settle_timeout = settle_timeout
@@ -78,6 +85,10 @@ class RealCluster(ClusterSettings):
         has settled, with ``metric_resolution`` (seconds: give it the interval of the policy it is compared with)."""
         self.kube_state_metrics = KubeStateMetrics(self.control_plane) if kube_state_metrics else None
         """kube-state-metrics watching the same pods and nodes, when asked for (benchmarks of the watch side)."""
+        self.vpa_recommender = VpaRecommender(self.control_plane, interval=metric_resolution) \
+            if vpa_recommender else None
+        """The VPA recommender (its CRDs, RBAC and process), when asked for: started after metrics-server, whose
+        PodMetrics it reads, its loop every ``metric_resolution`` seconds (one sample per metrics-server point)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -112,7 +123,7 @@ class RealCluster(ClusterSettings):
 
     async def _start(self) -> None:
         raise_fd_limit(3 * self.node_count + 1024)
-        for peer in (self.metrics_server, self.kube_state_metrics):
+        for peer in (self.metrics_server, self.kube_state_metrics, self.vpa_recommender):
             if peer is not None:
                 peer.check_installed()  # before minutes of start-up, not after
         await self.control_plane.start()
@@ -137,6 +148,8 @@ class RealCluster(ClusterSettings):
             await self.scenario.wait_settled(self.settle_timeout)
         if self.metrics_server is not None:
             await self.metrics_server.start(self.rest)
+        if self.vpa_recommender is not None:
+            await self.vpa_recommender.start(self.rest)
         if self.kube_state_metrics is not None:
             await self.kube_state_metrics.start(self.rest)
 

@@ -31,6 +31,7 @@ BENCHES = (
     Bench("decode", "bench_decode.py", (), (), 600),
     Bench("compute", "bench_compute.py", (), (), 600),
     Bench("recommend", "bench_recommend.py", ("--profile", "short"), ("--profile", "full"), 600),
+    Bench("exposition", "bench_exposition.py", ("--profile", "short"), ("--profile", "full"), 900),
     Bench("sim_apiserver", "bench_sim_apiserver.py", ("--nodes", "200", "--watchers", "1", "10", "--changes", "500",
                                                      "--http-creates", "500"), (), 900),
     Bench("sim_kubelet", "bench_sim_kubelet.py", (), (), 600),

@@ -734,7 +734,8 @@ def test_grafana_dashboard_charts_workload_usage_against_requests_and_coverage(r
     assert 'workload_kind=~"$kind"' in variables["workload"]["query"]["query"]
     for target in (t for panel in panels for t in panel["targets"]):
         assert 'workload_kind=~"$kind", workload=~"$workload"' in target["expr"], target["expr"]
-        assert target["legendFormat"].startswith("{{namespace}}/{{workload_kind}}/{{workload}}"), target
+        assert target["legendFormat"].startswith(
+            "{{namespace}}/{{workload_kind}}.{{workload_api_group}}/{{workload}}"), target
     # Policies that select the same pods each export them: one policy at a time, or a sum counts them twice.
     policy = variables["policy"]
     assert (policy["multi"], policy["includeAll"], policy["current"]) == (False, False, {})
@@ -767,6 +768,26 @@ def test_grafana_dashboard_charts_requested_minus_recommended_by_namespace_and_t
     for target in (t for panel in panels.values() for t in panel["targets"]):
         assert 'policy="$policy", namespace=~"$namespace", workload_kind=~"$kind", workload=~"$workload"' in (
             target["expr"]), target["expr"]
+
+
+def test_every_dashboard_legend_names_each_label_its_query_groups_by() -> None:
+    """Series a legend leaves a grouping label out of look the same (a Deployment and a custom kind of one name and
+    kind in another API group): every label of the outermost `by (...)` is in the legend, workloads named alike."""
+    dashboards = sorted((CHART / "dashboards").glob("*.json"))
+    assert dashboards
+    legends = 0
+    for path in dashboards:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                grouping = re.search(r"\bby \(([^)]*)\)", target["expr"])
+                assert grouping, target["expr"]
+                labels = grouping[1].split(", ")
+                legend = target["legendFormat"]
+                assert set(re.findall(r"\{\{(\w+)\}\}", legend)) == set(labels), (path.name, panel["title"], legend)
+                if "workload" in labels:
+                    assert "{{namespace}}/{{workload_kind}}.{{workload_api_group}}/{{workload}}" in legend, legend
+                legends += 1
+    assert legends >= 10
 
 
 def install_notes(*values: str) -> str:

@@ -32,7 +32,7 @@ EXTENSIONS: dict[str, Any] = {
     "image": {"repository": "team/kubemeter", "digest": DIGEST},
     "global": {"imageRegistry": "registry.example.com:5000"},
     "commonLabels": {"example.com/team": "platform", "cost-center": "42"},
-    "extraArgs": ["--log-level=debug", "--write-qps=5"],
+    "extraArgs": ["--api-timeout=10", "--max-body-bytes=33554432"],  # flags the chart does not set itself
     "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"},
                  {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -158,6 +158,15 @@ def test_cluster_role_is_bound_to_the_operators_service_account(render: Render) 
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     assert pod["automountServiceAccountToken"] is True
+
+
+def failed_render(tmp_path: Path, values: dict[str, Any]) -> str:
+    """`helm template` with ``values``, which must fail: its error output."""
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
 
 
 def container(manifests: list[Manifest]) -> dict[str, Any]:
@@ -839,7 +848,7 @@ def test_extension_points_reach_the_pod(render: Render) -> None:
     pod = deployment["spec"]["template"]["spec"]
     operator = container(manifests)
     assert operator["image"] == f"registry.example.com:5000/team/kubemeter@{DIGEST}"
-    assert operator["args"][-2:] == ["--log-level=debug", "--write-qps=5"], "appended after the chart's own"
+    assert operator["args"][-2:] == EXTENSIONS["extraArgs"], "appended after the chart's own"
     assert operator["env"][-2:] == EXTENSIONS["extraEnv"]
     assert {e["name"] for e in operator["env"]} >= {"POD_NAMESPACE", "POD_NAME"}
     assert pod["topologySpreadConstraints"] == EXTENSIONS["topologySpreadConstraints"]
@@ -850,6 +859,30 @@ def test_extension_points_reach_the_pod(render: Render) -> None:
     assert one(manifests, "Service")["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
     assert one(manifests, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert "maxUnavailable" not in one(manifests, "PodDisruptionBudget")["spec"]
+
+
+@pytest.mark.parametrize(("arg", "flag", "value"), [
+    ("--metrics-port=9999", "--metrics-port", "metricsPort"),
+    ("--log-level", "--log-level", "logLevel"),  # its value as the next entry
+    ("--write-q=5", "--write-qps", "writeQPS"),  # argparse takes a unique prefix
+    ("--leader-election", "--leader-election", "leaderElection.enabled"),
+    ("--no-leader-election", "--no-leader-election", "leaderElection.enabled and replicaCount"),
+    ("--lease-name=other", "--lease-name", "fullnameOverride"),
+    ("--kubelet-ca=/ca.crt", "--kubelet-ca", "scrape.kubeletCA.configMap"),
+    ("--metrics-auth=delegated", "--metrics-auth", "metricsAuth.enabled"),
+    ("--tls-cert-file=/c", "--tls-cert-file", "metricsAuth.tlsSecret"),
+])
+def test_extra_args_setting_a_flag_the_chart_sets_fail_the_render(
+    tmp_path: Path, arg: str, flag: str, value: str
+) -> None:
+    """Both would be passed (the last wins) while the probes, the Service and the RBAC follow the chart's value."""
+    stderr = failed_render(tmp_path, {"extraArgs": ["--api-timeout=10", arg]})
+    assert f"extraArgs[1] ({arg}) sets {flag}, which the chart sets itself: set {value}" in stderr, stderr
+
+
+def test_extra_args_the_chart_does_not_set_are_appended(render: Render) -> None:
+    args = ["--api-timeout=10", "--max-body-bytes", "1048576", "--metrics-host=0.0.0.0"]
+    assert container(render({"extraArgs": args}))["args"][-4:] == args
 
 
 def test_extension_defaults(render: Render) -> None:

@@ -102,3 +102,33 @@ selector label: pods labelled otherwise would not match the Deployment's selecto
 {{- end }}
 {{- $seconds }}
 {{- end }}
+
+{{/* Fails when an extraArgs entry sets a flag the chart sets from a value (the chart's flag and the entry would both
+be passed, and the probes, the Service and the RBAC follow the value, not the entry). The operator's argparse
+takes a unique prefix of a flag too (--metrics-p=9999), so an entry naming a prefix of one is refused as well. */}}
+{{- define "kubemeter.checkExtraArgs" -}}
+{{- $managed := dict
+  "--metrics-port" "metricsPort (the container port, the probes, the Service and the NetworkPolicy follow it)"
+  "--log-format" "logFormat"
+  "--log-level" "logLevel"
+  "--write-qps" "writeQPS"
+  "--write-burst" "writeBurst"
+  "--leader-election" "leaderElection.enabled (on by itself when replicaCount is more than 1; it also creates the Lease's Role)"
+  "--no-leader-election" "leaderElection.enabled and replicaCount (leader election is on whenever replicaCount is more than 1)"
+  "--lease-name" "fullnameOverride (the Lease is named after the release, and its Role grants that name only)"
+  "--lease-namespace" "the release namespace (helm --namespace: the Lease and its Role are there)"
+  "--kubelet-ca" "scrape.kubeletCA.configMap and scrape.kubeletCA.key (the chart mounts the ConfigMap)"
+  "--metrics-auth" "metricsAuth.enabled (it also grants the operator tokenreviews and subjectaccessreviews)"
+  "--tls-cert-file" "metricsAuth.tlsSecret (the chart mounts the Secret)"
+  "--tls-private-key-file" "metricsAuth.tlsSecret (the chart mounts the Secret)" }}
+{{- range $index, $arg := .Values.extraArgs }}
+{{- $name := regexReplaceAll "=.*" $arg "" }}
+{{- if and (hasPrefix "--" $name) (gt (len $name) 2) }}
+{{- range $flag := keys $managed | sortAlpha }}
+{{- if hasPrefix $name $flag }}
+{{- fail (printf "extraArgs[%d] (%s) sets %s, which the chart sets itself: set %s instead" $index $arg $flag (get $managed $flag)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from kubemeter.policy import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from kubemeter_sim.apiserver.schema import CompiledSchema
 
 from .packaging_support import (
@@ -311,6 +312,84 @@ def test_a_scrape_timeout_longer_than_the_interval_fails_the_render(
     assert result.returncode != 0
     assert (f"serviceMonitor.scrapeTimeout ({timeout}) is longer than serviceMonitor.interval ({interval})"
             in result.stderr), result.stderr
+
+
+def promtool_accepts_config(interval: str, timeout: str, tmp_path: Path) -> bool:
+    """Whether Prometheus takes a scrape config with this interval and timeout (as prometheus-operator writes it)."""
+    config = tmp_path / "prometheus.yaml"
+    config.write_text(yaml.safe_dump({"scrape_configs": [{
+        "job_name": "km", "scrape_interval": interval, "scrape_timeout": timeout,
+        "static_configs": [{"targets": ["127.0.0.1:8080"]}]}]}))
+    return run("promtool", "check", "config", "--syntax-only", config, check=False).returncode == 0
+
+
+# Prometheus's durations (model.ParseDuration, and prometheus-operator's Duration pattern): whole numbers of y, w,
+# d, h, m, s, ms in that order; 0 alone. Go's fractions and ns/us are refused, and so is the wrong order.
+PROMETHEUS_DURATIONS = ["1d", "1w", "1h30m", "90m", "1y2w3d4h5m6s7ms", "500ms", "0"]
+NOT_PROMETHEUS_DURATIONS = ["0.5h", "1.5m", "1h1d", "30s1m", "1H", "30", "1m 30s", "-1h", "1us", ""]
+
+
+@pytest.mark.parametrize("duration", PROMETHEUS_DURATIONS + NOT_PROMETHEUS_DURATIONS)
+def test_the_alerts_for_takes_exactly_the_durations_prometheus_takes(
+    render: Render, tmp_path: Path, duration: str
+) -> None:
+    values = {"prometheusRule": {"enabled": True, "scrapeFailuresFor": duration}}
+    if duration in PROMETHEUS_DURATIONS:
+        rule = one(render(values), "PrometheusRule")
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+        run("promtool", "check", "rules", tmp_path / "rules.yaml")
+        (alert,) = [r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "KubemeterScrapeFailures"]
+        assert alert["for"] == duration  # a string, even 0 (prometheus-operator's field is one)
+        return
+    stderr = failed_render(tmp_path, values)
+    assert f"at '/prometheusRule/scrapeFailuresFor': '{duration}' does not match pattern" in stderr or (
+        duration == "" and "at '/prometheusRule/scrapeFailuresFor': minLength" in stderr), stderr
+    # ...as Prometheus would have refused it.
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
+        {"alert": "A", "expr": "up == 0", "for": duration}]}]}))
+    assert run("promtool", "check", "rules", tmp_path / "rules.yaml", check=False).returncode != 0
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [
+    ("1d", "1h"), ("1w", "1d"), ("1h30m", "90m"), ("2m", "1m30s"), ("1y", "1w"),  # accepted by both
+    ("1m", "1d"), ("1d", "1w"), ("90m", "1h31m"), ("1h", "1y"),  # a timeout over the interval, in the new units
+    ("1.5m", "1m"), ("1m", "0.5m"), ("1d1h", "1h1d"),  # not Prometheus durations
+])
+def test_the_service_monitor_takes_the_intervals_and_timeouts_prometheus_takes(
+    render: Render, tmp_path: Path, interval: str, timeout: str
+) -> None:
+    values = {"serviceMonitor": {"enabled": True, "interval": interval, "scrapeTimeout": timeout}}
+    if promtool_accepts_config(interval, timeout, tmp_path):
+        (endpoint,) = one(render(values), "ServiceMonitor")["spec"]["endpoints"]
+        assert (endpoint["interval"], endpoint["scrapeTimeout"]) == (interval, timeout)
+        return
+    stderr = failed_render(tmp_path, values)
+    assert (f"serviceMonitor.scrapeTimeout ({timeout}) is longer than serviceMonitor.interval ({interval})" in stderr
+            or f"'{interval}' does not match pattern" in stderr or f"'{timeout}' does not match pattern" in stderr), (
+        stderr)
+
+
+# Comma-separated PromQL label matchers; what the alerts' expressions put between braces.
+SELECTORS = ['job="kubemeter"', 'job="kubemeter", namespace=~"mon.*"', "job!='x',", 'job=~`km.*`',
+             'job="a\\"b"']
+NOT_SELECTORS = ["job=kubemeter", 'job="a"}', 'job="a"} or vector(1)', 'job=="a"', '{job="a"}',
+                 'job="a" namespace="b"', 'job="a', "job"]
+
+
+@pytest.mark.parametrize("selector", SELECTORS + NOT_SELECTORS)
+def test_the_alerts_selector_must_be_promql_label_matchers(render: Render, tmp_path: Path, selector: str) -> None:
+    values = {"prometheusRule": {"enabled": True, "selector": selector}}
+    if selector in SELECTORS:
+        rule = one(render(values), "PrometheusRule")
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+        assert f"SUCCESS: {len(ALERTS)} rules found" in run("promtool", "check", "rules", tmp_path / "rules.yaml").stdout
+        return
+    stderr = failed_render(tmp_path, values)
+    assert "at '/prometheusRule/selector':" in stderr and "does not match pattern" in stderr, stderr
+    # ...where PromQL would have refused it.
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
+        {"alert": "A", "expr": f"absent(up{{{selector}}} == 1)"}]}]}))
+    assert run("promtool", "check", "rules", tmp_path / "rules.yaml", check=False).returncode != 0
 
 
 def test_network_policy_admits_only_the_metrics_port_from_the_given_peers(render: Render) -> None:
@@ -921,6 +1000,26 @@ def test_common_labels_are_on_every_rendered_object(render: Render) -> None:
     assert "cost-center" not in selector, "the selector is immutable: common labels stay out of it"
 
 
+# The longest and shortest labels Kubernetes takes: a 253-character prefix, a 63-character name, an empty value.
+EDGE_LABELS = {f"{'p' * 61}.{'q' * 63}.{'r' * 63}.{'s' * 63}/{'n' * 63}": "v" * 63, "a": "", "A_b.c-D": "x.Y_z-1"}
+
+
+def test_labels_as_long_or_short_as_kubernetes_allows_are_accepted(render: Render) -> None:
+    assert len(next(iter(EDGE_LABELS)).partition("/")[0]) == 253
+    manifests = render({"commonLabels": EDGE_LABELS, "podAnnotations": EDGE_LABELS, "nodeSelector": EDGE_LABELS})
+    template = one(manifests, "Deployment")["spec"]["template"]
+    assert template["metadata"]["labels"].items() >= EDGE_LABELS.items()
+    assert template["metadata"]["annotations"] == template["spec"]["nodeSelector"] == EDGE_LABELS
+
+
+def test_the_chart_checks_labels_as_the_operator_checks_a_policys_selector() -> None:
+    """One label syntax (apimachinery's): the operator's, which the MetricsPolicy CRD's selectors have too."""
+    definitions = json.loads((CHART / "values.schema.json").read_text())["definitions"]
+    (key, value), = definitions["labels"]["patternProperties"].items()
+    assert (key, value["pattern"]) == (LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN)
+    assert list(definitions["annotations"]["patternProperties"]) == [LABEL_KEY_PATTERN]
+
+
 def duplicated_keys(text: str) -> list[str]:
     """Keys that a mapping of the YAML ``text`` has more than once (yaml.safe_load keeps the last silently)."""
     duplicated: list[str] = []
@@ -1009,6 +1108,23 @@ INVALID_VALUES = [
     ({"resources": {"requests": {"gpu": 1}}}, "at '/resources/requests': additional properties 'gpu' not allowed"),
     ({"resources": {"limit": {"cpu": 1}}}, "at '/resources': additional properties 'limit' not allowed"),
     ({"defaultPolicy": {"spec": {"interval": "often"}}}, "at '/defaultPolicy/spec/interval': 'often' does not match"),
+    # Names and labels the API server refuses.
+    ({"commonLabels": {"bad label": "x"}}, "at '/commonLabels': additional properties 'bad label' not allowed"),
+    ({"podLabels": {"team": "a b"}}, "at '/podLabels/team': 'a b' does not match pattern"),
+    ({"podLabels": {"team": "-platform"}}, "at '/podLabels/team': '-platform' does not match pattern"),
+    ({"commonLabels": {"n" * 64: "x"}}, f"at '/commonLabels': additional properties '{'n' * 64}' not allowed"),
+    ({"commonLabels": {"team": "v" * 64}}, f"at '/commonLabels/team': '{'v' * 64}' does not match pattern"),
+    ({"nodeSelector": {"Example.com/zone": "a"}}, "at '/nodeSelector': additional properties 'Example.com/zone'"),
+    ({"serviceMonitor": {"labels": {"example.com/": "x"}}}, "at '/serviceMonitor/labels': additional properties"),
+    ({"prometheusRule": {"labels": {"a/b/c": "x"}}}, "at '/prometheusRule/labels': additional properties 'a/b/c'"),
+    ({"grafanaDashboard": {"labels": {"team": "a/b"}}}, "at '/grafanaDashboard/labels/team'"),
+    ({"podAnnotations": {"bad key": "any value"}}, "at '/podAnnotations': additional properties 'bad key' not allowed"),
+    ({"service": {"annotations": {"_x": "y"}}}, "at '/service/annotations': additional properties '_x' not allowed"),
+    ({"commonLabels": {"a" * 254 + "/team": "x"}}, f"invalid propertyName '{'a' * 254}/team'"),
+    ({"nameOverride": "Upper_Case"}, "at '/nameOverride': 'Upper_Case' does not match pattern"),
+    ({"fullnameOverride": "kube.meter"}, "at '/fullnameOverride': 'kube.meter' does not match pattern"),
+    ({"fullnameOverride": "k" * 64}, "at '/fullnameOverride': maxLength: got 64, want 63"),
+    ({"grafanaDashboard": {"namespace": "Monitoring"}}, "at '/grafanaDashboard/namespace'"),
 ]
 
 

@@ -92,11 +92,12 @@ selector label: pods labelled otherwise would not match the Deployment's selecto
 {{- default (printf "%s-metrics-tls" (include "kubemeter.fullname" .)) .Values.metricsAuth.tlsSecret }}
 {{- end }}
 
-{{/* Seconds in a duration as the schema allows them (30s, 1m30s, 1.5h, 500ms; Go's ns, us, µs too), for comparing two. */}}
+{{/* Seconds in a duration as the schema allows them, for comparing two: a Prometheus duration (1d, 1h30m, 500ms,
+0; y, w and d as Prometheus counts them: 365, 7 and 1 days) or a Go one (the policy's interval: 1.5h, 30s; ns, us, µs). */}}
 {{- define "kubemeter.durationSeconds" -}}
-{{- $unitSeconds := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 0.001 "s" 1 "m" 60 "h" 3600 }}
+{{- $unitSeconds := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 0.001 "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 "y" 31536000 }}
 {{- $seconds := 0.0 }}
-{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" . -1 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h|d|w|y)" . -1 }}
 {{- $number := regexFind "^[0-9.]+" . }}
 {{- $seconds = addf $seconds (mulf (float64 $number) (get $unitSeconds (trimPrefix $number .))) }}
 {{- end }}

@@ -117,11 +117,22 @@ def test_tenants_read_workload_metrics_through_the_built_in_roles(render: Render
 
 
 def test_rbac_create_false_renders_no_roles_or_bindings(render: Render) -> None:
-    values = {"rbac": {"create": False}, "replicaCount": 2, "metricsAuth": {"enabled": True, "readers": [
-        {"kind": "User", "name": "prometheus"}]}}
+    """Not even the users' aggregated roles or the scrapers' metrics-reader, which the values table says."""
+    values = {"rbac": {"create": False, "aggregatedRoles": True}, "replicaCount": 2, "metricsAuth": {"enabled": True}}
     kinds = {m["kind"] for m in render(values)}
     assert kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} == set()
     assert "ServiceAccount" in kinds and "Deployment" in kinds
+    readme = " ".join((CHART / "README.md").read_text().split())
+    assert ("`false`: none of them is rendered, so bind `serviceAccount.name` to equivalent rules (see Permissions) "
+            "and give users and scrapers their access yourself; `aggregatedRoles` then has no effect") in readme
+
+
+def test_metrics_readers_without_rbac_fail_the_render(tmp_path: Path) -> None:
+    """Readers given cannot be bound without the chart's RBAC: failing beats installing a /metrics they cannot read."""
+    stderr = failed_render(tmp_path, {"rbac": {"create": False}, "metricsAuth": {
+        "enabled": True, "readers": [{"kind": "User", "name": "prometheus"}]}})
+    assert "metricsAuth.readers is set but rbac.create is false" in stderr, stderr
+    assert "set rbac.create=true, or leave metricsAuth.readers empty" in stderr, stderr
 
 
 def test_nodes_proxy_is_granted_only_when_scraping_via_proxy(render: Render) -> None:
@@ -904,11 +915,18 @@ def test_notes_say_what_was_installed_and_how_to_check_it_runs() -> None:
     assert "- a ServiceMonitor\n- a PrometheusRule\n" in featured
 
 
+def test_notes_name_every_crd_the_chart_installs() -> None:
+    crds = sorted(path.stem for path in (CHART / "crds").glob("*.yaml"))
+    assert len(crds) == 3
+    assert f"- the CRDs {', '.join(crds[:-1])} and {crds[-1]}, unless --skip-crds was given\n" in install_notes()
+
+
 def test_notes_list_only_the_account_and_roles_the_release_created() -> None:
     assert "- its ServiceAccount, its ClusterRole and the Service km-kubemeter (port 8080)\n" in install_notes()
     without_rbac = install_notes("--set", "rbac.create=false")
     assert "- its ServiceAccount and the Service km-kubemeter (port 8080)\n" in without_rbac
     assert "bind km-kubemeter to the operator's rules yourself" in without_rbac
+    assert "no aggregated view/edit/admin roles for WorkloadMetrics either\n" in without_rbac
     neither = install_notes("--set", "rbac.create=false,serviceAccount.create=false,serviceAccount.name=ops")
     assert "ServiceAccount and" not in neither and "its ClusterRole" not in neither
     assert "- the Service km-kubemeter (port 8080)\n- no ServiceAccount: the pods run as the existing ops\n" in neither

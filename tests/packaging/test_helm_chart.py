@@ -344,17 +344,19 @@ NOT_PROMETHEUS_DURATIONS = ["0.5h", "1.5m", "1h1d", "30s1m", "1H", "30", "1m 30s
 def test_the_alerts_for_takes_exactly_the_durations_prometheus_takes(
     render: Render, tmp_path: Path, duration: str
 ) -> None:
-    values = {"prometheusRule": {"enabled": True, "scrapeFailuresFor": duration}}
+    values = {"prometheusRule": {"enabled": True, "scrapeFailuresFor": duration, "underRequested": {"for": duration}}}
     if duration in PROMETHEUS_DURATIONS:
         rule = one(render(values), "PrometheusRule")
         (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
         run("promtool", "check", "rules", tmp_path / "rules.yaml")
-        (alert,) = [r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "KubemeterScrapeFailures"]
-        assert alert["for"] == duration  # a string, even 0 (prometheus-operator's field is one)
+        alerts = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
+        # Strings, even 0 (prometheus-operator's field is one).
+        assert alerts["KubemeterScrapeFailures"]["for"] == alerts["KubemeterWorkloadUnderRequested"]["for"] == duration
         return
     stderr = failed_render(tmp_path, values)
-    assert f"at '/prometheusRule/scrapeFailuresFor': '{duration}' does not match pattern" in stderr or (
-        duration == "" and "at '/prometheusRule/scrapeFailuresFor': minLength" in stderr), stderr
+    for value in ("/prometheusRule/scrapeFailuresFor", "/prometheusRule/underRequested/for"):
+        assert f"at '{value}': '{duration}' does not match pattern" in stderr or (
+            duration == "" and f"at '{value}': minLength" in stderr), stderr
     # ...as Prometheus would have refused it.
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
         {"alert": "A", "expr": "up == 0", "for": duration}]}]}))

@@ -40,6 +40,7 @@ from kubemeter.publish.documents import (
     WORKLOADMETRICS,
     InvalidGeneration,
     condition,
+    is_of,
     key_values,
     merge_conditions,
     moved,
@@ -78,8 +79,6 @@ class _Published:
     values: dict[str, object]
     written_at: float
     last_sample: float | None
-    uid: str = ""
-    """The object's (which its MetricsCheckpoint names as its owner)."""
 
 
 @dataclass(slots=True)
@@ -91,27 +90,28 @@ class _Write:
     at: float
 
 
-async def delete_orphaned_workloadmetrics(api: KubeApi) -> None:
-    """Delete the WorkloadMetrics whose policy no longer exists (deleted with ``--cascade=orphan``, so the
-    garbage collector left them, with figures nobody updates). The objects are listed before the
-    policies: one created meanwhile belongs to a policy the second list shows."""
+async def delete_orphaned_objects(api: KubeApi, plurals: tuple[str, ...] = (WORKLOADMETRICS,)) -> None:
+    """Delete the WorkloadMetrics (and the other ``plurals``: MetricsCheckpoints) whose policy no longer exists
+    (deleted with ``--cascade=orphan``, so the garbage collector left them, with figures nobody updates). The
+    objects are listed before the policies: one created meanwhile belongs to a policy the second list shows."""
     selector = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
-    objects = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, WORKLOADMETRICS,
-                             label_selector=selector)
+    listed = [(plural, await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, plural,
+                                      label_selector=selector)) for plural in plurals]
     policies = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, METRICSPOLICIES)
     existing = {item["metadata"]["name"] for item in policies.get("items", [])}
-    for item in objects.get("items", []):
-        meta, policy = item["metadata"], (item.get("spec") or {}).get("policy")
-        if policy in existing:
-            continue
-        try:
-            await api.call(api.custom.delete_namespaced_custom_object, GROUP, VERSION, meta["namespace"],
-                           WORKLOADMETRICS, meta["name"])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        log.info("deleted WorkloadMetrics %s/%s: its policy %s no longer exists", meta["namespace"], meta["name"], policy,
-                 extra={"policy": policy, "namespace": meta["namespace"]})
+    for plural, objects in listed:
+        for item in objects.get("items", []):
+            meta, policy = item["metadata"], (item.get("spec") or {}).get("policy")
+            if policy in existing:
+                continue
+            try:
+                await api.call(api.custom.delete_namespaced_custom_object, GROUP, VERSION, meta["namespace"],
+                               plural, meta["name"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+            log.info("deleted %s %s/%s: its policy %s no longer exists", item.get("kind", plural), meta["namespace"],
+                     meta["name"], policy, extra={"policy": policy, "namespace": meta["namespace"]})
 
 
 class StatusPublisher:
@@ -179,16 +179,10 @@ class StatusPublisher:
                 values=key_values(status),
                 written_at=parse_rfc3339(status.get("lastUpdated")) or 0.0,
                 last_sample=parse_rfc3339(status.get("lastSampleTime")),
-                uid=meta.get("uid", ""),
             )
             adopted.append((ref, status))
         self._loaded = True
         return adopted
-
-    def workloadmetrics_of(self, ref: WorkloadRef) -> tuple[str, str] | None:
-        """The (name, uid) of the WorkloadMetrics written for ``ref`` (as stored), None until one is."""
-        published = self._published.get(ref)
-        return (published.name, published.uid) if published is not None and published.uid else None
 
     async def start_term(self) -> None:
         """Nothing here: the first cycle's publish adopts the objects a previous run (or leader) wrote."""
@@ -564,7 +558,7 @@ class StatusPublisher:
         for hashed in (False, True):
             name = workloadmetrics_name(self.policy, ref, hashed)
             try:
-                created = await self.api.call(
+                await self.api.call(
                     self.api.custom.create_namespaced_custom_object,
                     GROUP,
                     VERSION,
@@ -578,12 +572,9 @@ class StatusPublisher:
                 existing = await self.api.call(
                     self.api.custom.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, WORKLOADMETRICS, name
                 )
-                spec = existing.get("spec") or {}
-                if spec.get("policy") != self.policy or workload_from_spec(ref.namespace, spec) != ref:
+                if not is_of(existing, self.policy, ref):
                     continue  # the short name belongs to another policy or workload
-                created = existing
-            published = _Published(name=name, values={}, written_at=0.0, last_sample=None,
-                                   uid=(created or {}).get("metadata", {}).get("uid", ""))
+            published = _Published(name=name, values={}, written_at=0.0, last_sample=None)
             self._published[ref] = published
             return published
         raise RuntimeError(f"no free WorkloadMetrics name for {ref} in policy {self.policy}")

@@ -6,7 +6,8 @@ or a new leader continues them instead of learning from zero (docs/architecture.
   which goes with the workload's last pod: a Deployment scaled to zero keeps its history a half-life, and a restart
   meanwhile would lose it. Named as its WorkloadMetrics usually is (``deployment-web``), or with a hash of (policy,
   workload) when another policy's checkpoint has that name (two policies selecting one workload).
-- **Written** through the operator's one KubeApi (its rate limiter, retries, timeouts), by a background drain: a
+- **Written** through the operator's one KubeApi (its rate limiter, retries, timeouts), by a background drain
+  (publish/writequeue.py; a write that failed is not sent again, the workload's next turn plans it afresh): a
   workload's at most once per ``checkpointInterval``, each workload at its own phase of the interval (a hash of
   its name) so that the writes spread over it, and only when its history changed since the last write. Once more
   at shutdown, for as long as the shutdown flush allows.
@@ -22,7 +23,6 @@ or a new leader continues them instead of learning from zero (docs/architecture.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import json
 import logging
@@ -37,7 +37,6 @@ from kubemeter import GROUP, VERSION
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.rightsizing import Recommender
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
-from kubemeter.logcontext import log_context
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.documents import (
     MANAGED_BY,
@@ -50,7 +49,7 @@ from kubemeter.publish.documents import (
     workload_from_spec,
     workloadmetrics_name,
 )
-from kubemeter.tasks import cancel_and_wait
+from kubemeter.publish.writequeue import WriteQueue
 from kubemeter.timefmt import parse_rfc3339, rfc3339
 from kubemeter.types import WorkloadRef
 
@@ -185,10 +184,11 @@ class CheckpointPublisher:
         self._kept: dict[WorkloadRef, _Kept] = {}
         self._due: dict[WorkloadRef, float] = {}
         """When each workload's history is next compared with its checkpoint (and written if it changed)."""
-        self._pending: dict[WorkloadRef, _Write] = {}
-        self._in_flight = 0
-        self._wakeup = asyncio.Event()
-        self._drain: asyncio.Task | None = None
+        # Not sent again when a write fails: the workload's next turn (or the next term) plans it afresh.
+        self._writes: WriteQueue[WorkloadRef, _Write] = WriteQueue(
+            lambda ref, write: self._send(write), name=f"checkpoint-writer-{policy}", clock=lambda: self.clock(),
+            writers=writers, failed=self._write_failed, context={"policy": policy},
+            fields=lambda ref: {"namespace": ref.namespace, "kind": ref.kind, "workload": ref.name})
         self._restored = False
         self._too_many_warned: set[WorkloadRef] = set()
         self.writes = 0
@@ -243,7 +243,7 @@ class CheckpointPublisher:
                      f"; {malformed} malformed ones left as they are" if malformed else "",
                      f"; adopting {adopting} (owned by their WorkloadMetrics, as an earlier version wrote them, or by "
                      "no live policy)" if adopting else "")
-        self._ensure_drain()
+        self._writes.start()
 
     # ---- planning --------------------------------------------------------------------------------------------
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
@@ -258,7 +258,7 @@ class CheckpointPublisher:
             for ref in list(self._kept):
                 self._delete(ref)
             self._due.clear()
-            self._ensure_drain()
+            self._writes.start()
             return
         now = self.clock()
         for ref in recommender.workloads():
@@ -268,7 +268,7 @@ class CheckpointPublisher:
             if now >= due:
                 self._plan(recommender, ref, now)
                 self._due[ref] = now + self.interval
-        self._ensure_drain()
+        self._writes.start()
 
     def _plan(self, recommender: Recommender, ref: WorkloadRef, now: float) -> None:
         """Queue the workload's checkpoint if its history changed since the last one (or it is not the policy's
@@ -301,43 +301,17 @@ class CheckpointPublisher:
         if kept is not None:
             self._queue(_Write(ref, kept.name, None))
         else:
-            self._pending.pop(ref, None)
+            self._writes.discard(ref)
 
     def _queue(self, write: _Write) -> None:
-        self._pending[write.ref] = write  # replaces an unsent older one of the same workload
+        self._writes.put(write.ref, write)  # replaces an unsent older one of the same workload
 
     # ---- sending ---------------------------------------------------------------------------------------------
-    def _ensure_drain(self) -> None:
-        if not self._pending:
-            return
-        self._wakeup.set()
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run_drain(), name=f"checkpoint-writer-{self.policy}",
-                                              context=contextvars.Context())
-
-    async def _run_drain(self) -> None:
-        async def writer() -> None:
-            while self._pending:
-                ref = next(iter(self._pending))
-                write = self._pending.pop(ref)
-                self._in_flight += 1
-                try:
-                    with log_context(namespace=ref.namespace, kind=ref.kind, workload=ref.name):
-                        await self._send(write)
-                except Exception as exc:  # noqa: BLE001 - the next due write (or the next term) tries again
-                    self._on_result("failed")
-                    self._kept.pop(ref, None)  # not known to hold what was planned: compared afresh next time
-                    what = "deleting" if write.body is None else "writing"
-                    log.warning("%s MetricsCheckpoint %s/%s failed: %s", what, ref.namespace, write.name,
-                                describe(exc))
-                finally:
-                    self._in_flight -= 1
-
-        with log_context(policy=self.policy):
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                await asyncio.gather(*(writer() for _ in range(self._writers)))
+    def _write_failed(self, ref: WorkloadRef, write: _Write, exc: Exception) -> None:
+        self._on_result("failed")
+        self._kept.pop(ref, None)  # not known to hold what was planned: compared afresh next time
+        what = "deleting" if write.body is None and write.owners is None else "writing"
+        log.warning("%s MetricsCheckpoint %s/%s failed: %s", what, ref.namespace, write.name, describe(exc))
 
     async def _send(self, write: _Write) -> None:
         if write.owners is not None:
@@ -413,12 +387,11 @@ class CheckpointPublisher:
 
     @property
     def pending_writes(self) -> int:
-        return len(self._pending) + self._in_flight
+        return self._writes.pending
 
     async def flush(self) -> None:
         """Wait until every planned write was sent (tests, shutdown)."""
-        while self._pending or self._in_flight:
-            await asyncio.sleep(0.01)
+        await self._writes.flush()
 
     async def write_all(self) -> None:
         """At shutdown, while leading: every changed history written once more, the longest unwritten first
@@ -430,9 +403,9 @@ class CheckpointPublisher:
         for count, ref in enumerate(sorted(recommender.workloads(), key=lambda r: self._due.get(r, now))):
             self._plan(recommender, ref, now)
             if count % 100 == 99:
-                self._ensure_drain()
+                self._writes.start()
                 await asyncio.sleep(0)  # the drain sends while the rest is planned
-        self._ensure_drain()
+        self._writes.start()
         await self.flush()
 
     # ---- publisher lifecycle ---------------------------------------------------------------------------------
@@ -442,12 +415,10 @@ class CheckpointPublisher:
     def step_down(self) -> None:
         """Another replica leads now and writes the checkpoints: drop what is planned and what this run knew of
         them; the next term restores them afresh (it may be a later one of this replica)."""
-        self._pending.clear()
-        if self._drain is not None:
-            self._drain.cancel()
+        self._writes.clear()
         self._kept.clear()
         self._due.clear()
         self._restored = False
 
     async def close(self) -> None:
-        await cancel_and_wait(self._drain)
+        await self._writes.close()

@@ -1005,8 +1005,9 @@ WORKLOAD_METRICS = crd(
 METRICS_CHECKPOINT = crd(
     "MetricsCheckpoint", "metricscheckpoints", "mcp", "Namespaced",
     "MetricsCheckpoint keeps one workload's right-sizing history (CPU usage and memory peak histograms per "
-    "container) for kubemeter, so that a restart or a new leader continues it. One per WorkloadMetrics, of the same "
-    "name, which owns it: it goes with it.",
+    "container) for kubemeter, so that a restart or a new leader continues it. One per workload of a MetricsPolicy, "
+    "usually named as its WorkloadMetrics, owned by the policy: it outlives the WorkloadMetrics (a workload scaled to "
+    "zero keeps its history), is deleted when the history is forgotten, and goes with the policy.",
     metrics_checkpoint_spec(),
     None,
     [

@@ -28,7 +28,7 @@ from kubemeter.policies import PolicyLifecycle
 from kubemeter.publish.checkpoints import METRICSCHECKPOINTS
 from kubemeter.publish.documents import METRICSPOLICIES, WORKLOADMETRICS
 from kubemeter.publish.prometheus import StatusWriterCollector, build_registry, exposition
-from kubemeter.publish.status import delete_orphaned_workloadmetrics
+from kubemeter.publish.status import delete_orphaned_objects
 from kubemeter.scrape.client import DEFAULT_MAX_BODY_BYTES, KubeletClient, ScrapeError
 from kubemeter.scrape.scraper import KubeletScraper
 from kubemeter.tasks import cancel_and_wait
@@ -228,14 +228,16 @@ class Runtime:
         settle_long_lived()
 
     async def _delete_orphans(self) -> None:
-        """Once leading: remove the WorkloadMetrics of policies deleted with their dependents orphaned."""
+        """Once leading: remove the WorkloadMetrics and MetricsCheckpoints of policies deleted with their dependents
+        orphaned."""
         await self.deps.active.wait()
+        plurals = (WORKLOADMETRICS, METRICSCHECKPOINTS) if self.lifecycle.checkpoints_served else (WORKLOADMETRICS,)
         while True:
             try:
-                await delete_orphaned_workloadmetrics(self.api)
+                await delete_orphaned_objects(self.api, plurals)
                 return
             except Exception:
-                log.exception("removing the WorkloadMetrics of deleted policies failed; retrying in 5s")
+                log.exception("removing the objects of deleted policies failed; retrying in 5s")
                 await asyncio.sleep(5)
 
     async def stop(self) -> None:

@@ -87,7 +87,7 @@ class PolicyLifecycle:
             return
         if current.loop is None:
             # Prometheus first: the gauges are up to date before the status writes start queueing; checkpoints
-            # last, as their WorkloadMetrics own them.
+            # last (what users read first).
             publishers: list[Publisher] = [PrometheusPublisher(name, self.collector, self.deps.metrics),
                                            current.publisher]
             if self.checkpoints_served:
@@ -110,8 +110,8 @@ class PolicyLifecycle:
     def _checkpoint_publisher(self, name: str, policy: RunningPolicy, interval: float) -> CheckpointPublisher:
         counter = self.deps.metrics.checkpoints
         return CheckpointPublisher(
-            self.api, name, lambda: policy.loop.recommender if policy.loop is not None else None,
-            policy.publisher.workloadmetrics_of, self.deps.active, interval=interval, clock=time.time,
+            self.api, name, policy.uid, lambda: policy.loop.recommender if policy.loop is not None else None,
+            self.deps.active, interval=interval, clock=time.time,
             on_result=lambda result: counter.labels(policy=name, result=result).inc())
 
     async def stop_policy(self, name: str) -> None:
@@ -138,7 +138,7 @@ class PolicyLifecycle:
         if (pending or checkpoints) and flush_within > 0:
             log.info("stopping: sending the %d pending status writes and the right-sizing checkpoints that changed "
                      "(for up to %gs)", pending, flush_within)
-            # The status first (a checkpoint needs its WorkloadMetrics); what is left at the deadline is dropped.
+            # The status first (what users read); what is left at the deadline is dropped.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(flush_within):
                     await asyncio.gather(*(publisher.flush() for publisher in publishers))

@@ -1,5 +1,6 @@
 """Checkpoint planning (no API server needed): written only when the history changed, at most once per interval,
-bounded in size; the foreign checkpoints a restore finds are left alone."""
+bounded in size, owned by the policy, named apart from another policy's; the foreign checkpoints a restore finds are
+left alone, an earlier version's (owned by a WorkloadMetrics) adopted."""
 
 from __future__ import annotations
 
@@ -7,21 +8,33 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+from kubernetes.client.exceptions import ApiException
+
 from kubemeter.compute.rightsizing import Recommender
-from kubemeter.publish.checkpoints import MAX_CHECKPOINT_CONTAINERS, CheckpointPublisher, checkpoint_object
+from kubemeter.publish.checkpoints import (
+    MAX_CHECKPOINT_CONTAINERS,
+    CheckpointPublisher,
+    checkpoint_name,
+    checkpoint_object,
+)
 from kubemeter.types import ContainerSpec, PodInfo, Usage, WorkloadRef
 
 WEB = WorkloadRef("shop", "Deployment", "web", "apps/v1")
 INTERVAL = 600.0
-OWNER = ("deployment-web", "uid-wm")
+POLICY_UID = "uid-p"
+POLICY_OWNER = {"apiVersion": "kubemeter.io/v1alpha1", "kind": "MetricsPolicy", "name": "p", "uid": POLICY_UID,
+                "controller": True}
 
 
 class FakeApi:
-    """KubeApi's call() and the CustomObjectsApi methods the publisher uses, recording each request."""
+    """KubeApi's call() and the CustomObjectsApi methods the publisher uses, recording each request; ``existing``:
+    the checkpoints there already, by name (a create of one of those names is a conflict)."""
 
-    def __init__(self, listed: list[dict] | None = None) -> None:
+    def __init__(self, listed: list[dict] | None = None, existing: dict[str, dict] | None = None) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.bodies: list[object] = []
         self.listed = listed or []
+        self.existing = dict(existing or {})
         self.custom = self
 
     async def call(self, fn, *args, **kwargs):
@@ -29,10 +42,19 @@ class FakeApi:
 
     def create_namespaced_custom_object(self, group, version, namespace, plural, body, **kwargs):
         self.requests.append(("create", body["metadata"]["name"]))
+        self.bodies.append(body)
+        if body["metadata"]["name"] in self.existing:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.existing[body["metadata"]["name"]] = body
         return body
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
+        self.requests.append(("get", name))
+        return self.existing[name]
 
     def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body, **kwargs):
         self.requests.append(("patch", name))
+        self.bodies.append(body)
         return {}
 
     def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
@@ -58,7 +80,7 @@ def publisher(api: FakeApi, recommender: Recommender, now: list[float], on_resul
               ) -> CheckpointPublisher:
     active = asyncio.Event()
     active.set()
-    return CheckpointPublisher(api, "p", lambda: recommender, lambda ref: OWNER, active, interval=INTERVAL,
+    return CheckpointPublisher(api, "p", POLICY_UID, lambda: recommender, active, interval=INTERVAL,
                                clock=lambda: now[0], on_result=on_result)
 
 
@@ -102,7 +124,7 @@ async def test_a_checkpoint_is_bounded_whatever_the_number_of_containers():
     assert api.requests[-1] == ("create", "deployment-web")
     containers = recommender.export(WEB)
     kept = {name: containers[name] for name in sorted(containers)[:MAX_CHECKPOINT_CONTAINERS]}
-    body = checkpoint_object("p", WEB, OWNER, kept, now[0])
+    body = checkpoint_object("p", POLICY_UID, WEB, "deployment-web", kept, now[0])
     assert len(json.dumps(body)) < 300 * 1024
 
 
@@ -116,9 +138,9 @@ def as_served(value):
 async def test_a_restore_leaves_foreign_checkpoints_alone_and_does_not_rewrite_what_it_restored():
     source, now = Recommender(), [1_000_000.0]
     observe(source, now[0])
-    mine = as_served(checkpoint_object("p", WEB, OWNER, source.export(WEB), now[0]))
+    mine = as_served(checkpoint_object("p", POLICY_UID, WEB, "deployment-web", source.export(WEB), now[0]))
     other = WorkloadRef("shop", "Deployment", "api", "apps/v1")
-    foreign = checkpoint_object("q", other, ("deployment-api", "uid-2"), source.export(WEB), now[0])
+    foreign = checkpoint_object("q", "uid-q", other, "deployment-api", source.export(WEB), now[0])
     api, recommender = FakeApi([mine, foreign]), Recommender()
     results: list[str] = []
     checkpoints = publisher(api, recommender, now, results.append)
@@ -128,3 +150,66 @@ async def test_a_restore_leaves_foreign_checkpoints_alone_and_does_not_rewrite_w
     now[0] += 3 * INTERVAL
     await publish(checkpoints)
     assert [r[0] for r in api.requests] == ["list"], "nothing deleted, and the unchanged history not rewritten"
+
+
+async def test_a_checkpoint_is_owned_by_its_policy_and_a_history_without_workloadmetrics_is_written_too():
+    api, recommender, now = FakeApi(), Recommender(), [1_000_000.0]
+    observe(recommender, now[0])
+    checkpoints = publisher(api, recommender, now)
+    await checkpoints.start_term()
+    await checkpoints.write_all()
+    [body] = api.bodies
+    assert body["metadata"]["ownerReferences"] == [POLICY_OWNER]
+    assert body["metadata"]["name"] == "deployment-web"
+
+
+async def test_a_name_another_policys_checkpoint_has_is_not_taken_and_a_previous_runs_is_overwritten():
+    source, now = Recommender(), [1_000_000.0]
+    observe(source, now[0])
+    theirs = checkpoint_object("q", "uid-q", WEB, "deployment-web", source.export(WEB), now[0])
+    api, recommender = FakeApi(existing={"deployment-web": theirs}), Recommender()
+    observe(recommender, now[0])
+    checkpoints = publisher(api, recommender, now)
+    await checkpoints.start_term()
+    await checkpoints.write_all()
+    hashed = checkpoint_name("p", WEB, hashed=True)
+    assert hashed != "deployment-web" and hashed != checkpoint_name("q", WEB, hashed=True)
+    assert api.requests[1:] == [("create", "deployment-web"), ("get", "deployment-web"), ("create", hashed)]
+    assert api.existing["deployment-web"] is theirs, "the other policy's left alone"
+    await publish(checkpoints)  # its next turn scheduled
+    now[0] += 2 * INTERVAL
+    observe(recommender, now[0])
+    await publish(checkpoints)
+    assert api.requests[-1] == ("patch", hashed), "its name kept"
+
+    # A previous run's of this policy, not restored (written by the leader after this replica listed them).
+    mine = checkpoint_object("p", POLICY_UID, WEB, "deployment-web", source.export(WEB), now[0])
+    api, recommender = FakeApi(existing={"deployment-web": mine}), Recommender()
+    observe(recommender, now[0])
+    checkpoints = publisher(api, recommender, now)
+    await checkpoints.start_term()
+    await checkpoints.write_all()
+    assert api.requests[1:] == [("create", "deployment-web"), ("get", "deployment-web"), ("patch", "deployment-web")]
+
+
+async def test_a_restore_adopts_the_checkpoints_an_earlier_version_had_its_workloadmetrics_own():
+    source, now = Recommender(), [1_000_000.0]
+    observe(source, now[0])
+    earlier = as_served(checkpoint_object("p", POLICY_UID, WEB, "deployment-web", source.export(WEB), now[0]))
+    wm_owner = {"apiVersion": "kubemeter.io/v1alpha1", "kind": "WorkloadMetrics", "name": "deployment-web",
+                "uid": "uid-wm", "controller": True}
+    earlier["metadata"]["ownerReferences"] = [wm_owner]
+    api_owner = WorkloadRef("shop", "Deployment", "api", "apps/v1")
+    current = as_served(checkpoint_object("p", POLICY_UID, api_owner, "deployment-api", source.export(WEB), now[0]))
+    api, recommender = FakeApi([earlier, current]), Recommender()
+    results: list[str] = []
+    checkpoints = publisher(api, recommender, now, results.append)
+    await checkpoints.start_term()
+    await checkpoints.flush()
+    assert set(recommender.workloads()) == {WEB, api_owner}
+    assert api.requests == [("list", "metricscheckpoints"), ("patch", "deployment-web")], "only the earlier one"
+    assert api.bodies == [[{"op": "add", "path": "/metadata/ownerReferences", "value": [POLICY_OWNER]}]]
+    assert sorted(results) == ["adopted", "restored", "restored"]
+    now[0] += 3 * INTERVAL
+    await publish(checkpoints)
+    assert len(api.requests) == 2, "adopted and unchanged: not written again"

@@ -145,11 +145,11 @@ def test_a_queued_write_is_dropped_when_the_value_returns_to_what_the_object_hol
     publisher._published[ref] = _Published("deployment-api", key_values(held), now, now)
 
     publisher._plan_workloads(_snapshot(ref, 0.20, now + 15), spec, now + 15)  # moved: queued
-    assert publisher._pending[ref].status["cpu"]["usageCores"] == pytest.approx(0.20)
+    assert publisher._writes.queued[ref].status["cpu"]["usageCores"] == pytest.approx(0.20)
     publisher._plan_workloads(_snapshot(ref, 0.30, now + 30), spec, now + 30)  # moved again: replaced in place
-    assert publisher._pending[ref].status["cpu"]["usageCores"] == pytest.approx(0.30)
+    assert publisher._writes.queued[ref].status["cpu"]["usageCores"] == pytest.approx(0.30)
     publisher._plan_workloads(_snapshot(ref, 0.101, now + 45), spec, now + 45)  # back to what is held
-    assert ref not in publisher._pending
+    assert ref not in publisher._writes.queued
 
 
 def test_a_stale_workload_reports_its_last_measurement_even_if_that_cycle_wrote_nothing():
@@ -161,9 +161,9 @@ def test_a_stale_workload_reports_its_last_measurement_even_if_that_cycle_wrote_
     publisher._published[ref] = _Published("deployment-api", key_values(held), now, now)
 
     publisher._plan_workloads(_snapshot(ref, 0.10, now + 15), spec, now + 15)  # measured, nothing moved
-    assert ref not in publisher._pending
+    assert ref not in publisher._writes.queued
     publisher._plan_workloads(_snapshot(ref, None, now + 30), spec, now + 30)  # no pod reported: stale
-    status = publisher._pending[ref].status
+    status = publisher._writes.queued[ref].status
     assert status["stale"] and status["podsReporting"] == 0 and "usageCores" not in status["cpu"]
     assert status["lastSampleTime"] == rfc3339(now + 15)
 
@@ -191,13 +191,13 @@ async def test_a_replica_that_steps_down_drops_its_queued_and_retried_writes():
     held = workload_status(_snapshot(ref, 0.10, now).workloads[ref], spec, now, now)
     publisher._published[ref] = _Published("deployment-api", key_values(held), now, now)
     publisher._plan_workloads(_snapshot(ref, 0.20, now + 15), spec, now + 15)
-    publisher._ensure_drain()
+    publisher._writes.start()
     while api.started == 0:
         await asyncio.sleep(0)
 
     publisher.step_down()
     await asyncio.wait_for(publisher.flush(), timeout=10)  # nothing is pending or in flight any more
-    assert api.finished == 0 and publisher._drain is not None and publisher._drain.cancelled()
+    assert api.finished == 0 and publisher._writes.drain is not None and publisher._writes.drain.cancelled()
     assert not publisher._published and not publisher._loaded  # adopted again from the server next term
 
 
@@ -246,10 +246,10 @@ async def test_a_workload_stale_from_its_second_cycle_keeps_the_sample_time_of_i
     publisher = StatusPublisher(api, "p", "uid", clock=lambda: now)  # type: ignore[arg-type]
     publisher._loaded = True  # nothing to adopt
     publisher._plan_workloads(_snapshot(ref, 0.10, now), spec, now)  # measured: created and written
-    publisher._ensure_drain()
+    publisher._writes.start()
     await asyncio.wait_for(publisher.flush(), timeout=10)
     publisher._plan_workloads(_snapshot(ref, None, now + 15), spec, now + 15)  # its node fails: stale
-    publisher._ensure_drain()
+    publisher._writes.start()
     await asyncio.wait_for(publisher.flush(), timeout=10)
     first, stale = api.statuses
     assert stale["stale"] and stale["lastSampleTime"] == first["lastSampleTime"] == rfc3339(now)

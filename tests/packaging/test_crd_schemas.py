@@ -507,8 +507,8 @@ def full_checkpoint(containers: int) -> dict[str, Any]:
                     MEMORY_BUCKETS.starts[min(index, MEMORY_BUCKETS.count - 1)], 30.0)
     assert len(history.to_dict()["cpu"]["weights"]) == CPU_BUCKETS.count
     ref = WorkloadRef("shop", "Deployment", "web", "apps/v1")
-    return checkpoint_object("p", ref, ("deployment-web", "uid"), {f"c{i}": history.to_dict() for i in range(containers)},
-                             t)
+    return checkpoint_object("p", "uid", ref, "deployment-web",
+                             {f"c{i}": history.to_dict() for i in range(containers)}, t)
 
 
 def test_a_checkpoint_is_valid_kept_whole_by_pruning_and_far_below_the_object_size_limit() -> None:

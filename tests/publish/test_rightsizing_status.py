@@ -204,7 +204,7 @@ def test_the_publisher_writes_what_the_recommender_made_and_rewrites_when_a_verd
         made = recommender.recommendations(now, [pod], 3600)
         snapshot = aggregator.cycle(now, [pod], usage)
         publisher._plan_workloads(snapshot, spec, now, made)
-        written = publisher._pending.pop(WEB, None)
+        written = publisher._writes.queued.pop(WEB, None)
         if step == 0:
             first = written.status
             publisher._published[WEB] = _Published("deployment-web", key_values(first), now, now)
@@ -219,4 +219,4 @@ def test_the_publisher_writes_what_the_recommender_made_and_rewrites_when_a_verd
     made = recommender.recommendations(now, [pod], 3600)
     publisher._plan_workloads(aggregator.cycle(now, [pod], {"uid-1": {"app": Usage(0.05, 300 * MI, now)}}), spec,
                               now, made)
-    assert publisher._pending[WEB].status["recommendation"]["summary"] == "cpu:fit mem:fit"
+    assert publisher._writes.queued[WEB].status["recommendation"]["summary"] == "cpu:fit mem:fit"

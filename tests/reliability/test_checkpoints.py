@@ -1,6 +1,7 @@
 """Right-sizing histories survive restarts and failover through their MetricsCheckpoints: written at most once per
-checkpointInterval, restored by the next run or leader, a malformed one reported and left alone, deleted with the
-history when the workload goes."""
+checkpointInterval, owned by the policy (so a Deployment scaled to zero keeps its checkpoint while its WorkloadMetrics
+goes), restored by the next run or leader, an earlier version's adopted, a malformed one reported and left alone,
+deleted with the history when the workload goes and by the garbage collector with the policy."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from kubemeter_sim.demo import install_crds
 from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operator, stepped
 from tests.reliability.support import RequestCounter, first_cycle, samples
 from tests.reliability.test_leader_election import LEASE
+from tests.reliability.test_operator_restart import delete_policy
 
 CHECKPOINT_INTERVAL = 600.0  # spec.recommendations.checkpointInterval's default
 GC_TIMEOUT = 60.0  # a real garbage collector can take about 30 s to start following a new custom resource
@@ -66,10 +68,11 @@ async def test_a_restart_keeps_the_recommendations_and_their_history(start):
     await first.thread.stop()  # writes every checkpoint once more
 
     written = await checkpoints(first)
-    assert written.keys() == workloads.keys(), "one checkpoint per WorkloadMetrics, of the same name"
+    assert written.keys() == workloads.keys(), "one checkpoint per workload, named as its WorkloadMetrics"
+    policy_uid = (await first.policy("p"))["metadata"]["uid"]
     for key, checkpoint in written.items():
         [owner] = checkpoint["metadata"]["ownerReferences"]
-        assert (owner["kind"], owner["uid"]) == ("WorkloadMetrics", workloads[key]["metadata"]["uid"])
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("MetricsPolicy", "p", policy_uid)
         assert checkpoint["metadata"]["labels"]["kubemeter.io/policy"] == "p"
         assert checkpoint["spec"]["workload"] == workloads[key]["spec"]["workload"]
 
@@ -80,6 +83,120 @@ async def test_a_restart_keeps_the_recommendations_and_their_history(start):
     # A fresh history would hold one sample, one interval (3600 s): the restored ones go on from where they were.
     assert all(after[key] > before[key] > 3600.0 for key in before), (before, after)
     assert (await checkpoint_results(second)).get("restored") == len(written)
+
+
+async def sentinel_owned_by(op: Operator, owner: dict) -> str:
+    """A MetricsCheckpoint no policy lists (no label), owned by ``owner`` (a WorkloadMetrics) as the previous version
+    had a workload's checkpoint owned: once it is gone, the garbage collector has dealt with the owner's going."""
+    meta = owner["metadata"]
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsCheckpoint",
+            "metadata": {"name": f"sentinel-{meta['name']}"[:253], "namespace": meta["namespace"],
+                         "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadMetrics",
+                                              "name": meta["name"], "uid": meta["uid"], "controller": True}]},
+            "spec": {"policy": "sentinel", "workload": owner["spec"]["workload"], "time": "2026-01-01T00:00:00Z",
+                     "containers": {}}}
+    await op.call(op.custom.create_namespaced_custom_object, GROUP, VERSION, meta["namespace"], "metricscheckpoints",
+                  body)
+    return f"{meta['namespace']}/{body['metadata']['name']}"
+
+
+async def collected(op: Operator, sentinel: str) -> None:
+    async def gone() -> bool:
+        return sentinel not in await checkpoints(op)
+
+    await eventually(gone, timeout=GC_TIMEOUT)
+
+
+def of_workload(histories: dict[tuple[str, str, str, str], float], workload: tuple[str, str, str]) -> dict:
+    return {key: seconds for key, seconds in histories.items() if key[:3] == workload}
+
+
+async def test_a_deployment_scaled_to_zero_keeps_its_history_across_a_restart_until_its_policy_goes(cluster, start):
+    first = await start()
+    await learned(first)
+    await first.thread.run(first.runtime.lifecycle.policies["p"].checkpoints.write_all())
+    night = next(o for o in await first.workload_metrics() if o["spec"]["workload"]["kind"] == "Deployment")
+    namespace, name = night["metadata"]["namespace"], night["spec"]["workload"]["name"]
+    workload, key = (namespace, "Deployment", name), f"{namespace}/{night['metadata']['name']}"
+    before = of_workload(history_seconds(first, "p"), workload)
+    assert before and key in await checkpoints(first)
+    sentinel = await sentinel_owned_by(first, night)
+
+    # Scaled to zero for the night: no pod left, so its WorkloadMetrics goes; its history stays (a half-life).
+    scaled_down_at = time.time()
+    await cluster.scenario.scale("Deployment", namespace, name, 0)
+
+    async def measured_no_more() -> bool:
+        await first.cycle("p", pause=0.2)
+        return workload not in {(o["metadata"]["namespace"], o["spec"]["workload"]["kind"], o["spec"]["workload"]["name"])
+                                for o in await first.workload_metrics()}
+
+    await eventually(measured_no_more, timeout=GC_TIMEOUT)
+    await collected(first, sentinel)  # the garbage collector is done with the WorkloadMetrics' dependents
+    assert key in await checkpoints(first), "the checkpoint is the policy's: it stays"
+    await first.thread.stop()  # an operator restart (an upgrade, a node drain) overnight
+
+    second = await start()
+    await first_cycle(second, "p")
+    assert (await checkpoint_results(second)).get("restored") == len(await checkpoints(second))
+    assert not of_workload(history_seconds(second, "p"), workload), "no pod: no recommendation"
+    await cluster.scenario.scale("Deployment", namespace, name, 2)  # the morning
+
+    async def sampled_again() -> dict | None:
+        await second.cycle("p", pause=0.2)
+        after = of_workload(history_seconds(second, "p"), workload)
+        return after if after.keys() == before.keys() and all(after[c] > before[c] for c in before) else None
+
+    after = await eventually(sampled_again, timeout=GC_TIMEOUT)
+    # A history spans from its first sample's interval (one policy interval, 1h, before it) to its last, this cycle:
+    # the restored one began before the night; one started afresh would begin with the morning's first sample.
+    cycle_time = second.runtime.lifecycle.policies["p"].loop.last_report.snapshot.time
+    began = {container: cycle_time - (seconds - 3600.0) for container, seconds in after.items()}
+    assert all(start < scaled_down_at for start in began.values()), (scaled_down_at, began)
+
+    await flush_checkpoints(second)
+    await delete_policy(second, "p", "Background")  # kubectl delete mp p
+
+    async def none_left() -> bool:
+        return not await checkpoints(second) and not await second.workload_metrics()
+
+    await eventually(none_left, timeout=GC_TIMEOUT)
+
+
+async def test_the_checkpoints_an_earlier_version_had_owned_by_their_workloadmetrics_are_adopted(cluster, start):
+    first = await start()
+    await learned(first)
+    await first.thread.stop()  # writes every checkpoint
+    workloads = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in await first.workload_metrics()}
+    written = await checkpoints(first)
+    assert written.keys() == workloads.keys()
+    for key, checkpoint in written.items():  # as the earlier version wrote them: owned by their WorkloadMetrics
+        wm = workloads[key]["metadata"]
+        owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadMetrics", "name": wm["name"], "uid": wm["uid"],
+                 "controller": True}
+        await first.call(first.custom.patch_namespaced_custom_object, GROUP, VERSION, wm["namespace"],
+                         "metricscheckpoints", wm["name"],
+                         [{"op": "replace", "path": "/metadata/ownerReferences", "value": [owner]}],
+                         _content_type="application/json-patch+json")
+
+    second = await start()  # the upgrade
+    await first_cycle(second, "p")
+    policy_uid = (await second.policy("p"))["metadata"]["uid"]
+
+    async def adopted() -> bool:
+        owners = {key: [(r["kind"], r["uid"]) for r in c["metadata"]["ownerReferences"]]
+                  for key, c in (await checkpoints(second)).items()}
+        return owners == {key: [("MetricsPolicy", policy_uid)] for key in written}
+
+    await eventually(adopted)
+    assert (await checkpoint_results(second)).get("adopted") == len(written)
+
+    # Its WorkloadMetrics deleted (by hand here; with its workload's last pod in the cluster): the checkpoint stays.
+    [namespace, name] = sorted(written)[0].split("/")
+    sentinel = await sentinel_owned_by(second, workloads[f"{namespace}/{name}"])
+    await second.call(second.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, "workloadmetrics", name)
+    await collected(second, sentinel)
+    assert f"{namespace}/{name}" in await checkpoints(second)
 
 
 async def test_a_malformed_checkpoint_is_reported_left_alone_and_the_others_restored(start):

@@ -166,16 +166,23 @@ async def test_an_operator_start_removes_the_objects_of_policies_that_no_longer_
     await first.cycle("kept")
     kept = {o["metadata"]["uid"] for o in await first.workload_metrics() if o["spec"]["policy"] == "kept"}
     assert kept
-    await first.thread.stop()
+    await first.thread.stop()  # writes the right-sizing checkpoints of both
     await delete_policy(first, "gone", "Orphan")
     assert {o["spec"]["policy"] for o in await first.workload_metrics()} == {"gone", "kept"}
+    assert {o["spec"]["policy"] for o in await checkpoints(first)} == {"gone", "kept"}
+    kept_checkpoints = {o["metadata"]["uid"] for o in await checkpoints(first) if o["spec"]["policy"] == "kept"}
 
     second = await start()
 
     async def only_kept() -> bool:
-        return {o["metadata"]["uid"] for o in await second.workload_metrics()} == kept
+        return {o["metadata"]["uid"] for o in await second.workload_metrics()} == kept and \
+            {o["metadata"]["uid"] for o in await checkpoints(second)} == kept_checkpoints
 
     assert await eventually(only_kept), "the orphans of the deleted policy are removed, the others kept"
+
+
+async def checkpoints(op) -> list[dict]:
+    return (await op.call(op.custom.list_cluster_custom_object, GROUP, VERSION, "metricscheckpoints"))["items"]
 
 
 async def test_objects_a_restart_with_an_invalid_spec_cannot_update_say_they_are_stale(cluster: Cluster, start):

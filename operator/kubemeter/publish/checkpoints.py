@@ -1,23 +1,28 @@
 """Right-sizing checkpoints: one policy's workload histories kept in MetricsCheckpoint objects, so that a restart
 or a new leader continues them instead of learning from zero (docs/architecture.md, "Checkpoints").
 
-- **Where**: one MetricsCheckpoint per WorkloadMetrics, same namespace and name, labelled with the policy, owned by
-  that WorkloadMetrics (the garbage collector deletes it with it, and so with its policy).
-- **Written** through the operator's one KubeApi (its rate limiter, retries, timeouts), by a background drain: a
+- **Where**: one MetricsCheckpoint per workload of the policy, in its namespace, labelled with the policy and owned
+  by it (the MetricsPolicy: the garbage collector deletes them with it). Not by the workload's WorkloadMetrics,
+  which goes with the workload's last pod: a Deployment scaled to zero keeps its history a half-life, and a restart
+  meanwhile would lose it. Named as its WorkloadMetrics usually is (``deployment-web``), or with a hash of (policy,
+  workload) when another policy's checkpoint has that name (two policies selecting one workload).
+- **Written** through the operator's one KubeApi (its rate limiter, retries, timeouts), by a background drain
+  (publish/writequeue.py; a write that failed is not sent again, the workload's next turn plans it afresh): a
   workload's at most once per ``checkpointInterval``, each workload at its own phase of the interval (a hash of
   its name) so that the writes spread over it, and only when its history changed since the last write. Once more
   at shutdown, for as long as the shutdown flush allows.
 - **Restored** when the policy's loop starts and when this replica becomes leader, before the term's first cycle:
   the policy's checkpoints are listed (label selector) into its Recommender. A malformed or foreign one is
-  logged, counted and left as it is; the others are restored.
-- **Deleted** when the history is forgotten (the workload went), and all of the policy's when its recommendations
-  are turned off.
+  logged, counted and left as it is; the others are restored, and those an earlier version wrote (owned by their
+  WorkloadMetrics) or a policy deleted with ``--cascade=orphan`` left (owned by none) are adopted: their
+  ownerReferences patched to the policy, by the drain (not delaying the first cycle).
+- **Deleted** when the history is forgotten (a half-life after the workload's last pod), all of the policy's when its
+  recommendations are turned off, and by the garbage collector with the policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import json
 import logging
@@ -32,16 +37,19 @@ from kubemeter import GROUP, VERSION
 from kubemeter.compute.report import CycleReport
 from kubemeter.compute.rightsizing import Recommender
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
-from kubemeter.logcontext import log_context
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.documents import (
     MANAGED_BY,
     POLICY_LABEL,
+    is_of,
+    owner_references_for,
     policy_label_value,
+    policy_owner_reference,
     stored_workload,
     workload_from_spec,
+    workloadmetrics_name,
 )
-from kubemeter.tasks import cancel_and_wait
+from kubemeter.publish.writequeue import WriteQueue
 from kubemeter.timefmt import parse_rfc3339, rfc3339
 from kubemeter.types import WorkloadRef
 
@@ -53,13 +61,11 @@ MAX_CHECKPOINT_CONTAINERS = 50
 histogram), so an object stays under 300 KiB, far below the API server's 1.5 MiB; typically 1.3-2.5 KiB each."""
 _JSON_PATCH = "application/json-patch+json"
 
-Owner = tuple[str, str]
-"""A WorkloadMetrics' (name, uid)."""
 
 
-def checkpoint_object(policy: str, ref: WorkloadRef, owner: Owner, containers: Mapping[str, Any], now: float) -> dict:
-    """The MetricsCheckpoint of one workload (``ref`` as WorkloadMetrics store it), owned by its WorkloadMetrics."""
-    name, uid = owner
+def checkpoint_object(policy: str, policy_uid: str, ref: WorkloadRef, name: str, containers: Mapping[str, Any],
+                      now: float) -> dict:
+    """The MetricsCheckpoint ``name`` of one workload (``ref`` as WorkloadMetrics store it), owned by its policy."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "MetricsCheckpoint",
@@ -67,7 +73,7 @@ def checkpoint_object(policy: str, ref: WorkloadRef, owner: Owner, containers: M
             "name": name,
             "namespace": ref.namespace,
             "labels": _labels(policy),
-            "ownerReferences": [_owner_reference(owner)],
+            "ownerReferences": [policy_owner_reference(policy, policy_uid)],
         },
         "spec": {
             "policy": policy,
@@ -78,13 +84,27 @@ def checkpoint_object(policy: str, ref: WorkloadRef, owner: Owner, containers: M
     }
 
 
+def checkpoint_name(policy: str, ref: WorkloadRef, hashed: bool = False) -> str:
+    """The name of a workload's (``ref`` as stored) checkpoint: its WorkloadMetrics' usual one, or (``hashed``,
+    when another policy's or workload's checkpoint has that) one with a hash of policy and workload, which no
+    other policy's can have."""
+    return workloadmetrics_name(policy, ref, hashed)
+
+
+def adopted_owner_references(policy: str, policy_uid: str, references: list[dict]) -> list[dict] | None:
+    """The ownerReferences that make the policy a restored checkpoint's owner, or None when it is already (and no
+    WorkloadMetrics is): an earlier version's checkpoint is owned by its WorkloadMetrics (and would go with it),
+    one a policy deleted with ``--cascade=orphan`` left by nobody (or by that policy's old uid)."""
+    api_version = f"{GROUP}/{VERSION}"
+    others = [r for r in references if not (r.get("kind") == "WorkloadMetrics" and r.get("apiVersion") == api_version)]
+    owned = owner_references_for(policy, policy_uid, others)
+    if owned is None:
+        return None if len(others) == len(references) else others
+    return owned
+
+
 def _labels(policy: str) -> dict[str, str]:
     return {**MANAGED_BY, POLICY_LABEL: policy_label_value(policy)}
-
-
-def _owner_reference(owner: Owner) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadMetrics", "name": owner[0], "uid": owner[1],
-            "controller": True}
 
 
 def read_checkpoint(item: Mapping, policy: str) -> tuple[WorkloadRef, Mapping[str, Any], float]:
@@ -121,7 +141,8 @@ class _Kept:
     """A checkpoint that exists (as far as this run knows)."""
 
     name: str
-    owner_uid: str
+    owned: bool
+    """Whether the policy (its uid) is its owner, and no WorkloadMetrics."""
     digest: str
 
 
@@ -129,20 +150,21 @@ class _Kept:
 class _Write:
     ref: WorkloadRef
     name: str
-    body: dict | None  # None: delete
+    body: dict | None  # None: delete, or (``owners``) adopt
     digest: str = ""
+    owners: list[dict] | None = None
+    """Adopt a restored checkpoint: only its ownerReferences, these."""
 
 
 class CheckpointPublisher:
-    """Writes, restores and deletes one policy's checkpoints (a loop.Publisher, after the StatusPublisher, whose
-    WorkloadMetrics own them)."""
+    """Writes, restores and deletes one policy's checkpoints (a loop.Publisher, after the StatusPublisher)."""
 
     def __init__(
         self,
         api: KubeApi,
         policy: str,
+        policy_uid: str,
         recommender: Callable[[], Recommender | None],
-        owner: Callable[[WorkloadRef], Owner | None],
         active: asyncio.Event,
         *,
         interval: float,
@@ -150,11 +172,11 @@ class CheckpointPublisher:
         on_result: Callable[[str], None] = lambda result: None,
         writers: int = 2,
     ) -> None:
-        """``recommender``: the policy's current one (None when its recommendations are off); ``owner``: the
-        WorkloadMetrics written for a workload (as stored), None until it exists; ``active``: set while this
-        replica may write; ``on_result``: written, deleted, restored, malformed or failed, once each."""
-        self.api, self.policy = api, policy
-        self._recommender, self._owner, self._active = recommender, owner, active
+        """``policy_uid``: the policy's, which owns its checkpoints; ``recommender``: the policy's current one (None
+        when its recommendations are off); ``active``: set while this replica may write; ``on_result``: written,
+        deleted, restored, adopted, malformed or failed, once each."""
+        self.api, self.policy, self.policy_uid = api, policy, policy_uid
+        self._recommender, self._active = recommender, active
         self.interval = interval
         self.clock = clock
         self._on_result = on_result
@@ -162,10 +184,11 @@ class CheckpointPublisher:
         self._kept: dict[WorkloadRef, _Kept] = {}
         self._due: dict[WorkloadRef, float] = {}
         """When each workload's history is next compared with its checkpoint (and written if it changed)."""
-        self._pending: dict[WorkloadRef, _Write] = {}
-        self._in_flight = 0
-        self._wakeup = asyncio.Event()
-        self._drain: asyncio.Task | None = None
+        # Not sent again when a write fails: the workload's next turn (or the next term) plans it afresh.
+        self._writes: WriteQueue[WorkloadRef, _Write] = WriteQueue(
+            lambda ref, write: self._send(write), name=f"checkpoint-writer-{policy}", clock=lambda: self.clock(),
+            writers=writers, failed=self._write_failed, context={"policy": policy},
+            fields=lambda ref: {"namespace": ref.namespace, "kind": ref.kind, "workload": ref.name})
         self._restored = False
         self._too_many_warned: set[WorkloadRef] = set()
         self.writes = 0
@@ -187,7 +210,7 @@ class CheckpointPublisher:
             return
         self._restored = True
         recommender, now = self._recommender(), self.clock()
-        restored = malformed = 0
+        restored = malformed = adopting = 0
         for item in response.get("items", []):
             meta = item.get("metadata") or {}
             where = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -203,17 +226,24 @@ class CheckpointPublisher:
                 continue
             restored += 1
             self._on_result("restored")
-            owners = [r for r in meta.get("ownerReferences") or [] if r.get("kind") == "WorkloadMetrics"]
+            owners = adopted_owner_references(self.policy, self.policy_uid, list(meta.get("ownerReferences") or []))
             # What the history holds now, as the next comparison will see it (the API server may have turned a
             # float such as 7200.0 into 7200, which would look like a change).
             held = self._bounded(recommender, ref) if recommender is not None else containers
-            self._kept[ref] = _Kept(meta["name"], owners[0].get("uid", "") if owners else "", _digest(held))
+            self._kept[ref] = _Kept(meta["name"], owners is None, _digest(held))
+            if owners is not None and recommender is not None:
+                # Sent now, not at its next turn: until then, its WorkloadMetrics' going would take it along.
+                adopting += 1
+                self._queue(_Write(ref, meta["name"], None, owners=owners))
             # The previous writer's schedule goes on, shifted by this workload's phase: a restart right after a
             # shutdown (which wrote every checkpoint at once) does not make them all due together.
             self._due[ref] = written + self.interval * (1.0 + _phase(ref))
         if restored or malformed:
-            log.info("restored the right-sizing histories of %d workloads from their MetricsCheckpoints%s", restored,
-                     f"; {malformed} malformed ones left as they are" if malformed else "")
+            log.info("restored the right-sizing histories of %d workloads from their MetricsCheckpoints%s%s", restored,
+                     f"; {malformed} malformed ones left as they are" if malformed else "",
+                     f"; adopting {adopting} (owned by their WorkloadMetrics, as an earlier version wrote them, or by "
+                     "no live policy)" if adopting else "")
+        self._writes.start()
 
     # ---- planning --------------------------------------------------------------------------------------------
     async def publish(self, report: CycleReport, spec: PolicySpec, generation: int) -> None:
@@ -228,33 +258,32 @@ class CheckpointPublisher:
             for ref in list(self._kept):
                 self._delete(ref)
             self._due.clear()
-            self._ensure_drain()
+            self._writes.start()
             return
         now = self.clock()
         for ref in recommender.workloads():
             due = self._due.get(ref)
             if due is None:
                 due = self._due[ref] = now + self.interval * _phase(ref)
-            if now >= due and self._plan(recommender, ref, now):
+            if now >= due:
+                self._plan(recommender, ref, now)
                 self._due[ref] = now + self.interval
-        self._ensure_drain()
+        self._writes.start()
 
-    def _plan(self, recommender: Recommender, ref: WorkloadRef, now: float) -> bool:
-        """Queue the workload's checkpoint if its history changed since the last one; False while its
-        WorkloadMetrics is not written yet (it owns the checkpoint)."""
-        stored = stored_workload(ref)
-        owner = self._owner(stored)
-        if owner is None:
-            return False
+    def _plan(self, recommender: Recommender, ref: WorkloadRef, now: float) -> None:
+        """Queue the workload's checkpoint if its history changed since the last one (or it is not the policy's
+        yet)."""
         containers = self._bounded(recommender, ref)
         if not containers:
-            return True
+            return
         digest = _digest(containers)
         kept = self._kept.get(ref)
-        if kept is not None and kept.digest == digest and kept.owner_uid == owner[1] and kept.name == owner[0]:
-            return True  # unchanged: nothing to write
-        self._queue(_Write(ref, owner[0], checkpoint_object(self.policy, stored, owner, containers, now), digest))
-        return True
+        if kept is not None and kept.digest == digest and kept.owned:
+            return  # unchanged: nothing to write
+        stored = stored_workload(ref)
+        name = kept.name if kept is not None else checkpoint_name(self.policy, stored)
+        self._queue(_Write(ref, name, checkpoint_object(self.policy, self.policy_uid, stored, name, containers, now),
+                           digest))
 
     def _bounded(self, recommender: Recommender, ref: WorkloadRef) -> dict[str, Any]:
         """The workload's histories as its checkpoint holds them: the first MAX_CHECKPOINT_CONTAINERS by name."""
@@ -272,89 +301,97 @@ class CheckpointPublisher:
         if kept is not None:
             self._queue(_Write(ref, kept.name, None))
         else:
-            self._pending.pop(ref, None)
+            self._writes.discard(ref)
 
     def _queue(self, write: _Write) -> None:
-        self._pending[write.ref] = write  # replaces an unsent older one of the same workload
+        self._writes.put(write.ref, write)  # replaces an unsent older one of the same workload
 
     # ---- sending ---------------------------------------------------------------------------------------------
-    def _ensure_drain(self) -> None:
-        if not self._pending:
-            return
-        self._wakeup.set()
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run_drain(), name=f"checkpoint-writer-{self.policy}",
-                                              context=contextvars.Context())
-
-    async def _run_drain(self) -> None:
-        async def writer() -> None:
-            while self._pending:
-                ref = next(iter(self._pending))
-                write = self._pending.pop(ref)
-                self._in_flight += 1
-                try:
-                    with log_context(namespace=ref.namespace, kind=ref.kind, workload=ref.name):
-                        await self._send(write)
-                except Exception as exc:  # noqa: BLE001 - the next due write (or the next term) tries again
-                    self._on_result("failed")
-                    self._kept.pop(ref, None)  # not known to hold what was planned: compared afresh next time
-                    what = "deleting" if write.body is None else "writing"
-                    log.warning("%s MetricsCheckpoint %s/%s failed: %s", what, ref.namespace, write.name,
-                                describe(exc))
-                finally:
-                    self._in_flight -= 1
-
-        with log_context(policy=self.policy):
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                await asyncio.gather(*(writer() for _ in range(self._writers)))
+    def _write_failed(self, ref: WorkloadRef, write: _Write, exc: Exception) -> None:
+        self._on_result("failed")
+        self._kept.pop(ref, None)  # not known to hold what was planned: compared afresh next time
+        what = "deleting" if write.body is None and write.owners is None else "writing"
+        log.warning("%s MetricsCheckpoint %s/%s failed: %s", what, ref.namespace, write.name, describe(exc))
 
     async def _send(self, write: _Write) -> None:
-        custom, namespace = self.api.custom, write.ref.namespace
-        if write.body is None:
-            self._kept.pop(write.ref, None)
-            try:
-                await self.api.call(custom.delete_namespaced_custom_object, GROUP, VERSION, namespace,
-                                    METRICSCHECKPOINTS, write.name)
-            except ApiException as exc:
-                if exc.status != 404:  # gone already (with its WorkloadMetrics)
-                    raise
-            self._on_result("deleted")
+        if write.owners is not None:
+            await self._adopt(write)
+        elif write.body is None:
+            await self._remove(write)
+        else:
+            await self._write(write)
+
+    async def _remove(self, write: _Write) -> None:
+        self._kept.pop(write.ref, None)
+        try:
+            await self.api.call(self.api.custom.delete_namespaced_custom_object, GROUP, VERSION, write.ref.namespace,
+                                METRICSCHECKPOINTS, write.name)
+        except ApiException as exc:
+            if exc.status != 404:  # gone already
+                raise
+        self._on_result("deleted")
+
+    async def _adopt(self, write: _Write) -> None:
+        patch = [{"op": "add", "path": "/metadata/ownerReferences", "value": write.owners}]
+        try:
+            await self.api.call(self.api.custom.patch_namespaced_custom_object, GROUP, VERSION, write.ref.namespace,
+                                METRICSCHECKPOINTS, write.name, patch, _content_type=_JSON_PATCH, also_retry=CONFLICT)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self._kept.pop(write.ref, None)  # gone meanwhile (with its WorkloadMetrics): its next turn creates it
             return
-        meta = write.body["metadata"]
-        patch = [{"op": "add", "path": "/metadata/labels", "value": meta["labels"]},
-                 {"op": "add", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]},
-                 {"op": "add", "path": "/spec", "value": write.body["spec"]}]
+        kept = self._kept.get(write.ref)
+        if kept is not None:
+            kept.owned = True
+        self._on_result("adopted")
+
+    async def _write(self, write: _Write) -> None:
+        """Create or patch the checkpoint: 404 on a patch, created again; 409 on a create, this policy's (a
+        previous run's) is patched, another's makes it take the hashed name."""
+        custom, namespace, name, body = self.api.custom, write.ref.namespace, write.name, write.body
+        assert body is not None
         exists = write.ref in self._kept
-        for attempt in range(2):
+        for attempt in range(3):
             self.writes += 1
             try:
                 if exists:
+                    meta = body["metadata"]
+                    patch = [{"op": "add", "path": "/metadata/labels", "value": meta["labels"]},
+                             {"op": "add", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]},
+                             {"op": "add", "path": "/spec", "value": body["spec"]}]
                     await self.api.call(custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
-                                        METRICSCHECKPOINTS, write.name, patch, _content_type=_JSON_PATCH,
+                                        METRICSCHECKPOINTS, name, patch, _content_type=_JSON_PATCH,
                                         also_retry=CONFLICT)
                 else:
                     await self.api.call(custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
-                                        METRICSCHECKPOINTS, write.body)
+                                        METRICSCHECKPOINTS, body)
                 break
             except ApiException as exc:
-                # Deleted behind our back (404: create it), or there already (409: a previous run's, overwritten).
-                if attempt == 1 or exc.status != (404 if exists else 409):
+                if attempt == 2 or exc.status != (404 if exists else 409):
                     raise
-                exists = not exists
-        owner_uid = meta["ownerReferences"][0]["uid"]
-        self._kept[write.ref] = _Kept(write.name, owner_uid, write.digest)
+            if exists:
+                exists = False  # deleted behind our back: created again
+            elif is_of(await self.api.call(custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
+                                           METRICSCHECKPOINTS, name), self.policy, stored_workload(write.ref)):
+                exists = True  # a previous run's (or leader's): overwritten
+            else:
+                hashed = checkpoint_name(self.policy, stored_workload(write.ref), hashed=True)
+                if hashed == name:
+                    raise RuntimeError(f"no free MetricsCheckpoint name for {write.ref} in policy {self.policy}")
+                log.info("MetricsCheckpoint %s/%s belongs to another policy or workload: this one is %s", namespace,
+                         name, hashed)
+                name, body = hashed, {**body, "metadata": {**body["metadata"], "name": hashed}}
+        self._kept[write.ref] = _Kept(name, True, write.digest)
         self._on_result("written")
 
     @property
     def pending_writes(self) -> int:
-        return len(self._pending) + self._in_flight
+        return self._writes.pending
 
     async def flush(self) -> None:
         """Wait until every planned write was sent (tests, shutdown)."""
-        while self._pending or self._in_flight:
-            await asyncio.sleep(0.01)
+        await self._writes.flush()
 
     async def write_all(self) -> None:
         """At shutdown, while leading: every changed history written once more, the longest unwritten first
@@ -366,9 +403,9 @@ class CheckpointPublisher:
         for count, ref in enumerate(sorted(recommender.workloads(), key=lambda r: self._due.get(r, now))):
             self._plan(recommender, ref, now)
             if count % 100 == 99:
-                self._ensure_drain()
+                self._writes.start()
                 await asyncio.sleep(0)  # the drain sends while the rest is planned
-        self._ensure_drain()
+        self._writes.start()
         await self.flush()
 
     # ---- publisher lifecycle ---------------------------------------------------------------------------------
@@ -378,12 +415,10 @@ class CheckpointPublisher:
     def step_down(self) -> None:
         """Another replica leads now and writes the checkpoints: drop what is planned and what this run knew of
         them; the next term restores them afresh (it may be a later one of this replica)."""
-        self._pending.clear()
-        if self._drain is not None:
-            self._drain.cancel()
+        self._writes.clear()
         self._kept.clear()
         self._due.clear()
         self._restored = False
 
     async def close(self) -> None:
-        await cancel_and_wait(self._drain)
+        await self._writes.close()

@@ -363,6 +363,13 @@ def workload_from_spec(namespace: str, spec: Mapping) -> WorkloadRef | None:
     return WorkloadRef(namespace, workload["kind"], workload["name"], workload.get("apiVersion", ""))
 
 
+def is_of(obj: Mapping, policy: str, workload: WorkloadRef) -> bool:
+    """Whether a WorkloadMetrics or MetricsCheckpoint (``obj``) is of ``policy`` and ``workload`` (as stored): a
+    name may be taken by another policy's object, or another workload's."""
+    spec = obj.get("spec") or {}
+    return spec.get("policy") == policy and workload_from_spec(workload.namespace, spec) == workload
+
+
 def policy_owner_reference(policy: str, policy_uid: str) -> dict:
     """What makes the garbage collector delete a WorkloadMetrics with its policy."""
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricsPolicy", "name": policy, "uid": policy_uid,

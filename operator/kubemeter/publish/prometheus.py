@@ -416,8 +416,9 @@ class OperatorMetrics:
             ["result"], registry=registry)
         self.checkpoints = Counter(
             "kubemeter_checkpoints_total",
-            "Right-sizing checkpoints (MetricsCheckpoints) by result: written, deleted, restored, malformed (found "
-            "at a restore and left as it is: see the log) or failed (a write or delete, after retries).",
+            "Right-sizing checkpoints (MetricsCheckpoints) by result: written, deleted, restored, adopted (an earlier "
+            "version's, owned by its WorkloadMetrics, now by the policy), malformed (found at a restore and left as it "
+            "is: see the log) or failed (a write or delete, after retries).",
             ["policy", "result"], registry=registry)
         self.nodes = Gauge(
             "kubemeter_nodes", "Nodes of a policy in its last cycle: selected, scraped or failed.",

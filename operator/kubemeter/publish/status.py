@@ -1,7 +1,7 @@
 """The status write engine: one policy's WorkloadMetrics and MetricsPolicy status, sent to the API server.
 
 What to write comes from documents.py (pure); this module decides when and sends it. Writes are planned per
-cycle and sent by a background drain, so a slow API server never delays a cycle:
+cycle and sent by a background drain (publish/writequeue.py), so a slow API server never delays a cycle:
 - a WorkloadMetrics is written only when a key value moved by more than ``minStatusChange`` (relative), a
   count changed, or its last write is older than ``maxStatusAge``; the policy's own status every cycle (one
   object per interval), so its ``lastScrapeTime`` says the cycles run even while no value moves;
@@ -19,7 +19,6 @@ cycle and sent by a background drain, so a slow API server never delays a cycle:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from kubemeter.compute.report import CycleReport
 from kubemeter.compute.rightsizing import WorkloadRecommendation
 from kubemeter.compute.snapshot import Snapshot
 from kubemeter.kubeapi import CONFLICT, KubeApi, describe
-from kubemeter.logcontext import log_context
 from kubemeter.policy import PolicySpec
 from kubemeter.publish.documents import (
     MANAGED_BY,
@@ -40,6 +38,7 @@ from kubemeter.publish.documents import (
     WORKLOADMETRICS,
     InvalidGeneration,
     condition,
+    is_of,
     key_values,
     merge_conditions,
     moved,
@@ -56,6 +55,7 @@ from kubemeter.publish.documents import (
     workloadmetrics_name,
     workloadmetrics_object,
 )
+from kubemeter.publish.writequeue import Backoff, WriteQueue
 from kubemeter.tasks import cancel_and_wait
 from kubemeter.timefmt import parse_rfc3339
 from kubemeter.types import WorkloadRef
@@ -69,7 +69,6 @@ STALE_AFTER_FAILED_CYCLES = 3
 """Cycles failed in a row after which the WorkloadMetrics say they are stale."""
 RETRY_FIRST, RETRY_MAX = 2.0, 60.0
 """Seconds before a failed write is sent again, doubling per failure of the same object up to RETRY_MAX."""
-_NONE_READY = object()  # no queued write whose object has none in flight (None is the policy's own key)
 
 
 @dataclass(slots=True)
@@ -78,8 +77,6 @@ class _Published:
     values: dict[str, object]
     written_at: float
     last_sample: float | None
-    uid: str = ""
-    """The object's (which its MetricsCheckpoint names as its owner)."""
 
 
 @dataclass(slots=True)
@@ -91,27 +88,28 @@ class _Write:
     at: float
 
 
-async def delete_orphaned_workloadmetrics(api: KubeApi) -> None:
-    """Delete the WorkloadMetrics whose policy no longer exists (deleted with ``--cascade=orphan``, so the
-    garbage collector left them, with figures nobody updates). The objects are listed before the
-    policies: one created meanwhile belongs to a policy the second list shows."""
+async def delete_orphaned_objects(api: KubeApi, plurals: tuple[str, ...] = (WORKLOADMETRICS,)) -> None:
+    """Delete the WorkloadMetrics (and the other ``plurals``: MetricsCheckpoints) whose policy no longer exists
+    (deleted with ``--cascade=orphan``, so the garbage collector left them, with figures nobody updates). The
+    objects are listed before the policies: one created meanwhile belongs to a policy the second list shows."""
     selector = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
-    objects = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, WORKLOADMETRICS,
-                             label_selector=selector)
+    listed = [(plural, await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, plural,
+                                      label_selector=selector)) for plural in plurals]
     policies = await api.call(api.custom.list_cluster_custom_object, GROUP, VERSION, METRICSPOLICIES)
     existing = {item["metadata"]["name"] for item in policies.get("items", [])}
-    for item in objects.get("items", []):
-        meta, policy = item["metadata"], (item.get("spec") or {}).get("policy")
-        if policy in existing:
-            continue
-        try:
-            await api.call(api.custom.delete_namespaced_custom_object, GROUP, VERSION, meta["namespace"],
-                           WORKLOADMETRICS, meta["name"])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        log.info("deleted WorkloadMetrics %s/%s: its policy %s no longer exists", meta["namespace"], meta["name"], policy,
-                 extra={"policy": policy, "namespace": meta["namespace"]})
+    for plural, objects in listed:
+        for item in objects.get("items", []):
+            meta, policy = item["metadata"], (item.get("spec") or {}).get("policy")
+            if policy in existing:
+                continue
+            try:
+                await api.call(api.custom.delete_namespaced_custom_object, GROUP, VERSION, meta["namespace"],
+                               plural, meta["name"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+            log.info("deleted %s %s/%s: its policy %s no longer exists", item.get("kind", plural), meta["namespace"],
+                     meta["name"], policy, extra={"policy": policy, "namespace": meta["namespace"]})
 
 
 class StatusPublisher:
@@ -133,22 +131,20 @@ class StatusPublisher:
         self._on_write = on_write
         self._writers = writers
         self._published: dict[WorkloadRef, _Published] = {}
-        self._pending: dict[WorkloadRef | None, _Write] = {}
-        self._sending: dict[WorkloadRef | None, _Write] = {}
-        self._wakeup = asyncio.Event()
-        self._drain: asyncio.Task | None = None
+        # One write per object at a time, so writes of one object land in the order planned; the policy's own
+        # (key None) first, so it can report on the others.
+        self._writes: WriteQueue[WorkloadRef | None, _Write] = WriteQueue(
+            lambda ref, write: self._send(write), name=f"status-writer-{policy}", clock=lambda: self.clock(),
+            writers=writers, failed=self._write_failed, sent=self._write_sent, retry=Backoff(RETRY_FIRST, RETRY_MAX),
+            first=None, fields=_fields, context={"policy": policy})
         self._loaded = False
         self._policy_status: dict | None = None
         self._policy_written: dict | None = None  # what the policy's status holds, as far as this run knows
         self._invalid: InvalidGeneration | None = None
-        self._in_flight = 0
         self._marking_stale: asyncio.Task | None = None
-        self._retries: dict[WorkloadRef | None, tuple[asyncio.TimerHandle, int]] = {}  # timer, failures so far
         self._failed_in_a_row = 0
         self._last_failure = ""
         self._failed_cycles = 0
-        self._progress_at = 0.0  # when a write last finished, or work arrived while there was none
-        self.writes_planned = 0
 
     def adopt_policy_status(self, status: Mapping | None) -> None:
         """The policy's current status (from its watch event): keeps condition transition times across restarts."""
@@ -179,16 +175,10 @@ class StatusPublisher:
                 values=key_values(status),
                 written_at=parse_rfc3339(status.get("lastUpdated")) or 0.0,
                 last_sample=parse_rfc3339(status.get("lastSampleTime")),
-                uid=meta.get("uid", ""),
             )
             adopted.append((ref, status))
         self._loaded = True
         return adopted
-
-    def workloadmetrics_of(self, ref: WorkloadRef) -> tuple[str, str] | None:
-        """The (name, uid) of the WorkloadMetrics written for ``ref`` (as stored), None until one is."""
-        published = self._published.get(ref)
-        return (published.name, published.uid) if published is not None and published.uid else None
 
     async def start_term(self) -> None:
         """Nothing here: the first cycle's publish adopts the objects a previous run (or leader) wrote."""
@@ -208,7 +198,7 @@ class StatusPublisher:
         for ref, status in adopted:
             if status and not status.get("stale"):
                 self._queue(_Write(ref, stale_workload_status(status, now), now))
-        self._ensure_drain()
+        self._writes.start()
 
     async def _own(self, meta: Mapping) -> bool:
         """Make this policy the controller owner of an adopted object; False if the object is gone."""
@@ -265,8 +255,7 @@ class StatusPublisher:
                 if fresh and not moved(self._stored_next(ref, published), key_values(status), spec.min_status_change):
                     # What the object holds (or is being sent) is close enough: a queued write, planned
                     # for a value since gone back, would now be a write that moves nothing.
-                    self._pending.pop(ref, None)
-                    self._cancel_retry(ref)
+                    self._writes.discard(ref)
                     continue
             self._queue(_Write(ref, status, now))
         for ref in self._published.keys() - {stored_workload(workload) for workload in snapshot.workloads}:
@@ -276,7 +265,7 @@ class StatusPublisher:
         """What the object holds once the write in flight for it (if any) lands. Not a queued write: that
         one is replaced or dropped by this very planning, so comparing with it could queue a value the
         object already holds."""
-        sending = self._sending.get(ref)
+        sending = self._writes.sending(ref)
         if sending is not None and sending.status is not None:
             return key_values(sending.status)
         return published.values
@@ -341,53 +330,31 @@ class StatusPublisher:
         current figures."""
         self._policy_status = status
         self._queue(_Write(None, status, now))
-        self._ensure_drain()
+        self._writes.start()
 
     def _queue(self, write: _Write) -> None:
-        self.writes_planned += 1
-        if not self.busy:
-            self._progress_at = self.clock()
-        self._cancel_retry(write.ref)  # this write replaces the failed one
-        self._pending[write.ref] = write  # an unsent older write of the same object is replaced in place
-        self._wakeup.set()
+        self._writes.put(write.ref, write)  # an unsent older write of the same object is replaced in place
 
-    # ---- failed writes: sent again later, and reported ------------------------------------------
-    def _retry_later(self, write: _Write) -> None:
-        if write.ref in self._pending:
-            return  # a newer write of the object is queued: it replaces this one
-        _, failures = self._retries.pop(write.ref, (None, 0))
-        delay = min(RETRY_MAX, RETRY_FIRST * 2**failures)
-        timer = asyncio.get_running_loop().call_later(delay, self._resend, write)
-        self._retries[write.ref] = (timer, failures + 1)
+    @property
+    def writes_planned(self) -> int:
+        """Writes queued (those sent again after a failure included)."""
+        return self._writes.planned
 
-    def _resend(self, write: _Write) -> None:
-        timer, failures = self._retries.pop(write.ref)
-        self._queue(write)
-        self._retries[write.ref] = (timer, failures)  # kept (its timer spent) for the next delay
-        self._ensure_drain()
+    # ---- failed writes: sent again later (the queue's Backoff), and reported ---------------------------
+    def _write_sent(self, ref: WorkloadRef | None, write: _Write) -> None:
+        if ref is not None:
+            self._failed_in_a_row = 0
 
-    def _cancel_retries(self) -> None:
-        for ref in list(self._retries):
-            self._cancel_retry(ref)
-
-    def _cancel_retry(self, ref: WorkloadRef | None) -> None:
-        retry = self._retries.pop(ref, None)
-        if retry is not None:
-            retry[0].cancel()
-
-    def _wrote(self, write: _Write, failure: str | None) -> None:
-        """A write finished: successfully (``failure`` None), or it failed and is sent again later."""
-        self._progress_at = self.clock()
-        if failure is None:
-            self._retries.pop(write.ref, None)
-            if write.ref is not None:
-                self._failed_in_a_row = 0
-            return
+    def _write_failed(self, ref: WorkloadRef | None, write: _Write, exc: Exception) -> None:
+        """In the ``except`` of the failed write, within its log context; the queue sends it again later."""
+        if isinstance(exc, ApiException):
+            log.warning("status write for %s failed: %s", _object(ref), describe(exc))
+        else:
+            log.exception("status write for %s failed", _object(ref))
         self._on_write("error")
-        self._retry_later(write)
-        if write.ref is not None:
+        if ref is not None:
             self._failed_in_a_row += 1
-            self._last_failure = failure
+            self._last_failure = describe(exc)
 
     def _write_failure(self) -> str | None:
         """Why the policy's Ready is False although its cycles run: its WorkloadMetrics cannot be written."""
@@ -399,66 +366,20 @@ class StatusPublisher:
     @property
     def busy(self) -> bool:
         """Writes wait to be sent or are being sent (a failed one waiting to be sent again is not counted)."""
-        return bool(self._pending) or self._in_flight > 0
+        return self._writes.busy
 
     @property
     def pending_writes(self) -> int:
-        return len(self._pending) + self._in_flight
+        return self._writes.pending
 
     def stalled_for(self) -> float:
         """Seconds the writer has had writes to send and finished none (0 when idle). Every request has a
         timeout, so a writer that makes no progress for long is wedged (a liveness failure)."""
-        return max(0.0, self.clock() - self._progress_at) if self.busy else 0.0
-
-    # ---- sending -------------------------------------------------------------------------------
-    def _ensure_drain(self) -> None:
-        if self._drain is None or self._drain.done():
-            # A context of its own: it outlives the cycle that started it, whose log fields (cycle) it must not keep.
-            self._drain = asyncio.create_task(self._run_drain(), name=f"status-writer-{self.policy}",
-                                              context=contextvars.Context())
-
-    async def _run_drain(self) -> None:
-        async def writer() -> None:
-            while True:
-                # One write per object at a time, so writes of one object land in the order planned; the
-                # policy's own first, so it can report on the others.
-                if None in self._pending and None not in self._sending:
-                    ref: WorkloadRef | None | object = None
-                else:
-                    ref = next((r for r in self._pending if r not in self._sending), _NONE_READY)
-                if ref is _NONE_READY:
-                    return
-                write = self._pending.pop(ref)
-                self._sending[ref] = write
-                self._in_flight += 1
-                with log_context(**_fields(write.ref)):
-                    try:
-                        await self._send(write)
-                    except ApiException as exc:
-                        log.warning("status write for %s failed: %s", _object(ref), describe(exc))
-                        self._wrote(write, describe(exc))
-                    except Exception as exc:
-                        log.exception("status write for %s failed", _object(ref))
-                        self._wrote(write, describe(exc))
-                    else:
-                        self._wrote(write, None)
-                    finally:
-                        self._in_flight -= 1
-                        if self._sending.get(ref) is write:
-                            del self._sending[ref]
-                        if ref in self._pending:
-                            self._wakeup.set()  # its next write waited for this one
-
-        with log_context(policy=self.policy):
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                await asyncio.gather(*(writer() for _ in range(self._writers)))
+        return self._writes.stalled_for()
 
     async def flush(self) -> None:
         """Wait until every planned write was sent (tests, benchmarks, shutdown)."""
-        while self._pending or self._in_flight:
-            await asyncio.sleep(0.01)
+        await self._writes.flush()
 
     async def _send(self, write: _Write) -> None:
         if write.ref is None:
@@ -564,7 +485,7 @@ class StatusPublisher:
         for hashed in (False, True):
             name = workloadmetrics_name(self.policy, ref, hashed)
             try:
-                created = await self.api.call(
+                await self.api.call(
                     self.api.custom.create_namespaced_custom_object,
                     GROUP,
                     VERSION,
@@ -578,12 +499,9 @@ class StatusPublisher:
                 existing = await self.api.call(
                     self.api.custom.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, WORKLOADMETRICS, name
                 )
-                spec = existing.get("spec") or {}
-                if spec.get("policy") != self.policy or workload_from_spec(ref.namespace, spec) != ref:
+                if not is_of(existing, self.policy, ref):
                     continue  # the short name belongs to another policy or workload
-                created = existing
-            published = _Published(name=name, values={}, written_at=0.0, last_sample=None,
-                                   uid=(created or {}).get("metadata", {}).get("uid", ""))
+            published = _Published(name=name, values={}, written_at=0.0, last_sample=None)
             self._published[ref] = published
             return published
         raise RuntimeError(f"no free WorkloadMetrics name for {ref} in policy {self.policy}")
@@ -591,21 +509,17 @@ class StatusPublisher:
     def step_down(self) -> None:
         """Another replica leads now: drop what is queued or being retried (it would overwrite the new leader's
         newer values) and forget what we believe the objects hold, so a later term adopts them again."""
-        self._pending.clear()
-        self._cancel_retries()
-        if self._drain is not None:
-            self._drain.cancel()
+        self._writes.clear()
         self._published.clear()
         self._loaded = False
         self._policy_written = None
 
     async def close(self) -> None:
-        self._cancel_retries()
         await self._stop_marking_stale()
-        await cancel_and_wait(self._drain)
+        await self._writes.close()
 
 
-def _object(ref: WorkloadRef | None | object) -> str:
+def _object(ref: WorkloadRef | None) -> str:
     return "the policy" if ref is None else f"{ref.kind} {ref.namespace}/{ref.name}"
 
 

@@ -498,7 +498,8 @@ def metrics_policy_status() -> Schema:
                 "absent when all is well. The conditions hold the same reasons.",
                 maxLength=1024,
             ),
-            "lastScrapeTime": timestamp("When the last cycle's scrapes finished."),
+            "lastScrapeTime": timestamp("When the last published cycle began scraping (its status is written once its "
+                                        "scrapes are done, within source.timeout)."),
             "lastCycleSeconds": number("How long the last cycle took, in seconds.", minimum=0),
             "nodes": obj(
                 "Node counts of the last cycle.",

@@ -22,8 +22,8 @@ from kubemeter.compute.histogram import CPU_BUCKETS, MAX_CHECKPOINT_WEIGHT, MEMO
 from kubemeter.compute.rightsizing import CHECKPOINT_VERSION, STRATEGIES, VERDICTS  # noqa: E402
 from kubemeter.compute.window import MAX_WINDOW_SAMPLES  # noqa: E402
 from kubemeter.policy import (  # noqa: E402
-    DEFAULT_RECOMMENDATION_METRICS, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_DERIVED_TIMEOUT, MIN_DERIVED_WINDOW,
-    RECOMMENDATION_METRICS, TIMEOUT_SHARE_OF_INTERVAL, WINDOW_INTERVALS,
+    DEFAULT_RECOMMENDATION_METRICS, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_DERIVED_TIMEOUT, MAX_INTERVAL,
+    MIN_DERIVED_WINDOW, RECOMMENDATION_METRICS, TIMEOUT_SHARE_OF_INTERVAL, WINDOW_INTERVALS,
 )
 from kubemeter.publish.documents import (  # noqa: E402
     MAX_API_VERSION_LENGTH, MAX_KIND_LENGTH, MAX_NAME_LENGTH, MAX_RECOMMENDATION_NAMESPACES, MAX_UNRESOLVED_PODS,
@@ -199,6 +199,11 @@ def metrics_policy_spec() -> Schema:
         when_well_formed(DURATION_PATTERN, ["self"], "duration(self) >= duration('10s')"),
         "interval must be at least 10s",
     )
+    longest = f"{MAX_INTERVAL / 3600:g}h"
+    interval_max_rule = rule(
+        when_well_formed(DURATION_PATTERN, ["self"], f"duration(self) <= duration('{longest}')"),
+        f"interval must be at most {longest}",
+    )
     positive_timeout = rule(
         when_well_formed(DURATION_PATTERN, ["self"], "duration(self) > duration('0s')"),
         "timeout must be longer than 0s",
@@ -206,7 +211,8 @@ def metrics_policy_spec() -> Schema:
     return obj(
         "What to scrape, how often, and how to aggregate and publish it.",
         {
-            "interval": duration("How often the kubelets are scraped; at least 10s.", "30s", interval_rule),
+            "interval": duration(f"How often the kubelets are scraped; at least 10s, at most {longest}.", "30s",
+                                 interval_rule, interval_max_rule),
             "selector": obj(
                 "Which namespaces, pods and nodes the policy covers. All given conditions must hold.",
                 {
@@ -500,7 +506,8 @@ def metrics_policy_status() -> Schema:
                 "absent when all is well. The conditions hold the same reasons.",
                 maxLength=1024,
             ),
-            "lastScrapeTime": timestamp("When the last cycle's scrapes finished."),
+            "lastScrapeTime": timestamp("When the last published cycle began scraping (its status is written once its "
+                                        "scrapes are done, within source.timeout)."),
             "lastCycleSeconds": number("How long the last cycle took, in seconds.", minimum=0),
             "nodes": obj(
                 "Node counts of the last cycle.",
@@ -837,7 +844,7 @@ def metrics_checkpoint_spec() -> Schema:
             "version": integer(f"The layout's version ({CHECKPOINT_VERSION}); another is not restored.", minimum=1),
             "cpu": histogram("CPU usage in cores, one sample per pod and cycle.", CPU_BUCKETS.count),
             "memoryPeaks": histogram("Memory peaks in bytes, one per memory peak interval.", MEMORY_BUCKETS.count),
-            "firstSampleStart": seconds("The start of the interval the first sample measured."),
+            "firstSampleStart": seconds("The first sample's time, where the history's lifespan starts."),
             "lastSample": seconds("The time of the last sample."),
             "coveredSeconds": number("Seconds of samples (how much history backs the recommendation).", minimum=0),
             "memoryPeak": number("The current memory peak interval's peak so far, in bytes.", minimum=0),

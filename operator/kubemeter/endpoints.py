@@ -22,6 +22,41 @@ from kubemeter.delegated_auth import DelegatedAuth
 REFUSAL_HEADERS = {401: {"WWW-Authenticate": 'Bearer realm="kubemeter"'}, 429: {"Retry-After": "1"}}
 
 
+def _qualities(header: str) -> dict[str, float]:
+    """Content coding (lower case) -> its qvalue in an Accept-Encoding header (RFC 9110 12.5.3); an element whose
+    qvalue is malformed is left out."""
+    found: dict[str, float] = {}
+    for element in header.split(","):
+        coding, *parameters = (part.strip() for part in element.split(";"))
+        if not coding:
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = -1.0
+        if 0.0 <= quality <= 1.0:
+            found[coding.lower()] = max(quality, found.get(coding.lower(), 0.0))
+    return found
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether a response to a request with this Accept-Encoding header is gzipped: gzip (or ``*``) has a qvalue
+    above 0 and at least identity's when identity is named (or ``*`` is). ``q=0`` means not acceptable; without the
+    header, or when the client refuses both, the body goes as it is (identity is acceptable unless refused)."""
+    if not header:
+        return False
+    qualities = _qualities(header)
+    anything = qualities.get("*")
+    gzip = qualities.get("gzip", qualities.get("x-gzip", anything if anything is not None else 0.0))
+    # identity unlisted is acceptable, yet no preference over a coding the client names
+    identity = qualities.get("identity", anything if anything is not None else 0.0)
+    return gzip > 0.0 and gzip >= identity
+
+
 class Endpoints:
     def __init__(
         self,
@@ -61,7 +96,8 @@ class Endpoints:
                                 headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
         # Compressed as the client's Accept-Encoding allows (Prometheus asks for gzip): a large cluster's
         # exposition is tens of megabytes of repetitive text.
-        response.enable_compression()
+        if accepts_gzip(request.headers.get("Accept-Encoding")):
+            response.enable_compression(web.ContentCoding.gzip)
         return response
 
     async def _serve_health(self, request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from kubemeter.publish.prometheus import OperatorMetrics
 from kubemeter.publish.publisher import Publisher
 from kubemeter.scrape.client import ScrapeError
 from kubemeter.scrape.scraper import Scraper, ScrapeSource
+from kubemeter.timefmt import rfc3339
 from kubemeter.types import NodeFailure, NodeInfo, PodExtras, PodInfo, Selection, Usage, WorkloadRef
 from kubemeter.watch.model import ClusterModel
 
@@ -89,6 +90,9 @@ class PolicyLoop:
         self.meter = UsageMeter()
         self.recommender = Recommender(spec.recommendations) if spec.recommendations else None
         self.failures: dict[str, NodeFailure] = dict(failures or {})
+        self._inherited = set(self.failures)
+        """Failing nodes a previous run or leader reported, which this process has not logged yet: its first cycle
+        logs each one still failing (their Event was posted already, and is not posted again)."""
         self._without_workload: set[str] = set()
         """The uids of the pods the previous cycle selected without a known workload."""
         self._node_times: dict[str, tuple[float, float]] = {}
@@ -296,8 +300,11 @@ class PolicyLoop:
             )
 
     def _report_transitions(self, selection: Selection, failures: dict[str, NodeFailure]) -> None:
-        """Events only when a node starts or stops failing (or changes reason): never one per cycle."""
+        """Events only when a node starts or stops failing (or changes reason): never one per cycle. The log says it
+        at those transitions too, and once for each node found still failing as a previous run or leader reported
+        it (a new leader's log would otherwise never show a failure older than its term)."""
         nodes = {n.name: n for n in selection.nodes}
+        inherited, self._inherited = self._inherited, set()
         for name, failure in failures.items():
             before = self.failures.get(name)
             if before is None or before.reason != failure.reason:
@@ -308,6 +315,9 @@ class PolicyLoop:
                     "ScrapeFailed",
                     f"policy {self.name}: {failure.reason}: {failure.message}",
                 )
+            elif name in inherited:
+                log.warning("node %s failing (%s) since %s (reported before this term): %s", name,
+                            failure.reason, rfc3339(failure.since), failure.message, extra={"node": name})
         for name in self.failures.keys() - failures.keys():
             if name in nodes:
                 log.info("node %s recovered", name, extra={"node": name})

@@ -49,6 +49,10 @@ would only delay the other nodes' figures (the timeout bounds the whole scrape p
 WINDOW_INTERVALS = 10
 """The samples a derived window holds at least: the 5m default's at the 30s default interval."""
 MIN_DERIVED_WINDOW = 300.0
+MAX_INTERVAL = 86_400.0
+"""The longest spec.interval: a day, the right-sizing defaults' half-life and memory peak interval (a sample a day
+is already a thin history), and the derived window (10 intervals) ten days. Beyond it a policy is a mistake, and
+the derived values would be figures no one reads (``interval: 2562047h``: a window of 25,620,470 hours)."""
 
 
 def derived_timeout(interval: float) -> float:
@@ -323,6 +327,8 @@ def parse_policy(spec: Mapping | None) -> PolicySpec:
     max_status_age = _duration(output, "maxStatusAge", 300.0, "spec.output.maxStatusAge", problems)
     if interval < 10.0:
         problems.append("spec.interval: must be at least 10s")
+    elif interval > MAX_INTERVAL:
+        problems.append("spec.interval: must be at most 24h")
     # The derived values always hold: only a value the policy sets can break these rules.
     if source.get("timeout") is not None and (timeout <= 0 or timeout >= interval):
         problems.append("spec.source.timeout: must be greater than 0 and shorter than spec.interval")

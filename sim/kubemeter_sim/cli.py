@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import time
@@ -114,6 +115,18 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
         return await _report_and_wait(args, cluster, started, stop)
     finally:
         await cluster.__aexit__(None, None, None)
+        if stop.is_set():
+            print(f"kubemeter sim: stopped; its state ({cluster.workdir}) and the kubelet CA are removed, "
+                  f"{args.kubeconfig.resolve()} is left for the next run", flush=True)
+
+
+def _write_private(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` readable by its owner only (0600, also when it was there with another
+    mode): a kubeconfig holds the admin's client key."""
+    descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)  # before the credentials go in
+        out.write(source.read_bytes())
 
 
 async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealCluster, started: float,
@@ -121,7 +134,7 @@ async def _report_and_wait(args: argparse.Namespace, cluster: Cluster | RealClus
     # The cluster's state (certificates, etcd's data) is in a directory of its own that goes with it; only the
     # kubeconfig is written where asked, so a second run never meets the first one's leftovers. Beside it, while
     # the cluster runs, the CA that signed its kubelets (for curl or --kubelet-ca), named after the kubeconfig.
-    shutil.copyfile(cluster.kubeconfig, args.kubeconfig)
+    _write_private(cluster.kubeconfig, args.kubeconfig)
     kubelet_ca = kubelet_ca_path(args.kubeconfig.resolve())
     shutil.copyfile(cluster.ca_path, kubelet_ca)
     try:

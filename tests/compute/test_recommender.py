@@ -29,10 +29,10 @@ def pod(uid: str, ref: WorkloadRef | None, cpu_request: float | None = 0.5, memo
 def run(recommender: Recommender, pods: list[PodInfo], seconds: float, interval: float = 60.0,
         cpu: float = 0.1, memory: float = 100 * MI, start: float = START):
     """Every pod's containers at ``cpu`` cores and ``memory`` bytes, a cycle every ``interval``; the last
-    recommendations and the time of the last cycle."""
-    t, made = start, {}
-    for _ in range(int(seconds / interval)):
-        t += interval
+    recommendations and the time of the last cycle (``seconds`` after the first: the first sample covers none)."""
+    made = {}
+    for step in range(int(seconds / interval) + 1):
+        t = start + step * interval
         usage = {p.uid: {c.name: Usage(cpu, memory, t) for c in p.containers} for p in pods}
         recommender.observe(t, pods, usage, interval)
         made = recommender.recommendations(t, pods, interval)
@@ -97,6 +97,18 @@ def test_with_short_history_under_shows_early_and_over_only_once_the_bounds_narr
     made, t = run(Recommender(config), pods, 2 * HOUR)
     assert (made[WEB].containers["app"].cpu_verdict, made[SMALL].containers["app"].cpu_verdict) == ("fit", "under")
     assert verdict(0.5, None, HOUR, 0.0) == "learning", "no sample of that resource yet"
+
+
+def test_verdicts_stay_learning_until_min_history_of_watching_whatever_the_interval():
+    config = RightsizingConfig(min_history=HOUR)
+    for interval in (10.0, HOUR):
+        recommender, pods = Recommender(config), [pod("a", WEB)]
+        made, _ = run(recommender, pods, 0.0, interval)  # one cycle
+        app = made[WEB].containers["app"]
+        assert app.history_seconds == 0.0 and (app.cpu_verdict, app.memory_verdict) == ("learning", "learning")
+    made, t = run(Recommender(config), pods, HOUR, HOUR)  # two hour-long cycles: an hour watched
+    app = made[WEB].containers["app"]
+    assert app.history_seconds == pytest.approx(HOUR) and (app.cpu_verdict, app.memory_verdict) == ("fit", "fit")
 
 
 def test_recommendations_are_refreshed_once_a_minute_not_every_cycle():

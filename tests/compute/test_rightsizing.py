@@ -25,9 +25,10 @@ VPA, SIMPLE = STRATEGIES["vpa"], STRATEGIES["simple"]
 
 
 def feed(history, profile, seconds, interval, start=START):
-    """Samples of ``profile(t) -> (cores, bytes)`` every ``interval`` for ``seconds``; the time after the last."""
+    """Samples of ``profile(t) -> (cores, bytes)`` every ``interval`` for ``seconds`` from ``start`` (``seconds`` of
+    history: the first sample covers none); the time of the last."""
     steps = int(seconds / interval)
-    for step in range(1, steps + 1):
+    for step in range(steps + 1):
         t = start + step * interval
         history.add(t, *profile(t - START), interval)
     return start + steps * interval
@@ -128,18 +129,34 @@ def test_short_history_has_low_confidence_and_wide_bounds():
     assert ten_minutes.memory.lower_bound < seven_days.memory.lower_bound
 
 
+def test_history_is_the_time_watched_not_the_interval_of_a_sample():
+    """An hour-long interval credits no hour to its first sample, and cycles closer than the interval (a new spec
+    runs one at once) cover only the time between them."""
+    history = ContainerHistory()
+    assert history.add(START, 0.1, 100 * MB, HOUR)
+    first = recommend(history)
+    assert first.confidence == 0.0, "one sample: nothing watched yet"
+    assert first.cpu.lower_bound <= first.cpu.target <= first.cpu.upper_bound, "finite bounds, however wide"
+    assert math.isfinite(first.cpu.upper_bound) and math.isfinite(first.memory.upper_bound)
+    assert history.add(START + 120.0, 0.1, 100 * MB, HOUR)  # two minutes later
+    assert history.confidence() * DAY == pytest.approx(120.0)
+    assert history.add(START + 120.0 + 3 * HOUR, 0.1, 100 * MB, HOUR)  # two cycles missed: one interval covered
+    assert history.confidence() * DAY == pytest.approx(120.0 + HOUR)
+
+
 def test_confidence_counts_only_the_time_samples_cover():
     history = ContainerHistory()
     end = feed(history, steady, DAY, 60.0)
     feed(history, steady, DAY, 60.0, start=end + DAY)  # a day without samples between two days of them
-    assert history.confidence() == pytest.approx(2.0)
+    # the first sample after the gap covers one interval, not the day missed
+    assert history.confidence() == pytest.approx(2.0 + 60.0 / DAY)
     assert history.last_sample - history.first_sample_start == pytest.approx(3 * DAY)
 
 
 def test_pods_of_a_workload_share_its_history_cpu_per_pod_memory_the_highest_pod():
     history = ContainerHistory()
     pods = ((0.1, 100 * MB), (0.1, 150 * MB), (1.0, 400 * MB))  # one busy pod of three
-    for step in range(1, int(DAY / 60.0) + 1):
+    for step in range(int(DAY / 60.0) + 1):
         for cpu, memory in pods:
             assert history.add(START + step * 60.0, cpu, memory, 60.0)
     result = recommend(history)

@@ -76,6 +76,8 @@ class Operator:
         self.cluster, self.thread, self.client = cluster, thread, client
         self.runtime = thread.runtime
         self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.clock_ahead = 0.0
+        """Seconds the loop's clock is ahead of the real one (see :meth:`cycle`)."""
 
     async def call(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -98,12 +100,18 @@ class Operator:
         await self.thread.run(self.runtime.lifecycle.policies[name].publisher.flush())
         return loop
 
-    async def cycle(self, name: str, count: int = 1, pause: float = 0.7):
-        """Run ``count`` more cycles (a short pause first, so counters advance), publish, and return the last report."""
+    async def cycle(self, name: str, count: int = 1, pause: float = 0.7, advance: float = 0.0):
+        """Run ``count`` more cycles (a short pause first, so counters advance), publish, and return the last report.
+        ``advance``: seconds the loop's clock moves ahead before each (stepped cycles an interval apart as the loop,
+        and so the right-sizing history, sees them; the kubelets' clocks and the scrapes' times stay real)."""
         loop = await self.loop(name)
         report = None
         for _ in range(count):
             await asyncio.sleep(pause)
+            if advance:
+                self.clock_ahead += advance
+                ahead = self.clock_ahead
+                self.runtime.deps.clock = lambda: time.time() + ahead
             report = await self.thread.run(loop.run_cycle())
         await self.thread.run(self.runtime.lifecycle.policies[name].publisher.flush())
         return report

@@ -9,6 +9,7 @@ import logging
 import re
 import shlex
 import socket
+import stat
 import ssl
 import signal
 import subprocess
@@ -255,6 +256,8 @@ def test_sim_runs_again_with_the_same_kubeconfig_and_leaves_only_the_kubeconfig(
     """Its state (certificates, etcd's data on a real control plane) lives and goes with the cluster: a second run
     never meets the first one's, and the kubeconfig's directory holds nothing else afterwards."""
     kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text("an older file, readable by anyone\n")
+    kubeconfig.chmod(0o644)
     for _ in range(2):
         process = subprocess.Popen(
             [sys.executable, "-m", "kubemeter", "sim", "--control-plane", control_plane, "--nodes", "1",
@@ -263,9 +266,13 @@ def test_sim_runs_again_with_the_same_kubeconfig_and_leaves_only_the_kubeconfig(
         try:
             ready = process.stdout.readline()
             assert ready.startswith("cluster ready in"), ready + process.stdout.read()
+            # The admin's client key is in it: the owner's only, as kubectl and kind write theirs.
+            assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=30) == 0
+        said = process.stdout.read().splitlines()
+        assert said and said[-1].startswith("kubemeter sim: stopped; its state ("), said  # Ctrl-C is answered
         assert "current-context" in kubeconfig.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["kc"]
 

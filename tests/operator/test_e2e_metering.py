@@ -176,7 +176,9 @@ async def test_prometheus_output_passes_promtool(operator):
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not on PATH: run `make tools` (hack/install-tools.sh) first"
     await operator.create_policy("lint", stepped(recommendations={"metrics": "Full"}))  # every family
-    await operator.cycle("lint", count=2)  # from the second cycle on, CPU rates and right-sizing verdicts
+    # From the second cycle on, CPU rates and right-sizing verdicts (cycles an hour apart as the loop sees them: the
+    # hour of history a verdict needs).
+    await operator.cycle("lint", count=2, advance=3600.0)
     text = await operator.scrape_metrics()
     names = {family.name for family in text_string_to_metric_families(text)}
     assert {"kubemeter_workload_container_cpu_recommendation_target_cores",

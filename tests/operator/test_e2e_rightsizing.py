@@ -45,10 +45,11 @@ async def test_recommendations_show_in_status_in_kubectl_get_wm_and_in_the_polic
         listed = await any_operator.call(core.list_namespaced_pod, "default", label_selector="sizing=e2e")
         return len([p for p in listed.items if p.status.phase == "Running"]) == len(pods)
     await eventually(running, timeout=60)
-    # Hour-long stepped cycles: each covers an hour, so half an hour of history is there from the first.
+    # Hour-long stepped cycles, an hour apart as the loop sees them: the history the policy's half hour asks for from
+    # the second cycle on (the first sample is no history, however long the interval).
     await any_operator.create_policy("sizing", stepped(selector=SELECTED, recommendations={"minHistory": "30m"}))
     await any_operator.create_policy("nosizing", stepped(selector=SELECTED, recommendations={"enabled": False}))
-    await any_operator.cycle("sizing", count=2)  # the second has CPU rates for every pod
+    await any_operator.cycle("sizing", count=2, advance=3600.0)  # the second has CPU rates for every pod
     await any_operator.cycle("nosizing", count=2)
 
     objects = await any_operator.workload_metrics("default")

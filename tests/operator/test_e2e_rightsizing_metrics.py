@@ -47,7 +47,9 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
                                                                                            memory="64Mi")]))
     await operator.create_policy("rs", stepped(selector={"namespaces": [NAMESPACE]},
                                                recommendations={"metrics": "Full"}))
-    report = await operator.cycle("rs", count=2)  # CPU is a rate: sampled from the second cycle on
+    # CPU is a rate: sampled from the second cycle on; the third gives it an interval of history. Cycles an hour
+    # (the interval) apart as the loop sees them.
+    report = await operator.cycle("rs", count=3, advance=3600.0)
     made = {(ref.kind, ref.name): recommendation for ref, recommendation in report.recommendations.items()}
     assert made.keys() == {("Deployment", "web"), ("Pod", "probe")}
     exported = await rightsizing_series(operator, "rs")
@@ -67,7 +69,7 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
                 for bound in ("target", "lower_bound", "upper_bound"):
                     assert gauge(f"{resource}_recommendation_{bound}_{unit}", workload, name) == getattr(
                         recommended, bound), (workload, name, resource, bound)
-                # Two cycles an hour (the policy's interval) apart are the hour of history a verdict needs.
+                # Three cycles an hour (the policy's interval) apart are more than the hour of history a verdict needs.
                 judged = getattr(figures, f"{resource}_verdict") in ("over", "under", "fit")
                 assert judged == (getattr(figures, f"{resource}_request") is not None), (workload, name, resource)
                 difference = gauge(f"{resource}_requested_minus_recommended_{unit}", workload, name)
@@ -93,7 +95,7 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
     assert {key[1:3] for series in exported.values() for key in series if len(key) == 4} == {("Pod", "probe")}
     # Back: the recommendation again, from the history it had and the new samples.
     await scenario.scale("Deployment", NAMESPACE, "web", 2)
-    await operator.cycle("rs", count=2)
+    await operator.cycle("rs", count=2, advance=3600.0)
     exported = await rightsizing_series(operator, "rs")
     assert gauge("cpu_request_cores", web, "web") == 0.25
     assert gauge("recommendation_history_seconds", web, "web") > history
@@ -135,7 +137,7 @@ async def test_each_recommendations_metrics_value_exports_its_families_and_an_ed
     pods["metadata"]["annotations"][USAGE_SCALE_ANNOTATION] = "3"
     scenario.create_deployment(NAMESPACE, "web", 2, pods)
     await operator.create_policy("rs", stepped(selector={"namespaces": [NAMESPACE]}))
-    report = await operator.cycle("rs", count=2)
+    report = await operator.cycle("rs", count=3, advance=3600.0)  # CPU from the second: an hour of it by the third
     (made,) = report.recommendations.values()
     tight = made.containers["tight"]
     assert (tight.cpu_verdict, tight.memory_verdict) == ("under", "under")

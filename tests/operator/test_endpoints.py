@@ -14,7 +14,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from kubemeter.delegated_auth import ALLOWED_TTL, CACHE_SIZE, REVIEWS_IN_FLIGHT, DelegatedAuth
-from kubemeter.endpoints import Endpoints
+from kubemeter.endpoints import Endpoints, accepts_gzip
 from kubemeter_sim.tls import CertificateAuthority, server_context, write_server_chain
 
 
@@ -57,8 +57,35 @@ async def test_metrics_are_compressed_for_a_client_that_accepts_gzip():
             assert encoding == "gzip" and gzip.decompress(compressed) == body
             assert len(compressed) < len(body) / 10
             assert await get("identity") == (None, body)
+            assert await get("gzip;q=0") == (None, body), "q=0: not acceptable"
+            assert await get("gzip;q=0, identity;q=0.5") == (None, body)
+            encoding, compressed = await get("br;q=1.0, *;q=0.1")  # any coding, and identity only as much
+            assert encoding == "gzip" and gzip.decompress(compressed) == body
     finally:
         await endpoints.close()
+
+
+@pytest.mark.parametrize(("header", "gzipped"), [
+    (None, False),
+    ("", False),
+    ("gzip", True),
+    ("gzip, deflate, br", True),
+    ("GZIP;Q=0.8", True),
+    ("x-gzip", True),
+    ("gzip;q=0", False),
+    ("gzip; q=0.000", False),
+    ("gzip;q=0.5, identity", False),  # identity preferred
+    ("gzip;q=0.5, identity;q=0.5", True),
+    ("deflate", False),  # not listed, no *: not acceptable
+    ("*", True),
+    ("*;q=0", False),  # nothing acceptable: the body as it is
+    ("*;q=0.2, gzip;q=0", False),
+    ("identity;q=0, *;q=0.3", True),
+    ("gzip;q=2", False),  # malformed qvalues leave the element out
+    ("gzip;q=high", False),
+])
+def test_accept_encoding_is_read_with_its_qvalues(header: str | None, gzipped: bool):
+    assert accepts_gzip(header) is gzipped
 
 
 class ReviewingApi:

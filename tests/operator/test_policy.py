@@ -57,6 +57,7 @@ def test_full_spec_is_read():
     [
         ({"interval": "30x"}, "spec.interval: invalid duration '30x'"),
         ({"interval": "5s"}, "spec.interval: must be at least 10s"),
+        ({"interval": "2562047h"}, "spec.interval: must be at most 24h"),
         ({"interval": "30s", "source": {"timeout": "30s"}}, "spec.source.timeout: must be greater than 0 and shorter"),
         ({"interval": "1m", "aggregation": {"window": "30s"}}, "spec.aggregation.window: must be at least spec.interval"),
         ({"interval": "10s", "aggregation": {"window": "5h"}}, "spec.aggregation.window: may hold at most 1440 intervals"),

@@ -78,7 +78,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             for policy in POLICIES:  # spec.recommendations.metrics unset: the default, Differences
                 await operator.create_policy(policy, stepped(output={"minStatusChange": "0"}))
             for policy in POLICIES:
-                await operator.cycle(policy, count=2)  # CPU is a rate: from the second cycle on
+                # CPU is a rate: from the second cycle on; an hour apart as the loop sees them, the hour of
+                # history a right-sizing verdict needs.
+                await operator.cycle(policy, count=2, advance=3600.0)
             async with prometheus(workdir / "prometheus", scrape_config(manifests, operator.runtime.metrics_port)) \
                     as server:
                 yield Stack(operator, manifests, server, await operator.scrape_metrics())

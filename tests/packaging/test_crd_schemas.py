@@ -178,6 +178,8 @@ def test_summary_example_is_what_its_comments_say() -> None:
 INVALID_POLICIES = [
     ({"interval": "30x"}, "spec.interval", "should match"),
     ({"interval": "5s", "source": {"timeout": "2s"}}, "spec.interval", "interval must be at least 10s"),
+    ({"interval": "2562047h"}, "spec.interval", "interval must be at most 24h"),
+    ({"interval": "24h1s"}, "spec.interval", "interval must be at most 24h"),
     ({"interval": "15s", "source": {"timeout": "15s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
     ({"interval": "10s", "source": {"timeout": "10s"}}, "spec.source.timeout", "timeout must be shorter than interval"),
     ({"interval": "1h", "aggregation": {"window": "5m"}}, "spec.aggregation.window",
@@ -284,6 +286,7 @@ def test_a_malformed_duration_is_reported_once_not_again_by_cel(bad_duration: st
 VALID_POLICIES = [
     {"interval": "10s"},
     {"interval": "1h"},
+    {"interval": "24h"},
     {"interval": "10s", "source": {"timeout": "9500ms"}, "aggregation": {"window": "10s"}},
     {"interval": "1h30m", "source": {"timeout": "1m"}, "aggregation": {"window": "2h", "percentiles": [99.9, 100]}},
     {"output": {"minStatusChange": "0"}},

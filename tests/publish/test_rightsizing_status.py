@@ -196,7 +196,9 @@ def test_the_publisher_writes_what_the_recommender_made_and_rewrites_when_a_verd
     publisher = StatusPublisher(None, "p", "uid", clock=lambda: NOW)  # type: ignore[arg-type]
     aggregator = Aggregator(3600, (50,))
     # Hour-long cycles, so that the bounds are those of hours of history from the first (at a minute they are wide
-    # enough to call 64Mi fit for 300Mi, and the verdict would move as the history grows).
+    # enough to call 64Mi fit for 300Mi, and the verdict would move as the history grows); the first sample an hour
+    # before, as one sample is no history.
+    recommender.observe(NOW - 3600, [pod], {"uid-1": {"app": Usage(0.05, 300 * MI, NOW - 3600)}}, 3600)
     for step in range(3):
         now = NOW + 3600 * step
         usage = {"uid-1": {"app": Usage(0.05, 300 * MI, now)}}

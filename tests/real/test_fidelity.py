@@ -491,6 +491,20 @@ async def test_policy_defaults_agree(backends: Backends) -> None:
     await backends.same(scenario)
 
 
+async def test_a_jobs_generated_selector_agrees(backends: Backends) -> None:
+    """Without manualSelector the API server selects a Job's pods by a controller-uid label it adds to the template
+    (kubectl's SELECTOR column, and what the job controller's pods carry)."""
+    async def scenario(b: Backend) -> dict[str, Any]:
+        namespace = await b.namespace("fid-job-selector")
+        job = await b.ok("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", {
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"}, "spec": {"template": {
+                "metadata": {"labels": {"app": "once"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}},
+            params={"dryRun": "All"})
+        return normal({"selector": job["spec"]["selector"], "labels": job["spec"]["template"]["metadata"]["labels"]})
+    await backends.same(scenario)
+
+
 async def test_pod_defaults_kubemeter_reads_agree(backends: Backends) -> None:
     """Requests defaulted from limits are what kubemeter sums; the QoS class is what it shows."""
     containers = [{"name": "limits-only", "image": "x", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import kubernetes
 import pytest
@@ -106,3 +107,55 @@ async def test_a_leader_that_cannot_renew_steps_down_and_publishes_nothing_until
     assert samples(text, "kubemeter_workload_pods", policy="p")
     assert samples(text, "kubemeter_is_leader") == {(): 1.0}
     assert (await op.policy("p"))["status"]["lastScrapeTime"] == rfc3339(report.started)
+
+
+def failing_logged(caplog: pytest.LogCaptureFixture, node: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"node {node} failing (")]
+
+
+async def failed_nodes_published(op, policy: str) -> list[str]:
+    async def published() -> list[str]:
+        status = (await op.policy(policy)).get("status") or {}
+        return [f["name"] for f in status.get("failedNodes", [])]
+    return await eventually(published)
+
+
+async def test_a_new_leader_logs_each_node_already_failing_once(start, cluster, caplog):
+    """The standby's loop knows the failure from the status the leader wrote, so it is no transition to it; its log
+    still says so once, at its first cycle, and not at every cycle."""
+    caplog.set_level(logging.INFO, logger="kubemeter.loop")
+    broken = sorted(cluster.kubelets)[0]
+    await cluster.node_fault(broken, "http500")
+    first = await start(identity="replica-a", **LEASE)
+    await eventually(lambda: first.runtime.deps.active.is_set())
+    await first.create_policy("p", stepped())
+    await first_cycle(first, "p")
+    assert await failed_nodes_published(first, "p") == [broken]
+    assert len(failing_logged(caplog, broken)) == 1, "the leader logs the node starting to fail"
+    second = await start(identity="replica-b", **LEASE)  # follows the policy as its status has the failure
+    standby = await eventually(lambda: (p := second.runtime.lifecycle.policies.get("p")) and p.loop and p)
+    assert broken in standby.loop.failures
+
+    await first.thread.stop()
+    caplog.clear()
+    await eventually(lambda: standby.loop.last_report, timeout=3 * LEASE["lease_duration"] + 5)
+    await second.cycle("p")
+    [logged] = failing_logged(caplog, broken)
+    assert "server_error" in logged and "since" in logged, logged
+
+
+async def test_a_restarted_operator_logs_each_node_already_failing_once(start, cluster, caplog):
+    caplog.set_level(logging.INFO, logger="kubemeter.loop")
+    broken = sorted(cluster.kubelets)[0]
+    await cluster.node_fault(broken, "http500")
+    first = await start()
+    await first.create_policy("p", stepped())
+    await first_cycle(first, "p")
+    assert await failed_nodes_published(first, "p") == [broken]
+    await first.thread.stop()
+    caplog.clear()
+
+    second = await start()
+    await first_cycle(second, "p")
+    await second.cycle("p")
+    assert len(failing_logged(caplog, broken)) == 1

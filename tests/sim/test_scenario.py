@@ -8,6 +8,7 @@ import re
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 
@@ -149,6 +150,40 @@ async def test_cronjob_runs_and_completed_jobs_leave_succeeded_pods(cluster: Clu
     pod = cluster.store.get("v1", "pods", pods[0]["metadata"]["name"], "batch")
     assert pod["status"]["phase"] == "Succeeded"
     assert pod["metadata"]["uid"] not in kubelet.pods
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+async def test_job_and_cronjob_times_and_selectors_are_as_the_real_controllers_make_them(cluster: Cluster) -> None:
+    """The mixed scenario's batch Jobs ran for 30 and 2 minutes, yet objects created now: a Job starts after its
+    creation and completes after its start (DURATION <= AGE), a CronJob schedules after its own creation, and a Job
+    selects its pods by the controller-uid label the API server generates."""
+    await cluster.scenario.complete_job("batch", (await cluster.scenario.run_cronjob(
+        "batch", "nightly-report", started_ago=3600))["metadata"]["name"])
+    jobs = cluster.store.list("batch/v1", "jobs")
+    assert len(jobs) >= 3 and any(j["status"].get("completionTime") for j in jobs)
+    for job in jobs:
+        meta, spec, status = job["metadata"], job["spec"], job["status"]
+        assert _time(meta["creationTimestamp"]) <= _time(status["startTime"]), meta["name"]
+        if status.get("completionTime"):
+            assert _time(status["startTime"]) <= _time(status["completionTime"]), meta["name"]
+        assert spec["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": meta["uid"]}}, meta["name"]
+        labels = spec["template"]["metadata"]["labels"]
+        assert labels["batch.kubernetes.io/controller-uid"] == labels["controller-uid"] == meta["uid"]
+        assert labels["batch.kubernetes.io/job-name"] == labels["job-name"] == meta["name"]
+    for cronjob in cluster.store.list("batch/v1", "cronjobs"):
+        scheduled = _time(cronjob["status"]["lastScheduleTime"])
+        assert _time(cronjob["metadata"]["creationTimestamp"]) <= scheduled, cronjob["metadata"]["name"]
+        last = next(j for j in jobs if j["metadata"]["uid"] == cronjob["status"]["active"][0]["uid"])
+        assert scheduled <= _time(last["metadata"]["creationTimestamp"])
+
+    done = await asyncio.to_thread(subprocess.run, ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "jobs",
+                                                    "-A", "-o", "wide", "--no-headers"],
+                                   capture_output=True, text=True, timeout=60, check=True)
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert rows and all(row[-1].startswith("batch.kubernetes.io/controller-uid=") for row in rows), done.stdout
 
 
 async def test_scale_and_rolling_update(cluster: Cluster) -> None:

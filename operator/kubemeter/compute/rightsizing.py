@@ -9,8 +9,11 @@ The method is the VPA recommender's (k8s.io/autoscaler/vertical-pod-autoscaler, 
 - **Target** (:func:`recommend`): a percentile of each histogram plus a safety margin, VPA's p90 + 15% for both.
 - **Bounds**: the same at p50 (lower) and p95 (upper), widened when history is short by VPA's confidence
   multipliers: upper ``* (1 + 1/confidence)``, lower ``* (1 + 0.001/confidence) ** -2``, where confidence is
-  ``min(lifespan, samples * interval)`` in days: 1 day of history gives an upper bound twice p95's, a week 1.14
-  times; the lower bound is within 5% after an hour.
+  ``min(lifespan, seconds covered)`` in days: 1 day of history gives an upper bound twice p95's, a week 1.14
+  times; the lower bound is within 5% after an hour. History is the time the operator watched: the lifespan runs
+  from the first sample to the latest, and each sample after the first covers the time since the one before,
+  at most an interval (cycles missed are not covered). One sample is no history (VPA: a lifespan of 0); its
+  bounds are those of one second of history, VPA's being infinite.
 - **Memory limit**: the highest peak plus the memory margin (never below the target): a limit is where the
   container is killed, so it is sized on the worst interval, not a percentile.
 - **Bounds a user sets** (``cpu_min`` .. ``memory_max``, as a LimitRange's min/max) are applied last, to every
@@ -84,19 +87,22 @@ class ContainerHistory:
         self.cpu = DecayingHistogram(CPU_BUCKETS, config.half_life)
         self.memory_peaks = DecayingHistogram(MEMORY_BUCKETS, config.half_life)
         self.first_sample_start: float | None = None
-        """Start of the interval the first sample measured (its time minus its interval)."""
+        """The first sample's time: where the history's lifespan starts."""
         self.last_sample: float | None = None
         self.covered_seconds = 0.0
-        """The sum of the intervals the samples measured (less than the lifespan when cycles were missed)."""
+        """The time the samples cover: each after the first, the time since the one before up to its interval (less
+        than the lifespan when cycles were missed; 0 for a single sample)."""
         self._peak = 0.0
         self._peak_end: float | None = None
         """End of the current memory interval, whose peak so far (``_peak``) is in the histogram at this time."""
 
     def add(self, t: float, cpu_cores: float | None, memory_bytes: float | None, interval: float) -> bool:
-        """One pod's sample at the cycle's time ``t`` (seconds since the epoch), measured over the ``interval``
-        seconds before it; ``None`` where a value was not measured. The other pods' samples of the cycle come at
-        the same ``t`` (the time covered counts once). A sample before the last one, or with neither value, is
-        ignored (returns False), as VPA ignores out-of-order samples."""
+        """One pod's sample at the cycle's time ``t`` (seconds since the epoch) of a policy cycling every
+        ``interval`` seconds; ``None`` where a value was not measured. It covers the time since the history's last
+        sample, at most ``interval`` (a cycle missed is not watched); the first covers none, however long the
+        interval: the operator watched nothing before it. The other pods' samples of the cycle come at the same
+        ``t`` (the time covered counts once). A sample before the last one, or with neither value, is ignored
+        (returns False), as VPA ignores out-of-order samples."""
         if not (is_number(t) and math.isfinite(t)):
             raise ValueError(f"sample time must be a finite number of seconds, not {t!r}")
         _check_positive(interval, "sample interval")
@@ -111,10 +117,12 @@ class ContainerHistory:
         if memory_bytes is not None:
             self._add_memory(t, memory_bytes)
         if self.first_sample_start is None:
-            self.first_sample_start = t - interval
-        if self.last_sample is None or t > self.last_sample:
+            self.first_sample_start = t
+        if self.last_sample is None:
             self.last_sample = t
-            self.covered_seconds += interval
+        elif t > self.last_sample:
+            self.covered_seconds += min(t - self.last_sample, interval)
+            self.last_sample = t
         return True
 
     def _add_memory(self, t: float, memory_bytes: float) -> None:
@@ -173,8 +181,11 @@ class ContainerHistory:
         history.covered_seconds = float(data["coveredSeconds"])
         history._peak = float(data["memoryPeak"])
         history._peak_end = times["memoryPeakEnd"]
-        if history.confidence() == 0.0 and not (history.cpu.is_empty() and history.memory_peaks.is_empty()):
-            raise ValueError("invalid container history checkpoint: its histograms hold samples but it covers no time")
+        if history.last_sample is None and not (history.cpu.is_empty() and history.memory_peaks.is_empty()):
+            raise ValueError("invalid container history checkpoint: its histograms hold samples but it has no "
+                             "sample time")
+        if history.last_sample is not None and history.first_sample_start > history.last_sample:
+            raise ValueError("invalid container history checkpoint: firstSampleStart is after lastSample")
         return history
 
 
@@ -274,7 +285,8 @@ def _resource(histogram: DecayingHistogram, percentile: float, margin: float, co
         return None
     scale = 1.0 + margin
     target *= scale
-    # The confidence is > 0 whenever a histogram holds a sample (a sample covers its interval).
+    # A single sample is no history (confidence 0): VPA's bounds would be 0 and infinite, these are one second's.
+    confidence = max(confidence, 1.0 / config.confidence_interval)
     lower = histogram.percentile(config.lower_bound_percentile) * scale * (
         1.0 + _LOWER_MULTIPLIER / confidence) ** _LOWER_EXPONENT
     upper = histogram.percentile(config.upper_bound_percentile) * scale * (

@@ -219,6 +219,25 @@ def pod_qos_class(pod: dict) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+def _generate_job_selector(job: dict) -> None:
+    """The Job strategy's generateSelector: the pod template gets the job-name and controller-uid labels (legacy and
+    batch.kubernetes.io/ names; one the user set is kept) and the selector the controller-uid one, which is unique."""
+    meta = job["metadata"]
+    spec = job.setdefault("spec", {})
+    template_meta = spec.setdefault("template", {}).setdefault("metadata", {})
+    labels = template_meta.get("labels") or {}
+    template_meta["labels"] = labels
+    for key in ("job-name", "batch.kubernetes.io/job-name"):
+        labels.setdefault(key, meta["name"])
+    for key in ("controller-uid", "batch.kubernetes.io/controller-uid"):
+        labels.setdefault(key, meta["uid"])
+    selector = spec.get("selector") or {}
+    spec["selector"] = selector
+    match_labels = selector.get("matchLabels") or {}
+    selector["matchLabels"] = match_labels
+    match_labels.setdefault("batch.kubernetes.io/controller-uid", meta["uid"])
+
+
 def prepare_for_create(rtype: ResourceType, obj: dict, now: str) -> None:
     """Defaults and status resets the registry applies on create (mutates obj)."""
     meta = obj["metadata"]
@@ -244,6 +263,8 @@ def prepare_for_create(rtype: ResourceType, obj: dict, now: str) -> None:
         obj.setdefault("reportingInstance", "")
     elif rtype.kind in _STATUS_RESET_ON_CREATE:
         obj["status"] = {}
+        if rtype.kind == "Job" and (obj.get("spec") or {}).get("manualSelector") is not True:
+            _generate_job_selector(obj)
     elif rtype.custom and "status" in rtype.subresources:
         obj.pop("status", None)
     if rtype.kind == "CustomResourceDefinition":

@@ -7,14 +7,17 @@ import re
 
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-# The same grammar as a CRD ``pattern``, so the API server rejects what parse_duration would.
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+# The same grammar as a CRD ``pattern``, so the API server rejects what parse_duration would; a bare 0 is a duration
+# in Go (time.ParseDuration, metav1.Duration) too. No signs: no kubemeter duration may be negative.
+DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"
 
 
 def parse_duration(text: str) -> float:
     """Seconds in a Go duration string; raises ValueError naming the bad input."""
     if not isinstance(text, str) or not text:
         raise ValueError(f"invalid duration {text!r}: expected a Go duration such as 30s, 1m30s or 2h")
+    if text == "0":
+        return 0.0
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:

@@ -153,3 +153,7 @@ def test_label_selector_semantics(selector, labels, expected):
     parsed = LabelSelector.parse(selector, "sel", problems)
     assert problems == []
     assert parsed.matches(labels) is expected
+
+
+def test_a_bare_zero_min_history_judges_from_the_first_sample_as_0s_does():
+    assert parse_policy({"recommendations": {"minHistory": "0"}}).recommendations.min_history == 0.0

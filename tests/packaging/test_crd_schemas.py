@@ -303,6 +303,7 @@ VALID_POLICIES = [
     {"recommendations": {"enabled": False}},
     {"recommendations": {"metrics": "None"}},
     {"recommendations": {"strategy": "simple", "minHistory": "0s", "cpu": {"min": "10m", "max": "10m"}}},
+    {"recommendations": {"minHistory": "0", "halfLife": "1h"}},  # a bare 0, as Go and metav1.Duration spell it
     {
         "recommendations": {
             "cpuPercentile": 99.5, "memoryPercentile": 100, "cpuMargin": "0", "memoryMargin": "0.25",

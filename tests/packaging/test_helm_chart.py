@@ -776,7 +776,7 @@ def test_default_policy_is_valid_against_the_crd(render: Render) -> None:
     assert "namespace" not in policy["metadata"]  # cluster-scoped
 
 
-@pytest.mark.parametrize("interval", ["10s", "10000ms", "1m30s", "10000000us"])
+@pytest.mark.parametrize("interval", ["10s", "10000ms", "1m30s", "10000000us", "24h", "1440m"])
 def test_a_default_policy_interval_the_crd_accepts_renders(render: Render, interval: str) -> None:
     policy = one(render({"defaultPolicy": {"enabled": True, "spec": {"interval": interval}}}), "MetricsPolicy")
     schema = CompiledSchema.compile(crd_schema("metricspolicies"))
@@ -784,16 +784,19 @@ def test_a_default_policy_interval_the_crd_accepts_renders(render: Render, inter
     assert policy["spec"]["interval"] == interval
 
 
-@pytest.mark.parametrize("interval", ["5s", "9999ms", "9.5s", "0s"])
-def test_a_default_policy_interval_under_the_crds_minimum_fails_the_render(
-    render: Render, tmp_path: Path, interval: str
+@pytest.mark.parametrize(("interval", "message"), [
+    *((interval, "is shorter than 10s, the MetricsPolicy CRD's minimum") for interval in ("5s", "9999ms", "9.5s", "0s",
+                                                                                          "0")),
+    *((interval, "is longer than 24h, the MetricsPolicy CRD's maximum") for interval in ("25h", "24h0m1s", "1441m")),
+])
+def test_a_default_policy_interval_outside_the_crds_range_fails_the_render(
+    render: Render, tmp_path: Path, interval: str, message: str
 ) -> None:
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump({"defaultPolicy": {"enabled": True, "spec": {"interval": interval}}}))
     result = run("helm", "template", "km", CHART, "-f", values_file, check=False)
     assert result.returncode != 0
-    assert f"defaultPolicy.spec.interval ({interval}) is shorter than 10s, the MetricsPolicy CRD's minimum" in (
-        result.stderr), result.stderr
+    assert f"defaultPolicy.spec.interval ({interval}) {message}" in result.stderr, result.stderr
     # What the API server would refuse at install.
     policy = one(render({"defaultPolicy": {"enabled": True}}), "MetricsPolicy")
     schema = CompiledSchema.compile(crd_schema("metricspolicies"))

@@ -149,10 +149,11 @@ async def test_a_deployment_scaled_to_zero_keeps_its_history_across_a_restart_un
         return after if after.keys() == before.keys() and all(after[c] > before[c] for c in before) else None
 
     after = await eventually(sampled_again, timeout=GC_TIMEOUT)
-    # A history spans from its first sample's interval (one policy interval, 1h, before it) to its last, this cycle:
-    # the restored one began before the night; one started afresh would begin with the morning's first sample.
+    # A history spans from its first sample to its last, this cycle (cycles seconds apart: every gap, the restart's
+    # too, is under the 1h interval, so all of it counts): the restored one began before the night; one started
+    # afresh would begin with the morning's first sample.
     cycle_time = second.runtime.lifecycle.policies["p"].loop.last_report.snapshot.time
-    began = {container: cycle_time - (seconds - 3600.0) for container, seconds in after.items()}
+    began = {container: cycle_time - seconds for container, seconds in after.items()}
     assert all(start < scaled_down_at for start in began.values()), (scaled_down_at, began)
 
     await flush_checkpoints(second)

@@ -65,7 +65,9 @@ async def measure(nodes: int, pods_per_node: int, interval: int, cycles: int) ->
 
 
 def rows_for(points: list[dict]) -> list[Row]:
-    """Ratios first: kubemeter over metrics-server per node, then the growth, then the test bed's own cost."""
+    """Ratios first: kubemeter over metrics-server per node, then the growth, then the test bed's own cost.
+    By size, whatever order the sizes ran in (the growth is from the smallest to the largest)."""
+    points = sorted(points, key=lambda p: p["nodes"])
     rows: list[Row] = []
     for p in points:
         ours, theirs = p["processes"]["kubemeter"], p["processes"]["metrics-server"]
@@ -98,6 +100,15 @@ def rows_for(points: list[dict]) -> list[Row]:
     return rows
 
 
+def print_point(point: dict) -> None:
+    """One size's figures as soon as it is measured: a long run cut short (hours at 1,000 nodes) keeps them."""
+    print(f"  @{point['nodes']} nodes ({point['containers']} containers), up in {point['up_seconds']:.0f}s, "
+          f"{point['window_seconds']:.0f}s window, {point['cycles']} cycles:", flush=True)
+    for name, cost in point["processes"].items():
+        print(f"    {name}: {cost['cpu_seconds']:.2f} CPU s, {cost['millicores_per_node']:.3f} mCPU/node, "
+              f"{cost['rss_bytes'] / 1e6:.0f} MB, {cost['mb_per_node']:.3f} MB/node", flush=True)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", metavar="NODES",
                         help="cluster sizes in nodes (default: the profile's)")
@@ -110,9 +121,11 @@ async def run(profile: str, sizes: list[int] | None = None) -> bool:
         print(f"kubemeter and metrics-server at {nodes} nodes x {settings['pods_per_node']} pods ...", flush=True)
         try:
             points.append(await measure(nodes, settings["pods_per_node"], settings["interval"], settings["cycles"]))
+            print_point(points[-1])
         except (TimeoutError, ControlPlaneError, RuntimeError) as error:  # the other sizes still run
             print(f"  @{nodes} nodes failed: {error}", flush=True)
             failures.append(Row(f"@{nodes} nodes: {str(error)[:200]}", None, None, "runs", False))
+    points.sort(key=lambda p: p["nodes"])
     shown = ", ".join(f"{p['nodes']} nodes/{p['containers']} containers" for p in points)
     title = (f"kubemeter vs metrics-server, per node, one real control plane ({profile} profile: interval and "
              f"resolution {settings['interval']}s, {settings['cycles']} measured intervals after 2 warm-up cycles; "

@@ -31,12 +31,11 @@ controlplane:
 peers:
 	bash hack/build-control-plane.sh $(CURDIR)/.cache/controlplane peers
 
-# Test processes: most tests wait on clusters, kubelets and API servers, so two share two cores well. loadgroup keeps
-# each module marked xdist_group (a module-scoped cluster) on one worker, where plain load would start it on both.
+# Test processes: most tests wait on clusters, kubelets and API servers, so two share two cores well.
 TEST_WORKERS ?= 2
 
 test: install tools controlplane
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=25
 
 demo: install
 	$(VENV)/bin/kubemeter demo

@@ -32,8 +32,7 @@ from tests.operator.prometheus_support import (
 )
 from tests.packaging.packaging_support import Manifest, one
 
-# One worker runs the whole module (make test: --dist loadgroup), so that its module-scoped cluster starts once.
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("test_prometheus_stack")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CARTS = {("analytics", "cart"): 2, ("shop2", "cart"): 1}  # the same name in two namespaces: (namespace, name) -> pods
 # The same name and namespace as a Deployment, another kind; its sidecar's missing requests leave it no utilization.

@@ -36,8 +36,7 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 POLICIES = f"/apis/{GROUP}/{VERSION}/metricspolicies"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 GC_DEADLINE = 60.0
-# One worker runs the whole module (make test: --dist loadgroup), so that its module-scoped cluster starts once.
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("test_fidelity")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @dataclass

@@ -52,8 +52,7 @@ from tests.operator.conftest import CRDS_DIR, Operator, eventually, start_operat
 from tests.operator.test_e2e_metering import _series, top_owner
 from tests.real.test_real_apiserver import _connections
 
-# One worker runs the whole module (make test: --dist loadgroup), so that its module-scoped cluster starts once.
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("test_metrics_server_agreement")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 INTERVAL = 10.0
 """The policy's interval and metrics-server's resolution: the shortest metrics-server allows."""

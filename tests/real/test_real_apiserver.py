@@ -21,8 +21,7 @@ from tests.packaging.test_crd_schemas import FULL_RECOMMENDATIONS, INVALID_POLIC
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = f"/apis/{GROUP}/{VERSION}/metricspolicies"
-# One worker runs the whole module (make test: --dist loadgroup), so that its module-scoped cluster starts once.
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("test_real_apiserver")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -55,8 +55,7 @@ from kubemeter_sim.real.vpa import VpaRecommender
 from tests.operator.conftest import eventually, running_operator
 from tests.real.test_real_apiserver import _connections
 
-# One worker runs the whole module (make test: --dist loadgroup), so that its module-scoped cluster starts once.
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("test_vpa_agreement")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 INTERVAL = 10.0
 """The policy's interval, metrics-server's resolution and VPA's --recommender-interval."""

@@ -142,7 +142,14 @@ async def test_a_policy_recreated_after_an_orphaning_delete_owns_its_objects_aga
     await op.cycle("p")
     count = len(await op.workload_metrics())
     await delete_policy(op, "p", "Orphan")  # kubectl delete mp p --cascade=orphan
-    assert owner_uids(await op.workload_metrics()) == {()}, "orphaned: no owner left"
+
+    async def orphaned() -> bool:
+        # A real garbage collector orphans the dependents its informers have seen; one the operator created an
+        # instant before can keep the old owner and be collected instead (seen on a loaded machine): the recreated
+        # policy creates that one again, and adopts the others.
+        return owner_uids(await op.workload_metrics()) <= {()}
+
+    await eventually(orphaned, timeout=GC_TIMEOUT)
 
     recreated = await op.create_policy("p", stepped())
     await op.cycle("p")

@@ -116,6 +116,17 @@ class Operator:
         await self.thread.run(self.runtime.lifecycle.policies[name].publisher.flush())
         return report
 
+    async def cycle_until_measured(self, name: str, timeout: float = 60.0):
+        """Run cycles (no clock advance) until one measures every pod the policy selects, each in its workload, and
+        return its report: what the watch or the kubelets lagged behind on a loaded machine is then in, and so the
+        first right-sizing sample of every container (a history counts from it)."""
+        async def measured():
+            report = await self.cycle(name, pause=0.3)
+            workloads = report.snapshot.workloads.values()
+            return report if workloads and not report.waiting and all(
+                w.pods_reporting == w.memory_measured_pods == w.pods for w in workloads) else None
+        return await eventually(measured, timeout=timeout)
+
     async def workload_metrics(self, namespace: str | None = None) -> list[dict]:
         if namespace is None:
             result = await self.call(self.custom.list_cluster_custom_object, GROUP, VERSION, "workloadmetrics")

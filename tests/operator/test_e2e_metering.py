@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubemeter.compute.quantity import parse_bytes, parse_cpu
 from kubemeter.timefmt import parse_rfc3339
-from tests.operator.conftest import stepped
+from tests.operator.conftest import eventually, stepped
 
 Key = tuple[str, str, str]  # namespace, kind, name
 
@@ -128,7 +128,12 @@ async def test_the_policy_status_says_each_cycle_ran_even_when_no_value_moved(op
     SCRAPED column (time since lastScrapeTime) must still stay within an interval while cycles run, or healthy
     figures would read as not current."""
     await operator.create_policy("p", stepped())
-    await operator.loop("p")
+    running = [p for p in operator.cluster.store.list("v1", "pods") if p.get("status", {}).get("phase") == "Running"]
+
+    async def every_pod_selected() -> bool:  # the watch may lag on a loaded machine: a pod coming in moves figures
+        report = await operator.cycle("p", pause=0.3)
+        return sum(1 for _ in report.selection.pods()) == len(running)
+    await eventually(every_pod_selected, timeout=60)
     before = (await operator.policy("p"))["status"]
     for _ in range(2):
         await operator.cycle("p", pause=1.1)  # lastScrapeTime has whole seconds
@@ -178,6 +183,7 @@ async def test_prometheus_output_passes_promtool(operator):
     await operator.create_policy("lint", stepped(recommendations={"metrics": "Full"}))  # every family
     # From the second cycle on, CPU rates and right-sizing verdicts (cycles an hour apart as the loop sees them: the
     # hour of history a verdict needs).
+    await operator.cycle_until_measured("lint")
     await operator.cycle("lint", count=2, advance=3600.0)
     text = await operator.scrape_metrics()
     names = {family.name for family in text_string_to_metric_families(text)}

@@ -49,6 +49,7 @@ async def test_recommendations_show_in_status_in_kubectl_get_wm_and_in_the_polic
     # the second cycle on (the first sample is no history, however long the interval).
     await any_operator.create_policy("sizing", stepped(selector=SELECTED, recommendations={"minHistory": "30m"}))
     await any_operator.create_policy("nosizing", stepped(selector=SELECTED, recommendations={"enabled": False}))
+    await any_operator.cycle_until_measured("sizing")
     await any_operator.cycle("sizing", count=2, advance=3600.0)  # the second has CPU rates for every pod
     await any_operator.cycle("nosizing", count=2)
 

@@ -49,6 +49,7 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
                                                recommendations={"metrics": "Full"}))
     # CPU is a rate: sampled from the second cycle on; the third gives it an interval of history. Cycles an hour
     # (the interval) apart as the loop sees them.
+    await operator.cycle_until_measured("rs")
     report = await operator.cycle("rs", count=3, advance=3600.0)
     made = {(ref.kind, ref.name): recommendation for ref, recommendation in report.recommendations.items()}
     assert made.keys() == {("Deployment", "web"), ("Pod", "probe")}
@@ -95,6 +96,7 @@ async def test_rightsizing_gauges_show_each_workload_container_and_go_with_its_p
     assert {key[1:3] for series in exported.values() for key in series if len(key) == 4} == {("Pod", "probe")}
     # Back: the recommendation again, from the history it had and the new samples.
     await scenario.scale("Deployment", NAMESPACE, "web", 2)
+    await operator.cycle_until_measured("rs")
     await operator.cycle("rs", count=2, advance=3600.0)
     exported = await rightsizing_series(operator, "rs")
     assert gauge("cpu_request_cores", web, "web") == 0.25
@@ -137,6 +139,7 @@ async def test_each_recommendations_metrics_value_exports_its_families_and_an_ed
     pods["metadata"]["annotations"][USAGE_SCALE_ANNOTATION] = "3"
     scenario.create_deployment(NAMESPACE, "web", 2, pods)
     await operator.create_policy("rs", stepped(selector={"namespaces": [NAMESPACE]}))
+    await operator.cycle_until_measured("rs")
     report = await operator.cycle("rs", count=3, advance=3600.0)  # CPU from the second: an hour of it by the third
     (made,) = report.recommendations.values()
     tight = made.containers["tight"]

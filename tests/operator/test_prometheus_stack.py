@@ -79,6 +79,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             for policy in POLICIES:
                 # CPU is a rate: from the second cycle on; an hour apart as the loop sees them, the hour of
                 # history a right-sizing verdict needs.
+                await operator.cycle_until_measured(policy)
                 await operator.cycle(policy, count=2, advance=3600.0)
             async with prometheus(workdir / "prometheus", scrape_config(manifests, operator.runtime.metrics_port)) \
                     as server:

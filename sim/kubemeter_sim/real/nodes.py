@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from kubemeter_sim import tls
 from kubemeter_sim.cluster import free_port, node_ip
 from kubemeter_sim.faults import Fault
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 40
 RENEW_SECONDS = 10.0
 RENEWALS_IN_FLIGHT = 32
+POD_SYNCS_IN_FLIGHT = 32
+POD_SYNC_ATTEMPTS = 5
 AUTH_CACHE_SECONDS = 120.0
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -76,6 +80,9 @@ class FakeNodes:
         self.nodes: dict[str, _Node] = {}
         self._key = tls.new_key()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pod_syncs: dict[str, asyncio.Task[None]] = {}
+        """Pod uid -> its latest sync, which awaits the one before (a pod's events are handled in order)."""
+        self._pod_sync_slots = asyncio.Semaphore(POD_SYNCS_IN_FLIGHT)
         self._decisions: dict[tuple[Any, ...], tuple[float, tuple[bool, str]]] = {}
         self.port = 0
 
@@ -95,9 +102,10 @@ class FakeNodes:
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="fake-kubelets-leases"))
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = self._tasks + list(self._pod_syncs.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if hasattr(self, "fleet"):
@@ -201,7 +209,7 @@ class FakeNodes:
                 if not resource_version:
                     listing = await self.rest.get("/api/v1/pods")
                     for pod in listing["items"]:
-                        await self._sync(pod, "ADDED")
+                        self._dispatch(pod, "ADDED")
                     resource_version = listing["metadata"]["resourceVersion"]
                 async for event in self.rest.watch("/api/v1/pods", resource_version):
                     obj = event["object"]
@@ -210,13 +218,36 @@ class FakeNodes:
                         break
                     resource_version = obj["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK":
-                        await self._sync(obj, event["type"])
+                        self._dispatch(obj, event["type"])
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - a fake kubelet keeps going, as a real one does
                 log.warning("fake kubelets: pod watch failed (%s); listing again", error)
                 resource_version = ""
                 await asyncio.sleep(0.5)
+
+    def _dispatch(self, pod: dict[str, Any], event_type: str) -> None:
+        """Sync the pod in a task of its own, after its previous event's, POD_SYNCS_IN_FLIGHT at a time: one
+        awaited status PATCH per event started 11-16 pods a second, and 30,000 pods on 1,000 nodes took most of an
+        hour to run."""
+        uid = pod["metadata"]["uid"]
+        task = asyncio.create_task(self._sync_in_turn(self._pod_syncs.get(uid), pod, event_type))
+        self._pod_syncs[uid] = task
+        task.add_done_callback(lambda done: self._pod_syncs.get(uid) is done and self._pod_syncs.pop(uid))
+
+    async def _sync_in_turn(self, previous: asyncio.Task[None] | None, pod: dict[str, Any], event_type: str) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        for attempt in range(1, POD_SYNC_ATTEMPTS + 1):
+            try:
+                async with self._pod_sync_slots:
+                    await self._sync(pod, event_type)
+                return
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as error:  # the API server busy: again
+                meta = pod["metadata"]
+                log.warning("fake kubelets: pod %s/%s not synced (attempt %d): %s",
+                            meta.get("namespace"), meta["name"], attempt, error)
+                await asyncio.sleep(attempt)
 
     async def _sync(self, pod: dict[str, Any], event_type: str) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}

@@ -132,3 +132,22 @@ async def test_the_test_bed_connects_to_loopback_only(real: RealCluster) -> None
     slices = await real.rest.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
                                  labelSelector="kubernetes.io/service-name=kubernetes")
     assert [e for s in slices["items"] for e in s.get("endpoints") or []] == []
+
+
+async def test_a_fake_node_set_unknown_posts_ready_again_and_its_taint_goes(real: RealCluster) -> None:
+    """What the node-lifecycle controller does when a node's Lease is late (the test bed stalled: 1,000 nodes on a
+    busy machine): Ready Unknown, then the unreachable taint. The fake kubelet posts Ready again, as a kubelet
+    posts its status, and the controller lifts the taint: otherwise the node and its pods were lost for good."""
+    (name,) = real.fake_nodes.nodes
+    node = await real.rest.get(f"/api/v1/nodes/{name}")
+    conditions = [dict(c, status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.")
+                  if c["type"] == "Ready" else c for c in node["status"]["conditions"]]
+    await real.rest.patch(f"/api/v1/nodes/{name}/status", {"status": {"conditions": conditions}})
+
+    async def ready_again() -> bool:
+        node = await real.rest.get(f"/api/v1/nodes/{name}")
+        (ready,) = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        taints = {t["key"] for t in node["spec"].get("taints") or ()}
+        return ready["status"] == "True" and not taints & {"node.kubernetes.io/unreachable",
+                                                            "node.kubernetes.io/not-ready"}
+    await wait_for(ready_again, 60, f"node {name} Ready and untainted again")

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class FakeNodes:
         self._pod_syncs: dict[str, asyncio.Task[None]] = {}
         """Pod uid -> its latest sync, which awaits the one before (a pod's events are handled in order)."""
         self._pod_sync_slots = asyncio.Semaphore(POD_SYNCS_IN_FLIGHT)
+        self._reposting: dict[str, asyncio.Task[None]] = {}
         self._decisions: dict[tuple[Any, ...], tuple[float, tuple[bool, str]]] = {}
         self.port = 0
 
@@ -98,11 +100,13 @@ class FakeNodes:
         await self.fleet.start()
         # Every kubelet listens on this port of its own address, as a real kubelet on 10250.
         self.port = free_port(node_ip(0, NODE_NETWORK))
-        self._tasks.append(asyncio.create_task(self._drive_pods(), name="fake-kubelets-pods"))
+        self._tasks.append(asyncio.create_task(self._follow("/api/v1/pods", self._dispatch), name="fake-kubelets-pods"))
+        self._tasks.append(asyncio.create_task(self._follow("/api/v1/nodes", self._node_changed),
+                                               name="fake-kubelets-ready"))
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="fake-kubelets-leases"))
 
     async def close(self) -> None:
-        tasks = self._tasks + list(self._pod_syncs.values())
+        tasks = self._tasks + list(self._pod_syncs.values()) + list(self._reposting.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -202,29 +206,53 @@ class FakeNodes:
         return await self.rest.create(f"/api/v1/namespaces/{meta['namespace']}/pods", pod)
 
     # -- pods --------------------------------------------------------------------------------------------------
-    async def _drive_pods(self) -> None:
+    async def _follow(self, path: str, handle: Callable[[dict[str, Any], str], None]) -> None:
+        """``handle(object, event type)`` for every object of the collection at ``path`` (listed, then watched),
+        again from a new listing whenever the watch expires or fails."""
         resource_version = ""
         while True:
             try:
                 if not resource_version:
-                    listing = await self.rest.get("/api/v1/pods")
-                    for pod in listing["items"]:
-                        self._dispatch(pod, "ADDED")
+                    listing = await self.rest.get(path)
+                    for obj in listing["items"]:
+                        handle(obj, "ADDED")
                     resource_version = listing["metadata"]["resourceVersion"]
-                async for event in self.rest.watch("/api/v1/pods", resource_version):
+                async for event in self.rest.watch(path, resource_version):
                     obj = event["object"]
                     if event["type"] == "ERROR":
                         resource_version = ""  # expired: list again
                         break
                     resource_version = obj["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK":
-                        self._dispatch(obj, event["type"])
+                        handle(obj, event["type"])
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - a fake kubelet keeps going, as a real one does
-                log.warning("fake kubelets: pod watch failed (%s); listing again", error)
+                log.warning("fake kubelets: watch of %s failed (%s); listing again", path, error)
                 resource_version = ""
                 await asyncio.sleep(0.5)
+
+    def _node_changed(self, node: dict[str, Any], event_type: str) -> None:
+        """A node of ours whose Ready condition the node-lifecycle controller set Unknown (its Lease was late, this
+        process stalled): posted Ready again, as a kubelet posts its status, or the node and its pods would stay
+        tainted unreachable for good."""
+        name = node["metadata"]["name"]
+        ours = self.nodes.get(name)
+        ready = [c for c in (node.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"]
+        if ours is None or event_type == "DELETED" or not ready or ready[0].get("status") == "True":
+            return
+        if name not in self._reposting:
+            self._reposting[name] = asyncio.create_task(self._post_ready(ours))
+
+    async def _post_ready(self, node: _Node) -> None:
+        try:
+            await self.rest.patch(f"/api/v1/nodes/{node.name}/status", {
+                "status": node_status(node.name, node.ip, self.port, self.kubelet_version, time.time())})
+            log.info("fake kubelet %s: posted Ready again", node.name)
+        except (RestError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as error:
+            log.warning("fake kubelet %s: Ready not posted: %s", node.name, error)
+        finally:
+            self._reposting.pop(node.name, None)
 
     def _dispatch(self, pod: dict[str, Any], event_type: str) -> None:
         """Sync the pod in a task of its own, after its previous event's, POD_SYNCS_IN_FLIGHT at a time: one

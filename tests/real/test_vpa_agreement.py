@@ -9,7 +9,9 @@ Two checks, which together explain every difference between the two targets:
 1. **The same method**: kubemeter's ``recommend`` applied to VPA's own histograms (its
    VerticalPodAutoscalerCheckpoint of each container, written in the loop that wrote the status) gives VPA's
    CPU target exactly, to VPA's resolution (whole millicores, truncated), and its bounds within what the
-   checkpoint's whole-second sample times leave open (memory: see that test's docstring). So p90 + 15%, the bucket scheme, the percentile as a bucket's
+   checkpoint leaves open: whole-second sample times, and bucket weights rounded to whole numbers, which can move a
+   percentile that falls on a tie (two pods of the same history, p50) to the next pod's level (memory: see that
+   test's docstring). So p90 + 15%, the bucket scheme, the percentile as a bucket's
    end, the p50/p95 bounds and the confidence multipliers are the same in both.
 2. **The same answer from their own samples**: both live targets lie in the band that the usage profiles allow.
    They sample at different moments (kubemeter from the kubelets every cycle, VPA from metrics-server's latest
@@ -216,6 +218,33 @@ def _truncation(multiplier: float | None = None) -> float:
     return target if multiplier is None else target * multiplier + 1
 
 
+def _rounding(status: dict) -> float:
+    """How far, in percentiles, a threshold may lie from where VPA's in-memory histogram put it: the checkpoint
+    rounds each bucket's weight to a whole number (the heaviest 10,000), each up to 0.5 off. It matters where a
+    cumulative weight is that close to a threshold, as a tie is: two pods with the same number of samples at the
+    same times put exactly half the weight in the lower pod's buckets, so p50 is the lower pod's level in the
+    checkpoint and, by a float's last bit, either pod's in VPA (the CI failure of 2026-12-04: VPA's web lower
+    bounds 2.9 and 4.2 times kubemeter's, the ratios of the two web pods' CPU)."""
+    weights = status["cpuHistogram"]["bucketWeights"].values()
+    return 100.0 * 0.5 * len(weights) / sum(weights)
+
+
+def _cpu_range(status: dict, field: str) -> tuple[float, float]:
+    """The lowest and highest of kubemeter's method for a CPU ``field`` (target, lower_bound, upper_bound) over
+    what VPA's checkpoint leaves open: every percentile within its rounding, and, for the bounds, a lifespan
+    within 2 s (the sample times are written in whole seconds)."""
+    shift = _rounding(status)
+    changes = (0.0,) if field == "target" else (2.0, -2.0)
+    made = []
+    for change in changes:
+        for sign in (-1.0, 0.0, 1.0):
+            config = dataclasses.replace(
+                STRATEGIES["vpa"], cpu_percentile=90.0 + sign * shift, lower_bound_percentile=50.0 + sign * shift,
+                upper_bound_percentile=95.0 + sign * shift)
+            made.append(getattr(recommend(_history(status, change), config).cpu, field))
+    return min(made), max(made)
+
+
 async def test_kubemeters_method_on_the_vpa_recommenders_histograms_gives_its_recommendation(bed) -> None:
     """CPU only: VPA leaves the memory peaks of the current aggregation interval (24 h) out of its checkpoints, so
     that a restored state does not count them twice; within a day of history its checkpointed memory histogram is
@@ -236,24 +265,19 @@ async def test_kubemeters_method_on_the_vpa_recommenders_histograms_gives_its_re
             status = checkpoints[key]
             assert (status.get("cpuHistogram") or {}).get("bucketWeights"), f"{key}: no CPU histogram yet"
             assert not (status.get("memoryHistogram") or {}).get("bucketWeights"), status["memoryHistogram"]
-            history = _history(status)
-            made = recommend(history).cpu
-            resolution = RESOLUTION["cpu"]
-            theirs = after[key]
-            if not 0 <= made.target - theirs["target"]["cpu"] <= _truncation() * resolution + 1e-9:
-                last.append(f"{key} CPU target: VPA {theirs['target']['cpu']:.9g}, kubemeter's method "
-                            f"{made.target:.9g}")
-            # The sample times are written in whole seconds: the bounds are known for a lifespan within 2 s.
-            confidence = history.confidence()
+            confidence = _history(status).confidence()
             if confidence == 0:
                 return False  # one sample so far (no lifespan): VPA's bounds are not finite yet
-            multipliers = {"lower_bound": (1 + 0.001 / confidence) ** -2, "upper_bound": 1 + 1 / confidence}
-            for bound, field in (("lower_bound", "lowerBound"), ("upper_bound", "upperBound")):
-                edges = sorted(getattr(recommend(_history(status, change)).cpu, bound) for change in (2.0, -2.0))
-                slack = _truncation(multipliers[bound] * 1.01) * resolution
-                if not edges[0] - slack <= theirs[field]["cpu"] <= edges[1]:
-                    last.append(f"{key} CPU {bound}: VPA {theirs[field]['cpu']:.9g}, kubemeter's method "
-                                f"[{edges[0]:.9g}, {edges[1]:.9g}] less {slack:.3g}")
+            multipliers = {"target": None, "lower_bound": (1 + 0.001 / confidence) ** -2,
+                           "upper_bound": 1 + 1 / confidence}
+            for field, multiplier in multipliers.items():
+                theirs = after[key][{"target": "target", "lower_bound": "lowerBound",
+                                     "upper_bound": "upperBound"}[field]]["cpu"]
+                low, high = _cpu_range(status, field)
+                slack = _truncation(None if multiplier is None else multiplier * 1.01) * RESOLUTION["cpu"]
+                if not low - slack <= theirs <= high + 1e-9:
+                    last.append(f"{key} CPU {field}: VPA {theirs:.9g}, kubemeter's method [{low:.9g}, {high:.9g}] "
+                                f"less {slack:.3g}")
         return not last
 
     try:
@@ -262,7 +286,6 @@ async def test_kubemeters_method_on_the_vpa_recommenders_histograms_gives_its_re
         raise AssertionError(f"{error}\n" + "\n".join(last)) from None
     print(f"kubemeter's method on VPA's checkpoints: every CPU target and bound as VPA's, for {len(expected)} "
           "containers")
-
 
 
 async def test_the_recommender_listens_and_connects_on_loopback_only(bed) -> None:

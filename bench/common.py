@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from kubemeter_sim.demo import install_crds
 from kubemeter.kube import load_configuration
 from kubemeter_sim.apiserver.server import ApiServer
 from kubemeter_sim.cluster import Cluster
+from kubemeter_sim.ports import free_port
 from kubemeter_sim.real.cluster import RealCluster
 from kubemeter_sim.real.rest import collection
 
@@ -106,12 +106,6 @@ async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float, what: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not reached within {timeout:.0f}s")
         await asyncio.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ---- counting API requests -----------------------------------------------------------------------------------

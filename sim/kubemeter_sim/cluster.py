@@ -19,7 +19,6 @@ import logging
 import resource
 import secrets
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from kubemeter_sim.apiserver.server import ApiServer
 from kubemeter_sim.apiserver.store import Store
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import ClientCredentials, Kubelet, KubeletFleet
+from kubemeter_sim.ports import free_port
 from kubemeter_sim.scenario import Scenario, populate_mixed
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ def raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard), hard))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class ClusterSettings:

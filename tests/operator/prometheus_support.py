@@ -4,7 +4,6 @@ chart's monitoring objects rendered: for the tests that evaluate the dashboard's
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from kubemeter_sim.ports import free_port
 
 from tests.operator.conftest import eventually
 from tests.packaging.packaging_support import CHART, TOOLS_DIR, Manifest, by_kind, load_manifests, one, run
@@ -61,12 +61,6 @@ def scrape_config(manifests: list[Manifest], port: int, *, honor_labels: bool | 
         "honor_labels": endpoint["honorLabels"] if honor_labels is None else honor_labels,
         "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": target_labels}],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Prometheus:

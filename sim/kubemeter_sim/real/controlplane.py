@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubemeter_sim import tls
-from kubemeter_sim.cluster import free_port
+from kubemeter_sim.ports import free_port
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import re
 
 import aiohttp
 
-from kubemeter_sim.cluster import free_port
+from kubemeter_sim.ports import free_port
 from kubemeter_sim.real.controlplane import ControlPlane, ControlPlaneError, write_kubeconfig
 from kubemeter_sim.real.rest import Rest, collection, wait_for
 

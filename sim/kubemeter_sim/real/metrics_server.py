@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kubemeter_sim import tls
-from kubemeter_sim.cluster import free_port
+from kubemeter_sim.ports import free_port
 from kubemeter_sim.real.controlplane import ControlPlane, ControlPlaneError, write_kubeconfig
 from kubemeter_sim.real.rest import Rest, RestError, collection, wait_for
 

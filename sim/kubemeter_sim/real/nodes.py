@@ -29,7 +29,8 @@ from typing import Any
 import aiohttp
 
 from kubemeter_sim import tls
-from kubemeter_sim.cluster import free_port, node_ip
+from kubemeter_sim.cluster import node_ip
+from kubemeter_sim.ports import free_port
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import ClientCredentials, Kubelet, KubeletFleet
 from kubemeter_sim.kubelet_status import (

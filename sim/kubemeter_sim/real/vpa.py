@@ -49,7 +49,7 @@ import aiohttp
 import yaml
 
 from kubemeter.compute.rightsizing import STRATEGIES, HistoryConfig, RecommendationConfig
-from kubemeter_sim.cluster import free_port
+from kubemeter_sim.ports import free_port
 from kubemeter_sim.real.controlplane import ControlPlane, ControlPlaneError, write_kubeconfig
 from kubemeter_sim.real.rest import Rest, RestError, collection, wait_for
 

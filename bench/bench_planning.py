@@ -3,8 +3,9 @@ runs for every workload of every cycle (``workload_status``, then ``key_values``
 holds), on the statuses of a synthetic cluster aggregated by the real Aggregator (workloads of 3 pods, 1 or 2
 containers, a filled window, the default percentiles); and the Recommender's cost per container per cycle.
 
-Side by side: ``key_values`` with the field-path walk of 207aa4f (``_shape_before``, copied here) and with this
-tree's, alternately, for ``--rounds`` rounds; median and ratio. Both must give the same key values.
+Side by side, alternately for ``--rounds`` rounds, median and ratio: the planning of a workload (``workload_status``
+then ``key_values``, with and without right-sizing) as of 7377fdb (``_field_paths``, its ``_shape``, copied here, and
+``percentile_key`` not cached) and as in this tree. Both shapes must tell the same statuses apart.
 Run: .venv/bin/python bench/bench_planning.py [--workloads 1000] [--rounds 7]
 """
 
@@ -21,18 +22,34 @@ from kubemeter.policy import parse_policy
 from kubemeter.publish import documents
 from kubemeter.types import ContainerSpec, PodInfo, Usage, WorkloadRef
 
+from common import Row, report
 
-def _shape_before(value: object, prefix: str = "") -> list[str]:
-    """documents._shape as of 207aa4f."""
-    paths: list[str] = []
-    if isinstance(value, Mapping):
+
+def _field_paths(value: object, prefix: str = "", paths: list[str] | None = None) -> list[str]:
+    """documents._shape as of 7377fdb: the field paths of a document, as strings."""
+    if paths is None:
+        paths = []
+    if type(value) is dict or isinstance(value, Mapping):
         for key in sorted(value):
-            paths += [f"{prefix}.{key}", *_shape_before(value[key], f"{prefix}.{key}")]
+            path = f"{prefix}.{key}"
+            paths.append(path)
+            child = value[key]
+            if type(child) is dict or type(child) is list or isinstance(child, Mapping | list):
+                _field_paths(child, path, paths)
     elif isinstance(value, list):
         for item in value:
-            name = item.get("name", "") if isinstance(item, Mapping) else ""
-            paths += _shape_before(item, f"{prefix}[{name}]")
+            name = item.get("name", "") if type(item) is dict or isinstance(item, Mapping) else ""
+            _field_paths(item, f"{prefix}[{name}]", paths)
     return paths
+
+
+def _same_partition(statuses: list[dict]) -> None:
+    """The two shapes hold the same statuses alike: the classes of equal field paths are those of equal shapes."""
+    def classes(shape) -> list[int]:
+        first: dict = {}
+        return [first.setdefault(shape({k: v for k, v in s.items() if k not in ("lastUpdated", "lastSampleTime")}),
+                                 len(first)) for s in statuses]
+    assert classes(lambda d: tuple(_field_paths(d))) == classes(documents._shape)
 
 
 def cluster(workloads: int) -> tuple[list[PodInfo], dict[str, dict[str, Usage]]]:
@@ -57,7 +74,7 @@ def cpu_of(step, repeat: int) -> float:
 
 
 def run(workloads: int, rounds: int) -> None:
-    spec = parse_policy({"interval": "15s", "recommendations": {}})
+    spec = parse_policy({"interval": "15s", "recommendations": {"minHistory": "0"}})
     aggregator = Aggregator(spec.window, spec.percentiles)
     pods, usage = cluster(workloads)
     containers = sum(len(pod.containers) for pod in pods)
@@ -67,31 +84,45 @@ def run(workloads: int, rounds: int) -> None:
         now += spec.interval
         snapshot = aggregator.cycle(now, pods, usage)
         recommender.observe(now, pods, usage, spec.interval)
-    statuses = [documents.workload_status(result, spec, now, now) for result in snapshot.workloads.values()]
-    build = cpu_of(lambda: [documents.workload_status(r, spec, now, now) for r in snapshot.workloads.values()], 3)
-    shape_now = documents._shape
-    assert [documents.key_values(s) for s in statuses] == [
-        {**documents.key_values(s), "shape": hash(tuple(_shape_before(
-            {k: v for k, v in s.items() if k not in ("lastUpdated", "lastSampleTime")})))} for s in statuses]
-    results: dict[str, list[float]] = {"207aa4f": [], "this tree": []}
+    made = recommender.recommendations(now + 60, pods, spec.interval)
+    sized = {False: {}, True: made}
+    # Statuses that differ in shape, not only in values: without a container, a percentile, right-sizing.
+    other = parse_policy({"interval": "15s", "aggregation": {"percentiles": [50, 99]}})
+    variants = [documents.workload_status(r, s, now, now, m.get(w)) for s, m in ((spec, {}), (spec, made), (other, {}))
+                for w, r in snapshot.workloads.items()]
+    variants += [{**v, "containers": v["containers"][:1]} for v in variants[:200]]
+    _same_partition(variants)
+    shape_now, key_now = documents._shape, documents.percentile_key
+    trees = {"7377fdb": (lambda d: tuple(_field_paths(d)), key_now.__wrapped__), "this tree": (shape_now, key_now)}
+
+    def plan(recommendations: dict) -> None:
+        for workload, result in snapshot.workloads.items():
+            documents.key_values(documents.workload_status(result, spec, now, now, recommendations.get(workload)))
+
+    results: dict[tuple[bool, str], list[float]] = {(r, t): [] for r in sized for t in trees}
     for round_ in range(rounds):
-        order = [("207aa4f", _shape_before), ("this tree", shape_now)]
-        for label, shape in order if round_ % 2 else order[::-1]:
-            documents._shape = shape
-            try:
-                results[label].append(cpu_of(lambda: [documents.key_values(s) for s in statuses], 3) / len(statuses))
-            finally:
-                documents._shape = shape_now
+        for right_sizing, recommendations in sized.items():
+            order = list(trees.items())
+            for label, (shape, key) in order if round_ % 2 else order[::-1]:
+                documents._shape, documents.percentile_key = shape, key
+                try:
+                    results[(right_sizing, label)].append(cpu_of(lambda: plan(recommendations), 3) / workloads)
+                finally:
+                    documents._shape, documents.percentile_key = shape_now, key_now
     observe = cpu_of(lambda: recommender.observe(now, pods, usage, spec.interval), 5)
-    recommend = cpu_of(lambda: recommender.recommendations(now + 60, pods, spec.interval), 3)
-    print(f"{workloads} workloads, {len(pods)} pods, {containers} containers:")
-    print(f"  workload_status: {1e6 * build / len(statuses):.1f} us per workload per cycle")
-    old, new = (statistics.median(values) for values in results.values())
-    print(f"  key_values, field paths of 207aa4f: {1e6 * old:.1f} us per workload (median of {rounds} rounds)")
-    print(f"  key_values, this tree: {1e6 * new:.1f} us per workload; ratio {new / old:.2f}")
-    print(f"  Recommender.observe: {1e6 * observe / containers:.2f} us per container per cycle")
-    print(f"  Recommender.recommendations (refreshed once a minute): {1e6 * recommend / containers:.2f} us "
-          "per container per refresh")
+    recommend = cpu_of(lambda: recommender.recommendations(now + 120, pods, spec.interval), 1)  # not refreshed yet
+    rows = [Row(f"planning per workload per cycle, right-sizing {'on' if right_sizing else 'off'}",
+                statistics.median(results[(right_sizing, "this tree")]) * 1e6,
+                statistics.median(results[(right_sizing, "7377fdb")]) * 1e6, "", None, "us")
+            for right_sizing in sized]
+    rows += [Row("Recommender.observe per container per cycle", observe / containers * 1e6, None, "", None, "us"),
+             Row("Recommender.recommendations per container per refresh (once a minute)", recommend / containers * 1e6,
+                 None, "", None, "us")]
+    report("planning", "full", f"{workloads} workloads, {len(pods)} pods, {containers} containers; median of {rounds} "
+           "rounds, alternating", rows, {"workloads": workloads, "rounds": rounds,
+                                         "samples_us": {f"{k[1]}, right-sizing {k[0]}": [v * 1e6 for v in vs]
+                                                        for k, vs in results.items()}},
+           columns=("this tree", "7377fdb"))
 
 
 def main() -> None:

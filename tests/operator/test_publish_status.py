@@ -1,6 +1,7 @@
 """Status planning: names, change thresholds, conditions, the rate limiter (no API server needed)."""
 
 import asyncio
+import json
 import re
 from types import SimpleNamespace
 
@@ -71,6 +72,18 @@ def test_a_policy_edit_that_changes_what_a_status_holds_is_written_at_once():
                    {**before, "cpu": {"usageCores": 0.5, "percentileCores": {"p50": 0.5}}},
                    {**before, "network": {"receiveBytesPerSecond": 1.0}}):
         assert moved(key_values(before), key_values(edited), 0.05), edited
+
+
+def test_a_container_that_comes_goes_or_is_renamed_is_written_at_once_and_a_stored_copy_is_not():
+    """The shape holds list items by their names; the object as the API server returns it (JSON) is the same."""
+    def status(*names: str) -> dict:
+        return {"pods": 1, "cpu": {"usageCores": 0.5},
+                "containers": [{"name": n, "cpu": {"usageCores": 0.25, "percentileCores": {"p90": 0.3}}} for n in names]}
+
+    before = key_values(status("app", "proxy"))
+    assert not moved(before, key_values(json.loads(json.dumps(status("app", "proxy")))), 0.05)
+    for changed in (status("app"), status("app", "proxy", "init"), status("app", "sidecar"), status()):
+        assert moved(before, key_values(changed), 0.05), changed
 
 
 def test_resource_status_has_numbers_for_machines_and_quantities_for_humans():

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -97,6 +98,7 @@ def _compact(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None and v != {}}
 
 
+@functools.lru_cache(maxsize=256)  # a policy's few percentiles, formatted for every figure of every workload
 def percentile_key(percentile: float) -> str:
     """p50, p99.9, p99.99999, p0.001: each distinct percentile its own key, in plain decimal notation (``:g``
     would make 99.99999 "p100", colliding with p100, and 1e-9 "p1e-09")."""
@@ -251,23 +253,20 @@ def workload_status(result: WorkloadResult, spec: PolicySpec, now: float, last_s
     return _compact(status)
 
 
-def _shape(value: object, prefix: str = "", paths: list[str] | None = None) -> list[str]:
-    """The field paths of a status document, without its values (list items by their names). Run for every
-    workload of every cycle: one list filled in place, the plain dict tested before the (slower) ABC."""
-    if paths is None:
-        paths = []
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _shape(value: object) -> tuple | None:
+    """The structure of a status document without its values: for a mapping its keys in order, each with its
+    value's structure (``None`` for a scalar), for a list its items by their names. Run for every workload of
+    every cycle: scalars are told by their type before the (slower) ``Mapping`` ABC is asked."""
     if type(value) is dict or isinstance(value, Mapping):
-        for key in sorted(value):
-            path = f"{prefix}.{key}"
-            paths.append(path)
-            child = value[key]
-            if type(child) is dict or type(child) is list or isinstance(child, Mapping | list):
-                _shape(child, path, paths)
-    elif isinstance(value, list):
-        for item in value:
-            name = item.get("name", "") if type(item) is dict or isinstance(item, Mapping) else ""
-            _shape(item, f"{prefix}[{name}]", paths)
-    return paths
+        return tuple((key, None if type(child) in _LEAF_TYPES else _shape(child))
+                     for key, child in sorted(value.items()))
+    if isinstance(value, list):
+        return tuple((item.get("name", "") if type(item) is dict or isinstance(item, Mapping) else "", _shape(item))
+                     for item in value)
+    return None
 
 
 def stale_workload_status(status: Mapping, now: float) -> dict:
@@ -306,7 +305,7 @@ def key_values(status: Mapping) -> dict[str, object]:
     return {
         "window": status.get("window"),
         # a hash: this is kept per workload between cycles, and the paths are many
-        "shape": hash(tuple(_shape({k: v for k, v in status.items() if k not in ("lastUpdated", "lastSampleTime")}))),
+        "shape": hash(_shape({k: v for k, v in status.items() if k not in ("lastUpdated", "lastSampleTime")})),
         "pods": status.get("pods"),
         "podsReporting": status.get("podsReporting"),
         "stale": status.get("stale"),

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubemeter import GROUP, VERSION
 from kubemeter.app import RunSettings, Runtime
+from kubemeter_sim.apiserver.errors import ApiError
 from kubemeter_sim.demo import install_crds
 from kubemeter.testing import OperatorThread
 from kubemeter.kube import load_configuration
@@ -52,7 +53,8 @@ def unrunnable_policy(name: str) -> dict:
 
 
 async def eventually(check, timeout: float = 15.0, interval: float = 0.05):
-    """Await ``check()`` (sync or async) until it returns something truthy; the last error otherwise."""
+    """Await ``check()`` (sync or async) until it returns something truthy (an API error on either backend, e.g.
+    a pod between its deletion and its controller's replacement, counts as not yet); the last error otherwise."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -62,7 +64,7 @@ async def eventually(check, timeout: float = 15.0, interval: float = 0.05):
             if result:
                 return result
             error: Exception | None = None
-        except (AssertionError, KeyError, ApiException) as exc:
+        except (AssertionError, KeyError, ApiException, ApiError) as exc:
             error = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {error or 'falsy result'}")

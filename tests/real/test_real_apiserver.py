@@ -15,6 +15,8 @@ import pytest_asyncio
 import yaml
 
 from kubemeter import GROUP, VERSION
+from kubemeter_sim.apiserver.errors import ApiError
+from kubemeter_sim.cluster import Cluster
 from kubemeter_sim.real.cluster import RealCluster
 from kubemeter_sim.real.rest import RestError, wait_for
 from tests.packaging.test_crd_schemas import FULL_RECOMMENDATIONS, INVALID_POLICIES, VALID_POLICIES
@@ -151,3 +153,15 @@ async def test_a_fake_node_set_unknown_posts_ready_again_and_its_taint_goes(real
         return ready["status"] == "True" and not taints & {"node.kubernetes.io/unreachable",
                                                             "node.kubernetes.io/not-ready"}
     await wait_for(ready_again, 60, f"node {name} Ready and untainted again")
+
+
+async def test_a_missing_object_reads_as_the_simulator_stores_not_found(real: RealCluster, tmp_path: Path) -> None:
+    """Tests read either backend's objects through ``cluster.store`` and wait out a pod between its deletion and
+    its controller's replacement: both backends must fail alike, with the API's NotFound, not an HTTP library's."""
+    async with Cluster(nodes=1, scenario="empty", workdir=tmp_path) as sim:
+        errors = []
+        for store in (sim.store, real.store):
+            with pytest.raises(ApiError) as caught:
+                await asyncio.to_thread(store.get, "v1", "pods", "missing", "default")
+            errors.append((caught.value.code, caught.value.reason, caught.value.message, caught.value.details))
+    assert errors[0] == errors[1] == (404, "NotFound", 'pods "missing" not found', {"name": "missing", "kind": "pods"})

@@ -22,11 +22,13 @@ import json
 import logging
 import shutil
 import ssl
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Literal
 
+from kubemeter_sim.apiserver.errors import ApiError
 from kubemeter_sim.cluster import ClusterSettings, raise_fd_limit
 from kubemeter_sim.faults import Fault
 from kubemeter_sim.kubelet import Kubelet
@@ -43,9 +45,10 @@ log = logging.getLogger(__name__)
 
 
 class ApiReader:
-    """Blocking reads with the simulator store's ``get``/``list`` signatures, so a test's independent oracle
-    (walking ownerReferences, summing requests) reads either backend. The API server is another process:
-    blocking the caller's event loop for one request delays the fake kubelets, it cannot deadlock them."""
+    """Blocking reads with the simulator store's ``get``/``list`` signatures and errors (an error answer is an
+    :class:`ApiError` from its Status body), so a test's independent oracle (walking ownerReferences, summing
+    requests) reads either backend. The API server is another process: blocking the caller's event loop for one
+    request delays the fake kubelets, it cannot deadlock them."""
 
     def __init__(self, server: str, ca: Path, cert: Path, key: Path) -> None:
         self._server = server
@@ -54,8 +57,18 @@ class ApiReader:
 
     def _read(self, path: str, params: dict[str, str]) -> dict:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(self._server + path + query, context=self._context, timeout=30) as response:
-            return json.load(response)
+        try:
+            with urllib.request.urlopen(self._server + path + query, context=self._context, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            with error:
+                body = error.read()
+            try:
+                status = json.loads(body)
+            except ValueError:
+                status = {}
+            raise ApiError(error.code, status.get("reason", error.reason), status.get("message", body.decode(
+                errors="replace")), status.get("details")) from None
 
     def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict:
         return self._read(collection(api_version, plural, namespace) + f"/{name}", {})
